@@ -1,0 +1,22 @@
+# shellcheck shell=bash
+# Shared settings for every polynic script. Source it; do not run it.
+set -euo pipefail
+
+POLYNIC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+POLYNIC_CACHE="${POLYNIC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/polynic}"
+
+# Toolchain pinned by the design brief: Debian's rustc-web (it ships the
+# library sources the kernel build needs) and LLVM 19.
+export RUSTC=/usr/bin/rustc
+export RUSTDOC=/usr/bin/rustdoc
+export PATH="$HOME/.cargo/bin:$HOME/.local/bin:$PATH"
+BINDGEN_VERSION=0.73.2
+VIRTME_NG_VERSION=1.42
+KERNEL_SERIES=7.3
+KERNEL_PACKAGE="linux-source-${KERNEL_SERIES}"
+
+# Kernel make arguments shared by the kernel build and the out-of-tree modules.
+KMAKE_ARGS=(LLVM=-19 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc BINDGEN="$HOME/.cargo/bin/bindgen")
+
+log() { printf '[polynic] %s\n' "$*" >&2; }
+die() { printf '[polynic] error: %s\n' "$*" >&2; exit 1; }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Install everything polynic needs on a fresh machine. Idempotent: a second
+# run checks and installs nothing. Each failing step names what to install.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DEB_PACKAGES=(
+  # kernel build
+  clang-19 lld-19 llvm-19 libclang-19-dev rustc-web rust-web-src
+  flex bison bc libelf-dev libssl-dev cpio kmod make gcc xz-utils python3
+  # test VM and guest tools
+  qemu-system-x86 busybox-static iproute2 e2fsprogs fio util-linux procps
+  # benchmark anchors and plotting
+  vblade aoetools nbd-server nbd-client iperf3 gnuplot-nox
+)
+
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  [[ $(id -u) == 0 ]] || die "missing Debian packages (${missing[*]}); run this script as root or: apt-get install ${missing[*]}"
+  log "installing Debian packages: ${missing[*]}"
+  stamp="$POLYNIC_CACHE/apt-updated"
+  mkdir -p "$POLYNIC_CACHE"
+  if [[ ! -e $stamp ]] || [[ -n $(find "$stamp" -mmin +720) ]]; then
+    apt-get update -qq >/dev/null || die "apt-get update failed; check the machine's Debian sources"
+    touch "$stamp"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install failed; install by hand: ${missing[*]}"
+fi
+
+# nbd-server's package ships an init script that may start a server we do
+# not use; the benchmark runs its own inside the VM.
+[[ -x /usr/bin/rustc ]] || die "/usr/bin/rustc missing; apt-get install rustc-web rust-web-src"
+
+if ! [[ -x $HOME/.cargo/bin/bindgen ]] || ! "$HOME/.cargo/bin/bindgen" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
+  log "installing bindgen-cli $BINDGEN_VERSION"
+  cargo install --locked --quiet bindgen-cli --version "$BINDGEN_VERSION" \
+    || die "cargo install bindgen-cli failed; run: cargo install --locked bindgen-cli --version $BINDGEN_VERSION"
+fi
+
+if ! python3 -m pip show virtme-ng 2>/dev/null | grep -q "^Version: $VIRTME_NG_VERSION$"; then
+  log "installing virtme-ng $VIRTME_NG_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check "virtme-ng==$VIRTME_NG_VERSION" \
+    || die "pip install virtme-ng failed; run: python3 -m pip install virtme-ng==$VIRTME_NG_VERSION"
+fi
+command -v vng >/dev/null || die "vng not on PATH after installing virtme-ng; add pip's script directory to PATH"
+
+if ! cargo clippy --version >/dev/null 2>&1; then
+  log "cargo clippy missing; the host checks use it"
+  rustup component add clippy >/dev/null 2>&1 || die "clippy missing; run: rustup component add clippy"
+fi
+log "set-up complete"
