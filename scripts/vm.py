@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Boot the polynic test kernel under virtme-ng and run one guest command.
+
+    vm.py --kdir KDIR --out DIR [--timeout S] -- COMMAND [ARG...]
+
+The guest runs tests/guest/wrap.sh, which runs COMMAND, then saves the KUnit
+results, a kmemleak scan and the kernel log into DIR. The host side enforces
+the time limit (the whole process group is killed, so nothing can hang), then
+reads the kernel log and the console for oopses, BUGs, KASAN and lockdep
+reports, hung tasks, leaks and warnings. Any of those fails the run, whatever
+the command said. The verdict is written to DIR/result.json and the exit
+status is 0 only for a clean pass.
+"""
+
+import argparse
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Kernel log lines that fail a run. Each is a bug class the tests must not
+# hide: memory errors, lock misuse, sleeping in atomic context, hangs, leaks.
+PROBLEM_PATTERNS = [
+    r"\bOops\b",
+    r"\bBUG:",
+    r"kernel BUG at",
+    r"general protection fault",
+    r"KASAN:",
+    r"UBSAN:",
+    r"WARNING:",
+    r"possible circular locking dependency",
+    r"possible recursive locking",
+    r"inconsistent lock state",
+    r"lock held when returning to user space",
+    r"suspicious RCU usage",
+    r"INFO: task .* blocked for more than",
+    r"INFO: rcu_.* detected stalls",
+    r"watchdog: BUG: soft lockup",
+    r"Kernel panic",
+    r"unreferenced object 0x",
+    r"rust_panic|panicked at",
+    r"Objects remaining .* on __kmem_cache_shutdown",
+]
+PROBLEM_RE = re.compile("|".join(f"(?:{p})" for p in PROBLEM_PATTERNS))
+
+
+def kernel_problems(text: str) -> list[str]:
+    """Every kernel-log line that reports a bug, with a little context."""
+    lines = text.splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if PROBLEM_RE.search(line):
+            found.append("\n".join(lines[i : i + 12]))
+    return found
+
+
+def run(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpus: int) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("status", "dmesg.txt", "kmemleak.txt", "console.log", "result.json"):
+        (out / stale).unlink(missing_ok=True)
+    guest = " ".join(
+        shlex.quote(a) for a in ["bash", str(ROOT / "tests/guest/wrap.sh"), str(out), *command]
+    )
+    vng = [
+        "vng", "--run", kdir, "--disable-kvm", "--verbose",
+        "--cpus", str(cpus), "--memory", memory,
+        "--rwdir", str(out), "--cwd", str(ROOT),
+        # panic_on_warn is left off so that the log shows every problem;
+        # the host fails the run on any of them.
+        "--append", "hung_task_timeout_secs=60 kmemleak=on",
+        "--exec", guest,
+    ]
+    started = time.monotonic()
+    timed_out = False
+    with open(out / "console.log", "wb") as console:
+        proc = subprocess.Popen(vng, stdout=console, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    elapsed = time.monotonic() - started
+
+    status_file = out / "status"
+    status = int(status_file.read_text().strip()) if status_file.exists() else None
+    dmesg = (out / "dmesg.txt").read_text(errors="replace") if (out / "dmesg.txt").exists() else ""
+    console = (out / "console.log").read_text(errors="replace")
+    leaks = (out / "kmemleak.txt").read_text(errors="replace") if (out / "kmemleak.txt").exists() else ""
+    problems = kernel_problems(dmesg or console) + kernel_problems(leaks)
+
+    reasons = []
+    if timed_out:
+        reasons.append(f"timed out after {timeout} s")
+    elif status is None:
+        reasons.append("guest never finished (no exit status): crashed or panicked")
+    elif status != 0:
+        reasons.append(f"guest command exited {status}")
+    if problems:
+        reasons.append(f"{len(problems)} kernel problem(s) in the guest log")
+    result = {
+        "command": command,
+        "status": status,
+        "timed_out": timed_out,
+        "seconds": round(elapsed, 1),
+        "problems": problems,
+        "passed": not reasons,
+        "reasons": reasons,
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kdir", required=True, help="kernel build directory")
+    ap.add_argument("--out", required=True, type=Path, help="host directory the guest writes results to")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds before the VM is killed")
+    ap.add_argument("--memory", default="2G")
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("command", nargs="+", help="guest command")
+    args = ap.parse_args()
+    r = run(args.kdir, args.out.resolve(), args.timeout, args.command, args.memory, args.cpus)
+    for p in r["problems"]:
+        print(f"--- kernel problem ---\n{p}", file=sys.stderr)
+    if not r["passed"]:
+        print(f"vm: FAILED ({'; '.join(r['reasons'])}); logs in {args.out}", file=sys.stderr)
+    return 0 if r["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+# shellcheck shell=bash
+# Helpers for guest-side scenarios. Source from a scenario script; the VM
+# runner sets POLYNIC_OUT, and test.sh sets POLYNIC_MODULES to the directory
+# holding the built .ko files.
+set -uo pipefail
+
+: "${POLYNIC_MODULES:?POLYNIC_MODULES must name the built modules directory}"
+
+# Path of the built module NAME (without .ko).
+module_path() {
+  local p
+  p=$(find "$POLYNIC_MODULES" -name "$1.ko" -print -quit)
+  [[ -n $p ]] || { echo "module $1.ko not built in $POLYNIC_MODULES" >&2; return 1; }
+  echo "$p"
+}
+
+# Save the KUnit results of every suite now, before unloading a module
+# removes its suites.
+save_kunit() {
+  local r
+  mkdir -p "$POLYNIC_OUT/kunit"
+  for r in /sys/kernel/debug/kunit/*/results; do
+    [[ -e $r ]] && cp "$r" "$POLYNIC_OUT/kunit/$(basename "$(dirname "$r")").ktap"
+  done
+  return 0
+}
+
+# Fail the scenario with a message.
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}

@@ -1,0 +1,40 @@
+#!/bin/bash
+# Runs inside the test VM: wrap.sh OUT COMMAND [ARG...]
+#
+# Marks the leaks that boot left behind as seen, runs COMMAND with its output
+# in OUT/output.log, then saves its exit status, every KUnit suite's results,
+# a fresh kmemleak scan and the kernel log into OUT for the host to judge.
+out=$1
+shift
+export POLYNIC_OUT=$out
+mkdir -p "$out/kunit"
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+leakctl=/sys/kernel/debug/kmemleak
+if [[ -w $leakctl ]]; then
+  echo scan >"$leakctl" 2>/dev/null
+  echo clear >"$leakctl" 2>/dev/null
+fi
+dmesg -n 1   # keep the console quiet; the host reads dmesg.txt
+
+"$@" >"$out/output.log" 2>&1
+status=$?
+
+# Module suites vanish when their module is unloaded, so commands that unload
+# modules save their own results first (see tests/guest/lib.sh).
+for r in /sys/kernel/debug/kunit/*/results; do
+  [[ -e $r ]] || continue
+  suite=$(basename "$(dirname "$r")")
+  cp "$r" "$out/kunit/$suite.ktap" 2>/dev/null
+done
+if [[ -w $leakctl ]]; then
+  # kmemleak reports an object only once it has stayed unreferenced across
+  # scans older than its minimum age (5 s).
+  sleep 6
+  echo scan >"$leakctl"
+  echo scan >"$leakctl"
+  cat "$leakctl" >"$out/kmemleak.txt"
+fi
+dmesg >"$out/dmesg.txt"
+echo "$status" >"$out/status"
+sync
+exit "$status"

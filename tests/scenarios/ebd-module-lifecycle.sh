@@ -1,0 +1,15 @@
+#!/bin/bash
+# The ebd module loads, announces its wire protocol version, and unloads
+# cleanly, three times over (no leak or refcount drift across reloads).
+source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
+ko=$(module_path ebd) || exit 1
+for round in 1 2 3; do
+  dmesg -C
+  insmod "$ko" || fail "insmod round $round"
+  dmesg | grep -q "EBD wire protocol v1 loaded" || fail "no load message in round $round"
+  grep -q '^ebd ' /proc/modules || fail "ebd not listed after load"
+  save_kunit
+  rmmod ebd || fail "rmmod round $round"
+  ! grep -q '^ebd ' /proc/modules || fail "ebd still listed after rmmod"
+done
+echo "ebd loaded and unloaded 3 times"

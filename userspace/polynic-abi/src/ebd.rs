@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Ethernet Block Device (EBD) wire protocol, version 1.
+//!
+//! This file is `core`-only on purpose: the `ebd` kernel module compiles it
+//! verbatim and so do the user-space server and tools. `docs/ebd-protocol.md`
+//! describes the protocol in prose; this file is the normative definition.
+//!
+//! Every EBD frame is an Ethernet frame whose payload starts with a fixed
+//! [`HEADER_LEN`]-byte header in network byte order. Requests travel in frames
+//! of ethertype [`ETH_P_EBD_REQUEST`], responses in [`ETH_P_EBD_RESPONSE`].
+//! One block request may be split ("declustered") into several frames; each
+//! frame says which byte range of the request it carries (`frag_offset`,
+//! `frag_len`), so frames can arrive in any order, twice, or not at all.
+//!
+//! Parsing treats its input as hostile: [`Header::parse`] checks every field
+//! before anything uses it and says exactly why a frame was refused.
+
+/// Ethertype of frames sent by a client to a server.
+pub const ETH_P_EBD_REQUEST: u16 = 0x0666;
+/// Ethertype of frames sent by a server to a client.
+pub const ETH_P_EBD_RESPONSE: u16 = 0x0667;
+
+/// The protocol version this file defines.
+pub const VERSION: u8 = 1;
+
+/// Size of the EBD header that follows the Ethernet header.
+pub const HEADER_LEN: usize = 36;
+
+/// Sector size the protocol counts offsets in multiples of.
+pub const SECTOR_SIZE: u32 = 512;
+
+/// Largest byte count one request may cover (the per-request limit a client
+/// advertises to its block layer must not exceed it).
+pub const MAX_REQUEST_LEN: u32 = 1 << 20;
+
+/// Flag: the data of a write must be on stable storage before it is
+/// acknowledged (forced unit access).
+pub const FLAG_FUA: u16 = 1 << 0;
+/// All flags version 1 defines; any other bit makes a frame malformed.
+pub const FLAGS_KNOWN: u16 = FLAG_FUA;
+
+/// What a request asks the server to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Opcode {
+    /// Ask for an export's geometry; the response carries [`ExportInfo`].
+    Info = 1,
+    /// Read `length` bytes at `offset`; the response frames carry the data.
+    Read = 2,
+    /// Write `length` bytes at `offset`; the request frames carry the data
+    /// and each is acknowledged by a response frame without payload.
+    Write = 3,
+    /// Make every acknowledged write stable; acknowledged once it is.
+    Flush = 4,
+    /// The range is no longer needed; reads of it may return anything.
+    Discard = 5,
+    /// The range must read back as zeroes.
+    WriteZeroes = 6,
+}
+
+impl Opcode {
+    /// Decodes an opcode byte, refusing values version 1 does not define.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Info,
+            2 => Self::Read,
+            3 => Self::Write,
+            4 => Self::Flush,
+            5 => Self::Discard,
+            6 => Self::WriteZeroes,
+            _ => return None,
+        })
+    }
+
+    /// Whether request frames of this opcode carry data.
+    pub const fn request_has_data(self) -> bool {
+        matches!(self, Self::Write)
+    }
+
+    /// Whether response frames of this opcode carry data.
+    pub const fn response_has_data(self) -> bool {
+        matches!(self, Self::Read | Self::Info)
+    }
+
+    /// Whether a request of this opcode addresses a byte range of the export
+    /// (and so must be sector-aligned and within [`MAX_REQUEST_LEN`]).
+    pub const fn addresses_range(self) -> bool {
+        !matches!(self, Self::Info | Self::Flush)
+    }
+}
+
+/// Outcome a server reports in a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Status {
+    /// Done.
+    Ok = 0,
+    /// The backing store failed.
+    IoError = 1,
+    /// The request was malformed.
+    Invalid = 2,
+    /// The export is read-only.
+    ReadOnly = 3,
+    /// The range lies beyond the end of the export.
+    OutOfRange = 4,
+    /// The export does not support the opcode.
+    Unsupported = 5,
+    /// No export has that number.
+    NoSuchExport = 6,
+}
+
+impl Status {
+    /// Decodes a status, refusing values version 1 does not define.
+    pub const fn from_u16(v: u16) -> Option<Self> {
+        Some(match v {
+            0 => Self::Ok,
+            1 => Self::IoError,
+            2 => Self::Invalid,
+            3 => Self::ReadOnly,
+            4 => Self::OutOfRange,
+            5 => Self::Unsupported,
+            6 => Self::NoSuchExport,
+            _ => return None,
+        })
+    }
+}
+
+/// Which way a frame travels; it decides which fields must be consistent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server, ethertype [`ETH_P_EBD_REQUEST`].
+    Request,
+    /// Server to client, ethertype [`ETH_P_EBD_RESPONSE`].
+    Response,
+}
+
+/// Why a frame was refused. Receivers count drops by this reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// Shorter than the header.
+    Short,
+    /// A version other than [`VERSION`].
+    BadVersion,
+    /// An opcode version 1 does not define.
+    BadOpcode,
+    /// A status version 1 does not define, or a non-zero status in a request.
+    BadStatus,
+    /// Flag bits version 1 does not define.
+    BadFlags,
+    /// `frag_len` says more payload than the frame holds, or payload where
+    /// the opcode carries none.
+    BadLength,
+    /// The fragment does not lie within the request, the request is larger
+    /// than [`MAX_REQUEST_LEN`], or offsets are not sector-aligned.
+    BadRange,
+    /// A buffer to encode into is smaller than the frame.
+    NoSpace,
+}
+
+/// The fixed header of every EBD frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Operation of the request this frame belongs to.
+    pub opcode: Opcode,
+    /// [`FLAG_FUA`] and future flags.
+    pub flags: u16,
+    /// Client's slot for the request; echoed by the server.
+    pub tag: u32,
+    /// Incremented each time the client reuses a tag, so that a late response
+    /// to an earlier request in the same slot can be told apart.
+    pub generation: u32,
+    /// Export number on the server.
+    pub export: u16,
+    /// Outcome (responses only; requests carry [`Status::Ok`]).
+    pub status: Status,
+    /// Byte offset on the export of the whole request.
+    pub offset: u64,
+    /// Byte count of the whole request.
+    pub length: u32,
+    /// Position within the request of the bytes this frame carries or
+    /// acknowledges.
+    pub frag_offset: u32,
+    /// Number of bytes this frame carries or acknowledges.
+    pub frag_len: u32,
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn be64(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(v)
+}
+
+impl Header {
+    /// Parses and validates the header at the start of `frame` (the bytes
+    /// after the Ethernet header). Returns the header and exactly the
+    /// `frag_len` payload bytes it announces; trailing bytes (Ethernet
+    /// padding) are ignored.
+    pub fn parse(frame: &[u8], dir: Direction) -> Result<(Header, &[u8]), WireError> {
+        if frame.len() < HEADER_LEN {
+            return Err(WireError::Short);
+        }
+        if frame[0] != VERSION {
+            return Err(WireError::BadVersion);
+        }
+        let opcode = Opcode::from_u8(frame[1]).ok_or(WireError::BadOpcode)?;
+        let flags = be16(frame, 2);
+        if flags & !FLAGS_KNOWN != 0 {
+            return Err(WireError::BadFlags);
+        }
+        let status = Status::from_u16(be16(frame, 14)).ok_or(WireError::BadStatus)?;
+        if dir == Direction::Request && status != Status::Ok {
+            return Err(WireError::BadStatus);
+        }
+        let h = Header {
+            opcode,
+            flags,
+            tag: be32(frame, 4),
+            generation: be32(frame, 8),
+            export: be16(frame, 12),
+            status,
+            offset: be64(frame, 16),
+            length: be32(frame, 24),
+            frag_offset: be32(frame, 28),
+            frag_len: be32(frame, 32),
+        };
+        h.check_range()?;
+        let payload_len = h.payload_len(dir);
+        let available = frame.len() - HEADER_LEN;
+        if payload_len > available {
+            return Err(WireError::BadLength);
+        }
+        Ok((h, &frame[HEADER_LEN..HEADER_LEN + payload_len]))
+    }
+
+    /// Number of payload bytes a frame with this header carries.
+    pub fn payload_len(&self, dir: Direction) -> usize {
+        let carries = match dir {
+            Direction::Request => self.opcode.request_has_data(),
+            // An error response carries no data whatever the opcode.
+            Direction::Response => self.opcode.response_has_data() && self.status == Status::Ok,
+        };
+        if carries {
+            self.frag_len as usize
+        } else {
+            0
+        }
+    }
+
+    /// Checks that the fragment lies within the request and the request is
+    /// well-formed for its opcode.
+    fn check_range(&self) -> Result<(), WireError> {
+        let end = self
+            .frag_offset
+            .checked_add(self.frag_len)
+            .ok_or(WireError::BadRange)?;
+        if end > self.length {
+            return Err(WireError::BadRange);
+        }
+        if self.opcode.addresses_range() {
+            if self.length > MAX_REQUEST_LEN
+                || self.offset % u64::from(SECTOR_SIZE) != 0
+                || self.length % SECTOR_SIZE != 0
+                || self.offset.checked_add(u64::from(self.length)).is_none()
+            {
+                return Err(WireError::BadRange);
+            }
+        } else if self.offset != 0 || self.length > MAX_REQUEST_LEN {
+            return Err(WireError::BadRange);
+        }
+        Ok(())
+    }
+
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `out`.
+    pub fn encode(&self, out: &mut [u8]) -> Result<(), WireError> {
+        let out = out.get_mut(..HEADER_LEN).ok_or(WireError::NoSpace)?;
+        out[0] = VERSION;
+        out[1] = self.opcode as u8;
+        out[2..4].copy_from_slice(&self.flags.to_be_bytes());
+        out[4..8].copy_from_slice(&self.tag.to_be_bytes());
+        out[8..12].copy_from_slice(&self.generation.to_be_bytes());
+        out[12..14].copy_from_slice(&self.export.to_be_bytes());
+        out[14..16].copy_from_slice(&(self.status as u16).to_be_bytes());
+        out[16..24].copy_from_slice(&self.offset.to_be_bytes());
+        out[24..28].copy_from_slice(&self.length.to_be_bytes());
+        out[28..32].copy_from_slice(&self.frag_offset.to_be_bytes());
+        out[32..36].copy_from_slice(&self.frag_len.to_be_bytes());
+        Ok(())
+    }
+}
+
+/// Largest payload a frame may carry on a link of the given MTU, rounded
+/// down to whole sectors so that declustered requests stay sector-aligned.
+/// `None` if the MTU cannot carry even one sector.
+pub const fn payload_per_frame(mtu: u32) -> Option<u32> {
+    if mtu < HEADER_LEN as u32 {
+        return None;
+    }
+    let room = (mtu - HEADER_LEN as u32) / SECTOR_SIZE * SECTOR_SIZE;
+    if room == 0 {
+        None
+    } else {
+        Some(room)
+    }
+}
+
+/// Export geometry, the payload of an [`Opcode::Info`] response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportInfo {
+    /// Size of the export in bytes (a multiple of [`SECTOR_SIZE`]).
+    pub size: u64,
+    /// Logical block size the client should use (a power of two, at least
+    /// [`SECTOR_SIZE`], at most 4096).
+    pub block_size: u32,
+    /// `EXPORT_*` bits.
+    pub flags: u32,
+}
+
+/// Export flag: writes are refused.
+pub const EXPORT_READ_ONLY: u32 = 1 << 0;
+/// Export flag: [`Opcode::Flush`] reaches stable storage.
+pub const EXPORT_FLUSH: u32 = 1 << 1;
+/// Export flag: [`Opcode::Discard`] is supported.
+pub const EXPORT_DISCARD: u32 = 1 << 2;
+/// Export flag: [`Opcode::WriteZeroes`] is supported.
+pub const EXPORT_WRITE_ZEROES: u32 = 1 << 3;
+
+impl ExportInfo {
+    /// Encoded size.
+    pub const LEN: usize = 16;
+
+    /// Parses and validates an [`Opcode::Info`] response payload.
+    pub fn parse(payload: &[u8]) -> Result<Self, WireError> {
+        if payload.len() < Self::LEN {
+            return Err(WireError::Short);
+        }
+        let info = ExportInfo {
+            size: be64(payload, 0),
+            block_size: be32(payload, 8),
+            flags: be32(payload, 12),
+        };
+        if !info.block_size.is_power_of_two()
+            || info.block_size < SECTOR_SIZE
+            || info.block_size > 4096
+            || info.size % u64::from(SECTOR_SIZE) != 0
+        {
+            return Err(WireError::BadRange);
+        }
+        Ok(info)
+    }
+
+    /// Writes the payload into the first [`Self::LEN`] bytes of `out`.
+    pub fn encode(&self, out: &mut [u8]) -> Result<(), WireError> {
+        let out = out.get_mut(..Self::LEN).ok_or(WireError::NoSpace)?;
+        out[0..8].copy_from_slice(&self.size.to_be_bytes());
+        out[8..12].copy_from_slice(&self.block_size.to_be_bytes());
+        out[12..16].copy_from_slice(&self.flags.to_be_bytes());
+        Ok(())
+    }
+}
