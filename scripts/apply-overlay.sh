@@ -4,7 +4,11 @@
 #   apply-overlay.sh OVERLAY ORIG TREE
 #
 # OVERLAY mirrors the kernel's rust/ directory. A file FOO is copied to
-# TREE/rust/FOO; a file FOO.append is appended to the pristine ORIG/rust/FOO.
+# TREE/rust/FOO; a file FOO.append is appended to the pristine ORIG/rust/FOO;
+# OVERLAY/patches/*.patch (paths relative to the kernel tree, -p1) are applied
+# in name order to the pristine files they touch, before any append. Patches
+# are for the few changes that cannot be an addition (an existing vtable
+# entry, a private field).
 # Only files whose content changes are written, so make rebuilds just what the
 # overlay touched. Files written by an earlier overlay and no longer in it are
 # restored from ORIG (or removed if ORIG has none). The list of overlaid paths
@@ -16,7 +20,17 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
 [[ -d $overlay ]] || die "overlay directory $overlay missing"
-(cd "$overlay" && find . -type f ! -name '*.md' ! -name '.*' -printf '%P\n' | LC_ALL=C sort) |
+for p in "$overlay"/patches/*.patch; do
+  [[ -e $p ]] || continue
+  while IFS= read -r target; do
+    [[ -e $stage/$target ]] && continue
+    mkdir -p "$stage/$(dirname "$target")"
+    [[ -f $orig/$target ]] && cp "$orig/$target" "$stage/$target"
+  done < <(sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$p")
+  patch -p1 -s -f --no-backup-if-mismatch -d "$stage" <"$p" >&2 \
+    || die "overlay patch $(basename "$p") does not apply to the kernel source"
+done
+(cd "$overlay" && find . -type f ! -name '*.md' ! -name '.*' ! -path './patches/*' -printf '%P\n' | LC_ALL=C sort) |
 while IFS= read -r rel; do
   if [[ $rel == *.append ]]; then
     target="rust/${rel%.append}"

@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DEB_PACKAGES=(
   # kernel build
   clang-19 lld-19 llvm-19 libclang-19-dev rustc-web rust-web-src
-  flex bison bc libelf-dev libssl-dev cpio kmod make gcc xz-utils python3
+  flex bison bc libelf-dev libssl-dev cpio kmod make gcc xz-utils python3 patch
   # test VM and guest tools
   qemu-system-x86 busybox-static iproute2 e2fsprogs fio util-linux procps
   # benchmark anchors and plotting
