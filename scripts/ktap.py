@@ -38,14 +38,12 @@ def parse(suite: str, text: str) -> SuiteResult:
         if p:
             plans.append((len(p["indent"]), int(p["n"])))
 
+    # The results file wraps the suite in an outer one-line plan ("1..1") and
+    # indents the suite's own plan and cases below it: the case plan is the
+    # first plan at the indentation of the first result.
+    case_indent = results[0][0] if results else None
+    planned = next((n for indent, n in plans if indent == case_indent), None)
     leaves_at_case_level = 0
-    case_indent = None
-    if plans:
-        # The deepest first plan is the suite's own case plan: the results
-        # file may or may not wrap the suite in an outer one-line plan.
-        case_indent, planned = max(plans[:2], key=lambda p: p[0]) if len(plans) > 1 and plans[1][0] > plans[0][0] else plans[0]
-    else:
-        planned = None
 
     for i, (indent, ok, name, directive) in enumerate(results):
         is_parent = i > 0 and results[i - 1][0] > indent

@@ -71,6 +71,17 @@ def host_tests(t: Tally) -> None:
         failures = ["cargo test exited %d:\n%s" % (p.returncode, out[-3000:])]
     t.add("host", passed, failed, ignored, failures)
 
+    say("host: harness unit tests (KTAP counting, kernel-log detector)")
+    p = subprocess.run([sys.executable, "-m", "unittest", "discover", "-s", "tests/harness"],
+                       cwd=ROOT, capture_output=True, text=True)
+    ran = re.search(r"^Ran (\d+) tests?", p.stderr, re.M)
+    bad = re.search(r"^FAILED \((?:failures=(\d+))?(?:, )?(?:errors=(\d+))?", p.stderr, re.M)
+    nbad = (int(bad[1] or 0) + int(bad[2] or 0)) if bad else 0
+    if ran is None or (p.returncode != 0 and nbad == 0):
+        t.add("host", failed=1, failures=["harness unit tests did not run:\n" + p.stderr[-2000:]])
+    else:
+        t.add("host", int(ran[1]) - nbad, nbad, 0, [p.stderr[-2000:]] if nbad else [])
+
     say("host: cargo clippy -D warnings")
     p = subprocess.run(["cargo", "clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"],
                        cwd=ws, capture_output=True, text=True)

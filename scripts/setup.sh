@@ -15,7 +15,7 @@ DEB_PACKAGES=(
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
 done
 if ((${#missing[@]})); then
   [[ $(id -u) == 0 ]] || die "missing Debian packages (${missing[*]}); run this script as root or: apt-get install ${missing[*]}"
@@ -34,13 +34,15 @@ fi
 # not use; the benchmark runs its own inside the VM.
 [[ -x /usr/bin/rustc ]] || die "/usr/bin/rustc missing; apt-get install rustc-web rust-web-src"
 
-if ! [[ -x $HOME/.cargo/bin/bindgen ]] || ! "$HOME/.cargo/bin/bindgen" --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
+# (Outputs are captured before matching: with pipefail, `grep -q` closing
+# the pipe early would make the check fail spuriously.)
+if [[ $("$HOME/.cargo/bin/bindgen" --version 2>/dev/null) != *" $BINDGEN_VERSION"* ]]; then
   log "installing bindgen-cli $BINDGEN_VERSION"
   cargo install --locked --quiet bindgen-cli --version "$BINDGEN_VERSION" \
     || die "cargo install bindgen-cli failed; run: cargo install --locked bindgen-cli --version $BINDGEN_VERSION"
 fi
 
-if ! python3 -m pip show virtme-ng 2>/dev/null | grep -q "^Version: $VIRTME_NG_VERSION$"; then
+if ! grep -qx "Version: $VIRTME_NG_VERSION" <<<"$(python3 -m pip show virtme-ng 2>/dev/null)"; then
   log "installing virtme-ng $VIRTME_NG_VERSION"
   python3 -m pip install --quiet --disable-pip-version-check "virtme-ng==$VIRTME_NG_VERSION" \
     || die "pip install virtme-ng failed; run: python3 -m pip install virtme-ng==$VIRTME_NG_VERSION"

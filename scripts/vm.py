@@ -74,7 +74,7 @@ def run(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpu
         "--rwdir", str(out), "--cwd", str(ROOT),
         # panic_on_warn is left off so that the log shows every problem;
         # the host fails the run on any of them.
-        "--append", "hung_task_timeout_secs=60 kmemleak=on",
+        "--append", "hung_task_timeout_secs=60 kmemleak=on no5lvl",
         "--exec", guest,
     ]
     started = time.monotonic()

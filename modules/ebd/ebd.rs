@@ -10,8 +10,9 @@
 use kernel::prelude::*;
 
 /// The EBD wire protocol, compiled from the same file as user space uses.
-// Only part of the shared format is used so far.
-#[allow(dead_code)]
+// Its items are `pub` for the user-space crate; here they are crate-private,
+// and the module does not use all of them.
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../userspace/polynic-abi/src/ebd.rs"]
 mod wire;
 

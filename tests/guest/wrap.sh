@@ -14,7 +14,8 @@ if [[ -w $leakctl ]]; then
   echo scan >"$leakctl" 2>/dev/null
   echo clear >"$leakctl" 2>/dev/null
 fi
-dmesg -n 1   # keep the console quiet; the host reads dmesg.txt
+# The console keeps the kernel log too, so a guest that hangs or panics
+# before dmesg.txt is written still shows why in console.log.
 
 "$@" >"$out/output.log" 2>&1
 status=$?

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Helpers for the polynic net device abstractions (rust/kernel/net/device.rs). */
+
+#include <linux/netdevice.h>
+#include <linux/nsproxy.h>
+#include <linux/rtnetlink.h>
+#include <net/net_namespace.h>
+
+#ifdef CONFIG_NET
+
+__rust_helper void rust_helper_dev_hold(struct net_device *dev)
+{
+	dev_hold(dev);
+}
+
+__rust_helper void rust_helper_dev_put(struct net_device *dev)
+{
+	dev_put(dev);
+}
+
+__rust_helper bool rust_helper_netif_running(const struct net_device *dev)
+{
+	return netif_running(dev);
+}
+
+__rust_helper bool rust_helper_netif_carrier_ok(const struct net_device *dev)
+{
+	return netif_carrier_ok(dev);
+}
+
+/* Whether transmit queue @index is stopped by the driver or by BQL. */
+__rust_helper bool rust_helper_polynic_netif_xmit_stopped(const struct net_device *dev,
+							  unsigned int index)
+{
+	return netif_xmit_stopped(netdev_get_tx_queue(dev, index));
+}
+
+__rust_helper unsigned int rust_helper_polynic_netdev_mtu(const struct net_device *dev)
+{
+	return READ_ONCE(dev->mtu);
+}
+
+__rust_helper unsigned int rust_helper_polynic_netdev_flags(const struct net_device *dev)
+{
+	return READ_ONCE(dev->flags);
+}
+
+/* Link-layer space a sender must leave in front of its frame. */
+__rust_helper unsigned int rust_helper_polynic_netdev_ll_reserved(const struct net_device *dev)
+{
+	return LL_RESERVED_SPACE(dev);
+}
+
+__rust_helper struct net *rust_helper_dev_net(const struct net_device *dev)
+{
+	return dev_net(dev);
+}
+
+__rust_helper struct net *rust_helper_get_net(struct net *net)
+{
+	return get_net(net);
+}
+
+__rust_helper void rust_helper_put_net(struct net *net)
+{
+	put_net(net);
+}
+
+/* The current task's network namespace, with a reference taken. */
+__rust_helper struct net *rust_helper_polynic_current_net_get(void)
+{
+	return get_net(current->nsproxy->net_ns);
+}
+
+__rust_helper struct net_device *
+rust_helper_netdev_notifier_info_to_dev(const struct netdev_notifier_info *info)
+{
+	return netdev_notifier_info_to_dev(info);
+}
+
+#endif /* CONFIG_NET */

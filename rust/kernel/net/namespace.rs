@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Network namespaces.
+//!
+//! Net devices are looked up by name or index *within* a namespace; these
+//! types say which one.
+//!
+//! C header: [`include/net/net_namespace.h`](srctree/include/net/net_namespace.h)
+
+use crate::{bindings, sync::aref::{ARef, AlwaysRefCounted}, types::Opaque};
+use core::ptr::NonNull;
+
+/// A network namespace (`struct net`).
+///
+/// # Invariants
+///
+/// A `&Namespace` points at a live `struct net` whose reference count is held
+/// for at least the lifetime of the borrow, either by an [`ARef`] or because it
+/// is the initial namespace, which is never freed.
+#[repr(transparent)]
+pub struct Namespace(Opaque<bindings::net>);
+
+// SAFETY: `struct net` is reference counted with atomic operations; the
+// operations this type exposes may run on any thread.
+unsafe impl Send for Namespace {}
+// SAFETY: `&Namespace` only allows reading immutable identity and taking
+// references, which the C side synchronises.
+unsafe impl Sync for Namespace {}
+
+impl Namespace {
+    /// The initial network namespace, which lives as long as the kernel.
+    pub fn init() -> &'static Namespace {
+        // SAFETY: `init_net` is a static that is never freed, so a shared
+        // reference to it is valid for `'static`; `Namespace` is transparent.
+        unsafe { &*(&raw mut bindings::init_net).cast::<Namespace>() }
+    }
+
+    /// The network namespace of the calling task, referenced.
+    ///
+    /// Must be called from process context by a task that has not yet begun
+    /// to exit (which holds for module init, file operations and configfs).
+    pub fn current() -> ARef<Namespace> {
+        // SAFETY: The helper takes a reference on the current task's
+        // namespace, which is valid in process context; the pointer is
+        // non-null because a running task always has a namespace proxy.
+        let raw = unsafe { bindings::polynic_current_net_get() };
+        // SAFETY: `raw` is a valid namespace (see above) whose reference we own
+        // and hand to the `ARef`.
+        unsafe { ARef::from_raw(NonNull::new_unchecked(raw.cast())) }
+    }
+
+    /// Borrows the namespace at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point at a live `struct net` that stays referenced for `'a`.
+    pub unsafe fn from_raw<'a>(ptr: *mut bindings::net) -> &'a Namespace {
+        // SAFETY: Guaranteed by the caller; `Namespace` is transparent.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// The raw `struct net` pointer.
+    pub fn as_raw(&self) -> *mut bindings::net {
+        self.0.get()
+    }
+
+    /// Whether `self` and `other` are the same namespace.
+    pub fn is(&self, other: &Namespace) -> bool {
+        core::ptr::eq(self.as_raw(), other.as_raw())
+    }
+}
+
+// SAFETY: `get_net` and `put_net` keep the namespace alive while the count is
+// non-zero, which is what `ARef` needs.
+unsafe impl AlwaysRefCounted for Namespace {
+    fn inc_ref(&self) {
+        // SAFETY: By the type invariant the count is non-zero, so taking one
+        // more reference is allowed.
+        unsafe { bindings::get_net(self.as_raw()) };
+    }
+
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: The caller owns one reference, which is dropped here.
+        unsafe { bindings::put_net(obj.as_ptr().cast()) };
+    }
+}
