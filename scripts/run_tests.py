@@ -193,6 +193,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kdir", required=True)
     ap.add_argument("--modules", required=True, type=Path, help="directory of built polynic modules")
+    ap.add_argument("--kunit-modules", required=True, type=Path, help="directory of built KUnit-only modules")
     ap.add_argument("--fixtures", required=True, type=Path, help="directory of built self-test fixtures")
     ap.add_argument("--only", help="run only scenarios whose name contains this")
     ap.add_argument("--skip", action="append", default=[], choices=["host", "kunit", "scenarios", "selftest"])
@@ -201,7 +202,7 @@ def main() -> int:
 
     started = time.monotonic()
     t = Tally()
-    kos = sorted(args.modules.rglob("*.ko"))
+    kos = sorted(args.modules.rglob("*.ko")) + sorted(args.kunit_modules.rglob("*.ko"))
     if "host" not in args.skip:
         host_tests(t)
     if "kunit" not in args.skip:

@@ -8,7 +8,9 @@ cd "$POLYNIC_ROOT"
 kdir=$("$POLYNIC_ROOT/scripts/kernel.sh")
 log "kernel: $kdir"
 "$POLYNIC_ROOT/scripts/modules.sh" "$kdir" >/dev/null
+"$POLYNIC_ROOT/scripts/modules.sh" "$kdir" tests/kunit >/dev/null
 "$POLYNIC_ROOT/scripts/modules.sh" "$kdir" tests/selftest/fixtures >/dev/null
 exec python3 "$POLYNIC_ROOT/scripts/run_tests.py" --kdir "$kdir" \
   --modules "$POLYNIC_ROOT/out/build/modules" \
+  --kunit-modules "$POLYNIC_ROOT/out/build/tests/kunit" \
   --fixtures "$POLYNIC_ROOT/out/build/tests/selftest/fixtures" "$@"

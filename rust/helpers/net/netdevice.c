@@ -79,3 +79,16 @@ rust_helper_netdev_notifier_info_to_dev(const struct netdev_notifier_info *info)
 }
 
 #endif /* CONFIG_NET */
+
+#ifdef CONFIG_NET
+/* The rx_handler data of the device @skb is being received on (RCU held). */
+__rust_helper void *rust_helper_polynic_rx_handler_data(const struct sk_buff *skb)
+{
+	return rcu_dereference(skb->dev->rx_handler_data);
+}
+
+__rust_helper struct net_device *rust_helper_polynic_skb_dev(const struct sk_buff *skb)
+{
+	return skb->dev;
+}
+#endif /* CONFIG_NET */

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Helpers for the polynic socket buffer abstraction (rust/kernel/net/skb.rs). */
+
+#include <linux/netdevice.h>
+#include <linux/skbuff.h>
+
+#ifdef CONFIG_NET
+
+__rust_helper struct sk_buff *rust_helper_alloc_skb(unsigned int size, gfp_t priority)
+{
+	return alloc_skb(size, priority);
+}
+
+__rust_helper void rust_helper_kfree_skb(struct sk_buff *skb)
+{
+	kfree_skb(skb);
+}
+
+__rust_helper void rust_helper_consume_skb(struct sk_buff *skb)
+{
+	consume_skb(skb);
+}
+
+__rust_helper void rust_helper_skb_reserve(struct sk_buff *skb, int len)
+{
+	skb_reserve(skb, len);
+}
+
+__rust_helper unsigned int rust_helper_skb_headroom(const struct sk_buff *skb)
+{
+	return skb_headroom(skb);
+}
+
+__rust_helper int rust_helper_skb_tailroom(const struct sk_buff *skb)
+{
+	return skb_tailroom(skb);
+}
+
+__rust_helper unsigned int rust_helper_skb_headlen(const struct sk_buff *skb)
+{
+	return skb_headlen(skb);
+}
+
+__rust_helper int rust_helper_skb_cloned(const struct sk_buff *skb)
+{
+	return skb_cloned(skb);
+}
+
+__rust_helper int rust_helper_skb_shared(const struct sk_buff *skb)
+{
+	return skb_shared(skb);
+}
+
+__rust_helper int rust_helper_skb_linearize(struct sk_buff *skb)
+{
+	return skb_linearize(skb);
+}
+
+__rust_helper struct sk_buff *rust_helper_skb_share_check(struct sk_buff *skb, gfp_t pri)
+{
+	return skb_share_check(skb, pri);
+}
+
+__rust_helper int rust_helper_skb_unclone(struct sk_buff *skb, gfp_t pri)
+{
+	return skb_unclone(skb, pri);
+}
+
+__rust_helper unsigned short rust_helper_polynic_skb_protocol(const struct sk_buff *skb)
+{
+	return ntohs(skb->protocol);
+}
+
+__rust_helper void rust_helper_polynic_skb_set_protocol(struct sk_buff *skb, unsigned short proto)
+{
+	skb->protocol = htons(proto);
+}
+
+__rust_helper void rust_helper_polynic_skb_set_dev(struct sk_buff *skb, struct net_device *dev)
+{
+	skb->dev = dev;
+}
+
+__rust_helper int rust_helper_polynic_skb_iif(const struct sk_buff *skb)
+{
+	return skb->skb_iif;
+}
+
+__rust_helper void rust_helper_skb_reset_mac_header(struct sk_buff *skb)
+{
+	skb_reset_mac_header(skb);
+}
+
+__rust_helper void rust_helper_skb_reset_network_header(struct sk_buff *skb)
+{
+	skb_reset_network_header(skb);
+}
+
+/*
+ * Start of the MAC header relative to skb->data (zero or negative), or 1 if
+ * no MAC header was set. The header lies in the linear area between head and
+ * data, which is always readable.
+ */
+__rust_helper int rust_helper_polynic_skb_mac_offset(const struct sk_buff *skb)
+{
+	if (!skb_mac_header_was_set(skb))
+		return 1;
+	return skb_mac_offset(skb);
+}
+
+#endif /* CONFIG_NET */
