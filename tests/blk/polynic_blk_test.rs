@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/pnkblk0`: a RAM-backed block device that exists to exercise the
+//! overlay's blk-mq additions from user space: request sector, length and
+//! operation, copies to and from request pages, ending with an error, queue
+//! limits and features, and the timeout hook.
+//!
+//! With `black_hole_sector` set, requests touching that sector are never
+//! completed: the timeout hook must end them with an error.
+
+use kernel::{
+    block::mq::{
+        self,
+        gen_disk::{GenDisk, GenDiskBuilder},
+        Op, Operations, TagSet, TimeoutAction,
+    },
+    error::code::{EIO, EOPNOTSUPP, ETIMEDOUT},
+    new_spinlock,
+    prelude::*,
+    sync::{aref::ARef, Arc, SpinLock},
+    time::Delta,
+};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+module! {
+    type: BlkTest,
+    name: "polynic_blk_test",
+    authors: ["polynic developers"],
+    description: "RAM-backed block device exercising the polynic blk-mq overlay",
+    license: "GPL",
+    params: {
+        capacity_mib: u64 {
+            default: 16,
+            description: "Device size in MiB",
+        },
+        black_hole_sector: i64 {
+            default: -1,
+            description: "Requests touching this sector never complete (-1: none)",
+        },
+    },
+}
+
+const SECTOR: u64 = 512;
+/// Per-request limit advertised to the block layer: 32 KiB.
+const MAX_HW_SECTORS: u32 = 64;
+
+#[pin_data]
+struct Ramdisk {
+    #[pin]
+    data: SpinLock<KVVec<u8>>,
+    black_hole: Option<u64>,
+    timeouts: AtomicU64,
+    largest_request: AtomicU64,
+}
+
+impl Ramdisk {
+    fn serve(&self, rq: &mq::Request<Self>) -> Result {
+        // A flush addresses no sectors (its sector field is not meaningful).
+        if rq.op() == Op::Flush {
+            return Ok(());
+        }
+        let start = rq.sector().checked_mul(SECTOR).ok_or(EIO)?;
+        let len = u64::from(rq.bytes());
+        let mut data = self.data.lock();
+        let end = start.checked_add(len).ok_or(EIO)?;
+        if end > data.len() as u64 {
+            return Err(EIO);
+        }
+        let range = start as usize..end as usize;
+        match rq.op() {
+            Op::Read => rq.copy_to_request(0, &data[range]),
+            Op::Write => rq.copy_from_request(0, &mut data[range]),
+            Op::Flush => Ok(()), // handled above
+            Op::Discard | Op::WriteZeroes => {
+                data[range].fill(0);
+                Ok(())
+            }
+            Op::Other(_) => Err(EOPNOTSUPP),
+        }
+    }
+
+    fn in_black_hole(&self, rq: &mq::Request<Self>) -> bool {
+        let sectors = u64::from(rq.bytes()).div_ceil(SECTOR);
+        self.black_hole
+            .is_some_and(|s| s >= rq.sector() && s < rq.sector() + sectors.max(1))
+    }
+}
+
+#[vtable]
+impl Operations for Ramdisk {
+    type QueueData = Arc<Ramdisk>;
+
+    fn queue_rq(disk: kernel::sync::ArcBorrow<'_, Ramdisk>, rq: ARef<mq::Request<Self>>, _is_last: bool) -> Result {
+        disk.largest_request.fetch_max(u64::from(rq.bytes()), Relaxed);
+        if disk.in_black_hole(&rq) {
+            // Not ended: the block layer owns it again only through the
+            // timeout hook below.
+            return Ok(());
+        }
+        let status = disk.serve(&rq);
+        // Only this reference exists, so ending cannot fail.
+        mq::Request::end(rq, status).map_err(|_| EIO)
+    }
+
+    fn commit_rqs(_disk: kernel::sync::ArcBorrow<'_, Ramdisk>) {}
+
+    fn complete(rq: ARef<mq::Request<Self>>) {
+        let _ = mq::Request::end(rq, Ok(()));
+    }
+
+    fn timeout(rq: &mq::Request<Self>) -> TimeoutAction {
+        pr_info!("polynic_blk_test: request at sector {} timed out\n", rq.sector());
+        // Take a reference for ending it; the driver holds no other.
+        let rq: ARef<mq::Request<Self>> = rq.into();
+        match mq::Request::end(rq, Err(ETIMEDOUT)) {
+            Ok(()) => TimeoutAction::Done,
+            Err(_) => TimeoutAction::ResetTimer,
+        }
+    }
+}
+
+struct BlkTest {
+    _disk: GenDisk<Ramdisk>,
+    state: Arc<Ramdisk>,
+}
+
+impl kernel::Module for BlkTest {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let bytes = module_parameters::capacity_mib.value().checked_mul(1 << 20).ok_or(EINVAL)?;
+        let bytes = usize::try_from(bytes).map_err(|_| EINVAL)?;
+        let hole = module_parameters::black_hole_sector.value();
+        let backing = KVVec::from_elem(0u8, bytes, GFP_KERNEL)?;
+        let state = Arc::pin_init(
+            pin_init!(Ramdisk {
+                data <- new_spinlock!(backing),
+                black_hole: u64::try_from(hole).ok(),
+                timeouts: AtomicU64::new(0),
+                largest_request: AtomicU64::new(0),
+            }),
+            GFP_KERNEL,
+        )?;
+        let tagset = Arc::pin_init(TagSet::new_with_timeout(1, 64, 1, Delta::from_millis(1500)), GFP_KERNEL)?;
+        let disk = GenDiskBuilder::new()
+            .capacity_sectors(bytes as u64 / SECTOR)
+            .logical_block_size(512)?
+            .physical_block_size(4096)?
+            .max_hw_sectors(MAX_HW_SECTORS)?
+            .max_segments(8)?
+            .max_segment_size(4096)?
+            .write_cache(true, true)
+            .max_discard_sectors(2048)
+            .max_write_zeroes_sectors(2048)
+            .build(fmt!("pnkblk0"), tagset, state.clone())?;
+        pr_info!("polynic_blk_test: pnkblk0 ready, {} MiB\n", bytes >> 20);
+        Ok(BlkTest { _disk: disk, state })
+    }
+}
+
+impl Drop for BlkTest {
+    fn drop(&mut self) {
+        pr_info!(
+            "polynic_blk_test: largest request {} bytes\n",
+            self.state.largest_request.load(Relaxed)
+        );
+    }
+}
