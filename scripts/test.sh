@@ -10,6 +10,7 @@ log "kernel: $kdir"
 "$POLYNIC_ROOT/scripts/modules.sh" "$kdir" >/dev/null
 "$POLYNIC_ROOT/scripts/modules.sh" "$kdir" tests/kunit >/dev/null
 "$POLYNIC_ROOT/scripts/modules.sh" "$kdir" tests/blk >/dev/null
+"$POLYNIC_ROOT/scripts/modules.sh" "$kdir" tests/misc >/dev/null
 "$POLYNIC_ROOT/scripts/modules.sh" "$kdir" tests/selftest/fixtures >/dev/null
 exec python3 "$POLYNIC_ROOT/scripts/run_tests.py" --kdir "$kdir" \
   --modules "$POLYNIC_ROOT/out/build/modules" \

@@ -109,7 +109,7 @@ impl Operations for Ramdisk {
     }
 
     fn timeout(rq: &mq::Request<Self>) -> TimeoutAction {
-        pr_info!("polynic_blk_test: request at sector {} timed out\n", rq.sector());
+        pr_info!("request at sector {} timed out\n", rq.sector());
         // Take a reference for ending it; the driver holds no other.
         let rq: ARef<mq::Request<Self>> = rq.into();
         match mq::Request::end(rq, Err(ETIMEDOUT)) {
@@ -151,7 +151,7 @@ impl kernel::Module for BlkTest {
             .max_discard_sectors(2048)
             .max_write_zeroes_sectors(2048)
             .build(fmt!("pnkblk0"), tagset, state.clone())?;
-        pr_info!("polynic_blk_test: pnkblk0 ready, {} MiB\n", bytes >> 20);
+        pr_info!("pnkblk0 ready, {} MiB\n", bytes >> 20);
         Ok(BlkTest { _disk: disk, state })
     }
 }
