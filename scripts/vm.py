@@ -63,7 +63,7 @@ def kernel_problems(text: str) -> list[str]:
 
 def run(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpus: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("status", "dmesg.txt", "kmemleak.txt", "console.log", "result.json"):
+    for stale in ("status", "dmesg.txt", "kmemleak.txt", "console.log", "output.log", "result.json"):
         (out / stale).unlink(missing_ok=True)
     guest = " ".join(
         shlex.quote(a) for a in ["bash", str(ROOT / "tests/guest/wrap.sh"), str(out), *command]

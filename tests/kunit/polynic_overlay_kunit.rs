@@ -7,6 +7,7 @@
 use kernel::prelude::*;
 
 mod device_tests;
+mod driver_tests;
 mod notifier_tests;
 mod packet_tests;
 mod skb_tests;

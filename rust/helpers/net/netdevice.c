@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Helpers for the polynic net device abstractions (rust/kernel/net/device.rs). */
 
+#include <linux/etherdevice.h>
 #include <linux/netdevice.h>
 #include <linux/nsproxy.h>
 #include <linux/rtnetlink.h>
@@ -90,5 +91,54 @@ __rust_helper void *rust_helper_polynic_rx_handler_data(const struct sk_buff *sk
 __rust_helper struct net_device *rust_helper_polynic_skb_dev(const struct sk_buff *skb)
 {
 	return skb->dev;
+}
+#endif /* CONFIG_NET */
+
+#ifdef CONFIG_NET
+__rust_helper void *rust_helper_netdev_priv(const struct net_device *dev)
+{
+	return netdev_priv(dev);
+}
+
+__rust_helper void rust_helper_netif_stop_queue(struct net_device *dev)
+{
+	netif_stop_queue(dev);
+}
+
+__rust_helper void rust_helper_netif_wake_queue(struct net_device *dev)
+{
+	netif_wake_queue(dev);
+}
+
+__rust_helper void rust_helper_eth_hw_addr_random(struct net_device *dev)
+{
+	eth_hw_addr_random(dev);
+}
+
+__rust_helper void rust_helper_netif_napi_add(struct net_device *dev, struct napi_struct *napi,
+					      int (*poll)(struct napi_struct *, int))
+{
+	netif_napi_add(dev, napi, poll);
+}
+
+__rust_helper void rust_helper_netif_napi_del(struct napi_struct *napi)
+{
+	netif_napi_del(napi);
+}
+
+__rust_helper bool rust_helper_napi_schedule(struct napi_struct *napi)
+{
+	return napi_schedule(napi);
+}
+
+__rust_helper gro_result_t rust_helper_napi_gro_receive(struct napi_struct *napi,
+							struct sk_buff *skb)
+{
+	return napi_gro_receive(napi, skb);
+}
+
+__rust_helper void rust_helper_polynic_skb_set_protocol_be(struct sk_buff *skb, __be16 proto)
+{
+	skb->protocol = proto;
 }
 #endif /* CONFIG_NET */

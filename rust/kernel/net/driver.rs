@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Net device drivers: register a `net_device` whose operations are Rust.
+//!
+//! A driver implements [`Driver`] for its per-device state `T`, which lives
+//! pinned in the device's private area for the device's whole life. The
+//! [`Registration`] allocates and registers the device and, on drop,
+//! unregisters it (which stops it first), drops `T` and frees the device, in
+//! that order, so that nothing in `T` (a [`Napi`](super::napi::Napi), a
+//! queue of buffers) outlives the device or is dropped while the stack can
+//! still call in.
+//!
+//! C header: [`include/linux/netdevice.h`](srctree/include/linux/netdevice.h)
+
+use super::{device::NetDevice, rtnl::Rtnl, skb::SkBuff};
+use crate::{
+    bindings,
+    error::{code::*, from_result, to_result, Result},
+    prelude::*,
+    str::CStrExt as _,
+};
+use core::{marker::PhantomData, ptr::NonNull};
+
+/// Counters a driver reports (the common fields of `rtnl_link_stats64`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Received frames dropped.
+    pub rx_dropped: u64,
+    /// Frames dropped instead of sent.
+    pub tx_dropped: u64,
+}
+
+/// What [`Driver::start_xmit`] did with a buffer.
+pub enum TxVerdict {
+    /// The driver took the buffer (sent, queued or dropped it).
+    Done,
+    /// The driver cannot take the buffer now and has stopped its queue; the
+    /// stack keeps the buffer and retries after the queue is woken.
+    Busy(SkBuff),
+}
+
+/// The operations of a Rust net device driver, implemented by its
+/// per-device state.
+#[vtable]
+pub trait Driver: Send + Sync + Sized + 'static {
+    /// The state is initialised in the new device and the device is about
+    /// to be registered: add NAPI contexts (process context).
+    fn setup(dev: &Device<Self>) -> Result {
+        let _ = dev;
+        Ok(())
+    }
+
+    /// The device is being brought up (RTNL held, process context).
+    fn open(dev: &Device<Self>) -> Result {
+        let _ = dev;
+        build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// The device is being brought down (RTNL held, process context).
+    fn stop(dev: &Device<Self>) -> Result {
+        let _ = dev;
+        build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Send `skb`, which starts with the link-layer header. Runs with bottom
+    /// halves disabled (sometimes interrupts too): must not sleep.
+    fn start_xmit(dev: &Device<Self>, skb: SkBuff) -> TxVerdict;
+
+    /// Current counters. Runs under RCU: must not sleep.
+    fn stats(dev: &Device<Self>) -> Stats {
+        let _ = dev;
+        build_error!(crate::error::VTABLE_DEFAULT_ERROR)
+    }
+}
+
+/// A net device driven by [`Driver`] `T`, whose private area holds the `T`.
+///
+/// # Invariants
+///
+/// The device was allocated by [`Registration::register`] for `T`: its
+/// private area holds an initialised, pinned `T` for as long as a `&Device<T>`
+/// can exist (from initialisation until the registration is dropped).
+#[repr(transparent)]
+pub struct Device<T>(NetDevice, PhantomData<T>);
+
+impl<T: Driver> Device<T> {
+    /// Borrows the device at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be a device allocated by [`Registration::register`] for
+    /// `T`, with its `T` initialised and not yet dropped, for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::net_device) -> &'a Device<T> {
+        // SAFETY: Guaranteed by the caller; `Device` is transparent over
+        // `NetDevice`, which is transparent over the C struct.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// The driver's state.
+    pub fn data(&self) -> Pin<&T> {
+        // SAFETY: By the type invariant the private area holds an initialised
+        // `T` that stays pinned there while `self` is borrowed.
+        unsafe { Pin::new_unchecked(&*bindings::netdev_priv(self.0.as_raw()).cast::<T>()) }
+    }
+
+    /// Stops the stack from calling [`Driver::start_xmit`].
+    pub fn stop_queue(&self) {
+        // SAFETY: The device is live.
+        unsafe { bindings::netif_stop_queue(self.0.as_raw()) };
+    }
+
+    /// Lets the stack call [`Driver::start_xmit`] again, rescheduling any
+    /// queued frames.
+    pub fn wake_queue(&self) {
+        // SAFETY: The device is live.
+        unsafe { bindings::netif_wake_queue(self.0.as_raw()) };
+    }
+
+    /// Reports link up (`up`) or down.
+    pub fn set_carrier(&self, up: bool) {
+        // SAFETY: The device is live; carrier changes are serialised by the
+        // core's link watch.
+        unsafe {
+            if up {
+                bindings::netif_carrier_on(self.0.as_raw())
+            } else {
+                bindings::netif_carrier_off(self.0.as_raw())
+            }
+        };
+    }
+
+    /// Hands a received frame (starting with its Ethernet header) to the
+    /// stack from any context (`netif_rx`). Fails with `ENOBUFS` if the
+    /// backlog dropped it, `EINVAL` if it is shorter than a header.
+    pub fn receive(&self, skb: SkBuff) -> Result {
+        let skb = self.prepare_rx(skb)?;
+        // SAFETY: `skb` is a prepared received frame whose reference we pass.
+        let rc = unsafe { bindings::netif_rx(skb.into_raw()) };
+        if rc == bindings::NET_RX_SUCCESS as i32 { Ok(()) } else { Err(ENOBUFS) }
+    }
+
+    /// Sets the frame's device and protocol and pulls its Ethernet header,
+    /// as the stack expects of a received frame (`eth_type_trans`).
+    pub(crate) fn prepare_rx(&self, skb: SkBuff) -> Result<SkBuff> {
+        if (skb.headlen() as usize) < super::ethernet::HLEN {
+            return Err(EINVAL);
+        }
+        let raw = skb.as_raw();
+        // SAFETY: The buffer has a full linear Ethernet header, which
+        // `eth_type_trans` reads and pulls; the device is live.
+        unsafe {
+            let proto = bindings::eth_type_trans(raw, self.0.as_raw());
+            bindings::polynic_skb_set_protocol_be(raw, proto);
+        }
+        Ok(skb)
+    }
+}
+
+impl<T> core::ops::Deref for Device<T> {
+    type Target = NetDevice;
+
+    fn deref(&self) -> &NetDevice {
+        &self.0
+    }
+}
+
+impl NetDevice {
+    /// Brings the device up (`dev_open`), as `ip link set DEV up` does.
+    pub fn open(&self, rtnl: &Rtnl) -> Result {
+        let _ = rtnl;
+        // SAFETY: RTNL is held (`rtnl`) and the device is live.
+        to_result(unsafe { bindings::dev_open(self.as_raw(), core::ptr::null_mut()) })
+    }
+
+    /// Brings the device down (`dev_close`).
+    pub fn close(&self, rtnl: &Rtnl) {
+        let _ = rtnl;
+        // SAFETY: RTNL is held (`rtnl`) and the device is live.
+        unsafe { bindings::dev_close(self.as_raw()) };
+    }
+}
+
+/// A registered Rust net device.
+///
+/// # Invariants
+///
+/// `dev` was allocated with room for a `T` in its private area, the `T` is
+/// initialised, and the device is registered, until drop.
+pub struct Registration<T: Driver> {
+    dev: NonNull<bindings::net_device>,
+    _p: PhantomData<T>,
+}
+
+// SAFETY: The registration only owns the device; all access to it goes
+// through `&Device<T>`, which is `Sync` because `T` is.
+unsafe impl<T: Driver> Send for Registration<T> {}
+// SAFETY: See `Send`.
+unsafe impl<T: Driver> Sync for Registration<T> {}
+
+impl<T: Driver> Registration<T> {
+    /// Allocates an Ethernet device named `name` (which may contain `%d`)
+    /// with a random locally administered MAC address, initialises its state
+    /// with `init`, calls [`Driver::setup`], and registers it. Process
+    /// context; RTNL must not be held.
+    pub fn register(name: &CStr, init: impl PinInit<T, Error>) -> Result<Self> {
+        if core::mem::align_of::<T>() > 1usize << bindings::L1_CACHE_SHIFT {
+            // The private area is only cache-line aligned.
+            return Err(EINVAL);
+        }
+        let priv_size = i32::try_from(core::mem::size_of::<T>()).map_err(|_| EINVAL)?;
+        // `alloc_netdev_mqs` BUGs on names that do not fit: refuse them here.
+        if name.to_bytes().len() >= super::device::IFNAMSIZ {
+            return Err(EINVAL);
+        }
+        // SAFETY: Arguments are valid; `setup` is a function with the right
+        // signature; the function returns a new device or null.
+        let dev = unsafe {
+            bindings::alloc_netdev_mqs(
+                priv_size,
+                name.as_char_ptr(),
+                bindings::NET_NAME_ENUM as u8,
+                Some(setup::<T>),
+                1,
+                1,
+            )
+        };
+        let dev = NonNull::new(dev).ok_or(ENOMEM)?;
+        // SAFETY: The device is new and live; its zeroed private area has
+        // room and alignment for a `T` (checked above).
+        let slot = unsafe { bindings::netdev_priv(dev.as_ptr()).cast::<T>() };
+        // SAFETY: `slot` is valid, aligned, uninitialised memory that never
+        // moves: it lives inside the device allocation.
+        if let Err(e) = unsafe { init.__init(slot) } {
+            // SAFETY: The device was never registered and holds no `T`.
+            unsafe { bindings::free_netdev(dev.as_ptr()) };
+            return Err(e);
+        }
+        // SAFETY: The device holds an initialised `T` until we drop it.
+        let setup_result = T::setup(unsafe { Device::from_raw(dev.as_ptr()) });
+        if let Err(e) = setup_result {
+            // SAFETY: Not registered: drop the `T` we initialised, then free.
+            unsafe {
+                core::ptr::drop_in_place(slot);
+                bindings::free_netdev(dev.as_ptr());
+            }
+            return Err(e);
+        }
+        // SAFETY: The device is fully set up; RTNL is not held (documented
+        // requirement).
+        if let Err(e) = to_result(unsafe { bindings::register_netdev(dev.as_ptr()) }) {
+            // SAFETY: Not registered: drop the `T` we initialised, then free.
+            unsafe {
+                core::ptr::drop_in_place(slot);
+                bindings::free_netdev(dev.as_ptr());
+            }
+            return Err(e);
+        }
+        // INVARIANT: Allocated for `T`, initialised, registered.
+        Ok(Registration { dev, _p: PhantomData })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device<T> {
+        // SAFETY: By the type invariant the device holds an initialised `T`
+        // while `self` exists.
+        unsafe { Device::from_raw(self.dev.as_ptr()) }
+    }
+}
+
+impl<T: Driver> Drop for Registration<T> {
+    fn drop(&mut self) {
+        let dev = self.dev.as_ptr();
+        // SAFETY: The device is registered (type invariant). Unregistering
+        // stops it and waits until no operation runs and no reference is
+        // held; then nothing can reach the `T`, which we drop before the
+        // device memory is freed.
+        unsafe {
+            bindings::unregister_netdev(dev);
+            core::ptr::drop_in_place(bindings::netdev_priv(dev).cast::<T>());
+            bindings::free_netdev(dev);
+        }
+    }
+}
+
+/// Called by `alloc_netdev_mqs` to set up a new device.
+///
+/// # Safety
+///
+/// `dev` is a new, live device being allocated for `T`.
+unsafe extern "C" fn setup<T: Driver>(dev: *mut bindings::net_device) {
+    // SAFETY: `dev` is new and exclusively ours during allocation.
+    unsafe {
+        bindings::ether_setup(dev);
+        (*dev).netdev_ops = &Ops::<T>::VTABLE;
+        bindings::eth_hw_addr_random(dev);
+    }
+}
+
+/// The `net_device_ops` for `T`.
+struct Ops<T>(PhantomData<T>);
+
+impl<T: Driver> Ops<T> {
+    const VTABLE: bindings::net_device_ops = bindings::net_device_ops {
+        ndo_open: if T::HAS_OPEN { Some(Self::open) } else { None },
+        ndo_stop: if T::HAS_STOP { Some(Self::stop) } else { None },
+        ndo_start_xmit: Some(Self::start_xmit),
+        ndo_get_stats64: if T::HAS_STATS { Some(Self::stats64) } else { None },
+        // SAFETY: All-zero is a valid `net_device_ops` (every hook absent).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// # Safety
+    ///
+    /// `dev` is a registered device of `T` (the core only calls these
+    /// operations on devices that use this table).
+    unsafe extern "C" fn open(dev: *mut bindings::net_device) -> crate::ffi::c_int {
+        // SAFETY: See the function's requirements.
+        from_result(|| T::open(unsafe { Device::from_raw(dev) }).map(|()| 0))
+    }
+
+    /// # Safety
+    ///
+    /// As for [`Self::open`].
+    unsafe extern "C" fn stop(dev: *mut bindings::net_device) -> crate::ffi::c_int {
+        // SAFETY: See the function's requirements.
+        from_result(|| T::stop(unsafe { Device::from_raw(dev) }).map(|()| 0))
+    }
+
+    /// # Safety
+    ///
+    /// As for [`Self::open`]; `skb` is a buffer whose reference is passed to
+    /// the driver.
+    unsafe extern "C" fn start_xmit(
+        skb: *mut bindings::sk_buff,
+        dev: *mut bindings::net_device,
+    ) -> bindings::netdev_tx_t {
+        // SAFETY: See the function's requirements.
+        let (dev, skb) = unsafe { (Device::<T>::from_raw(dev), SkBuff::from_raw(skb)) };
+        match T::start_xmit(dev, skb) {
+            TxVerdict::Done => bindings::netdev_tx_NETDEV_TX_OK,
+            TxVerdict::Busy(skb) => {
+                // The stack keeps its reference and requeues the buffer.
+                let _ = skb.into_raw();
+                bindings::netdev_tx_NETDEV_TX_BUSY
+            }
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As for [`Self::open`]; `out` is valid for writes.
+    unsafe extern "C" fn stats64(dev: *mut bindings::net_device, out: *mut bindings::rtnl_link_stats64) {
+        // SAFETY: See the function's requirements.
+        let s = T::stats(unsafe { Device::from_raw(dev) });
+        // SAFETY: `out` is valid for writes and pre-zeroed by the core. It
+        // may be only 4-byte aligned (netlink places it in a message
+        // attribute), so every field is written unaligned.
+        unsafe {
+            use core::ptr::addr_of_mut;
+            addr_of_mut!((*out).rx_packets).write_unaligned(s.rx_packets);
+            addr_of_mut!((*out).rx_bytes).write_unaligned(s.rx_bytes);
+            addr_of_mut!((*out).tx_packets).write_unaligned(s.tx_packets);
+            addr_of_mut!((*out).tx_bytes).write_unaligned(s.tx_bytes);
+            addr_of_mut!((*out).rx_dropped).write_unaligned(s.rx_dropped);
+            addr_of_mut!((*out).tx_dropped).write_unaligned(s.tx_dropped);
+        }
+    }
+}
