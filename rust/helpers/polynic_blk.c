@@ -5,6 +5,8 @@
 #include <linux/blkdev.h>
 #include <linux/highmem.h>
 
+#include "../bindings/polynic_blk.h"
+
 __rust_helper sector_t rust_helper_blk_rq_pos(const struct request *rq)
 {
 	return blk_rq_pos(rq);
@@ -86,4 +88,43 @@ __rust_helper unsigned int rust_helper_polynic_rq_nr_segments(struct request *rq
 	rq_for_each_segment(bv, rq, iter)
 		n++;
 	return n;
+}
+
+/* Starts a segment walk over @rq (which must carry data). */
+__rust_helper void rust_helper_polynic_rq_seg_start(struct request *rq,
+						    struct polynic_rq_seg_iter *it)
+{
+	it->iter.bio = rq->bio;
+	if (it->iter.bio)
+		it->iter.iter = it->iter.bio->bi_iter;
+	it->pos = 0;
+}
+
+/*
+ * Advances to the next single-page segment, filling it->bv; false at the
+ * end. it->pos is the segment's byte offset within the request.
+ */
+__rust_helper bool rust_helper_polynic_rq_seg_next(struct polynic_rq_seg_iter *it)
+{
+	if (it->bv.bv_len && it->bv.bv_page)
+		it->pos += it->bv.bv_len;
+	while (it->iter.bio) {
+		if (it->iter.iter.bi_size) {
+			it->bv = bio_iter_iovec(it->iter.bio, it->iter.iter);
+			bio_advance_iter_single(it->iter.bio, &it->iter.iter, it->bv.bv_len);
+			return true;
+		}
+		it->iter.bio = it->iter.bio->bi_next;
+		if (it->iter.bio)
+			it->iter.iter = it->iter.bio->bi_iter;
+	}
+	return false;
+}
+
+__rust_helper struct request *rust_helper_polynic_tag_to_rq(struct blk_mq_tag_set *set,
+							     unsigned int hwq, unsigned int tag)
+{
+	if (hwq >= set->nr_hw_queues || !set->tags || !set->tags[hwq])
+		return NULL;
+	return blk_mq_tag_to_rq(set->tags[hwq], tag);
 }

@@ -2,8 +2,8 @@
 
 //! `/dev/pnkblk0`: a RAM-backed block device that exists to exercise the
 //! overlay's blk-mq additions from user space: request sector, length and
-//! operation, copies to and from request pages, ending with an error, queue
-//! limits and features, and the timeout hook.
+//! operation, copies to and from request pages, segment walks, tag lookup,
+//! ending with an error, queue limits and features, and the timeout hook.
 //!
 //! With `black_hole_sector` set, requests touching that sector are never
 //! completed: the timeout hook must end them with an error.
@@ -49,7 +49,7 @@ struct Ramdisk {
     #[pin]
     data: SpinLock<KVVec<u8>>,
     black_hole: Option<u64>,
-    timeouts: AtomicU64,
+    tagset: Arc<TagSet<Ramdisk>>,
     largest_request: AtomicU64,
 }
 
@@ -69,7 +69,19 @@ impl Ramdisk {
         let range = start as usize..end as usize;
         match rq.op() {
             Op::Read => rq.copy_to_request(0, &data[range]),
-            Op::Write => rq.copy_from_request(0, &mut data[range]),
+            Op::Write => {
+                // Walk the segments (the copy helper serves reads) and check
+                // they cover the request exactly.
+                let dst = &mut data[range];
+                let mut covered = 0usize;
+                for seg in rq.segments() {
+                    let at = seg.offset() as usize;
+                    let part = dst.get_mut(at..at + seg.len() as usize).ok_or(EIO)?;
+                    seg.with_bytes(|b| part.copy_from_slice(b));
+                    covered += seg.len() as usize;
+                }
+                if covered == dst.len() { Ok(()) } else { Err(EIO) }
+            }
             Op::Flush => Ok(()), // handled above
             Op::Discard | Op::WriteZeroes => {
                 data[range].fill(0);
@@ -108,11 +120,20 @@ impl Operations for Ramdisk {
         let _ = mq::Request::end(rq, Ok(()));
     }
 
-    fn timeout(rq: &mq::Request<Self>) -> TimeoutAction {
+    fn timeout(disk: kernel::sync::ArcBorrow<'_, Ramdisk>, rq: &mq::Request<Self>) -> TimeoutAction {
         pr_info!("request at sector {} timed out\n", rq.sector());
-        // Take a reference for ending it; the driver holds no other.
-        let rq: ARef<mq::Request<Self>> = rq.into();
-        match mq::Request::end(rq, Err(ETIMEDOUT)) {
+        // Find it again by tag, as a driver matching responses would; the
+        // lookup takes the reference that ending it needs.
+        let Some(found) = disk.tagset.tag_to_rq(rq.hw_queue(), rq.tag()) else {
+            pr_err!("tag {} not found in flight\n", rq.tag());
+            return TimeoutAction::ResetTimer;
+        };
+        if !core::ptr::eq(&*found, rq) {
+            pr_err!("tag {} maps to another request\n", rq.tag());
+            return TimeoutAction::ResetTimer;
+        }
+        pr_info!("tag {} found in flight\n", rq.tag());
+        match mq::Request::end(found, Err(ETIMEDOUT)) {
             Ok(()) => TimeoutAction::Done,
             Err(_) => TimeoutAction::ResetTimer,
         }
@@ -130,16 +151,17 @@ impl kernel::Module for BlkTest {
         let bytes = usize::try_from(bytes).map_err(|_| EINVAL)?;
         let hole = module_parameters::black_hole_sector.value();
         let backing = KVVec::from_elem(0u8, bytes, GFP_KERNEL)?;
+        let tagset = Arc::pin_init(TagSet::new_with_timeout(1, 64, 1, Delta::from_millis(1500)), GFP_KERNEL)?;
+        let lookup = tagset.clone();
         let state = Arc::pin_init(
             pin_init!(Ramdisk {
                 data <- new_spinlock!(backing),
                 black_hole: u64::try_from(hole).ok(),
-                timeouts: AtomicU64::new(0),
+                tagset: lookup,
                 largest_request: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )?;
-        let tagset = Arc::pin_init(TagSet::new_with_timeout(1, 64, 1, Delta::from_millis(1500)), GFP_KERNEL)?;
         let disk = GenDiskBuilder::new()
             .capacity_sectors(bytes as u64 / SECTOR)
             .logical_block_size(512)?

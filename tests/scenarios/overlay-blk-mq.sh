@@ -65,6 +65,7 @@ if dd if=$dev of=/dev/null bs=512 skip=100 count=1 iflag=direct status=none; the
 fi
 elapsed=$(($(date +%s) - start))
 dmesg | grep -q "request at sector 100 timed out" || fail "timeout hook did not run"
+dmesg | grep -q "found in flight" || fail "timed-out request not found by tag"
 ((elapsed < 60)) || fail "timed-out read took ${elapsed}s"
 dd if=$dev of=/dev/null bs=512 count=1 iflag=direct status=none || fail "normal read after timeout"
 rmmod polynic_blk_test || fail "rmmod after timeout"
