@@ -9,7 +9,8 @@ POLYNIC_CACHE="${POLYNIC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/polynic}"
 # library sources the kernel build needs) and LLVM 19.
 export RUSTC=/usr/bin/rustc
 export RUSTDOC=/usr/bin/rustdoc
-export PATH="$HOME/.cargo/bin:$HOME/.local/bin:$PATH"
+POLYNIC_VENV="$POLYNIC_CACHE/venv"   # virtme-ng lives here (scripts/setup.sh)
+export PATH="$POLYNIC_VENV/bin:$HOME/.cargo/bin:$PATH"
 BINDGEN_VERSION=0.73.2
 VIRTME_NG_VERSION=1.42
 KERNEL_SERIES=7.3

@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DEB_PACKAGES=(
   # kernel build
   clang-19 lld-19 llvm-19 libclang-19-dev rustc-web rust-web-src
-  flex bison bc libelf-dev libssl-dev cpio kmod make gcc xz-utils python3 patch
+  flex bison bc libelf-dev libssl-dev cpio kmod make gcc xz-utils python3 python3-venv patch
   # test VM and guest tools
   qemu-system-x86 busybox-static iproute2 e2fsprogs fio util-linux procps
   # benchmark anchors and plotting
@@ -42,12 +42,19 @@ if [[ $("$HOME/.cargo/bin/bindgen" --version 2>/dev/null) != *" $BINDGEN_VERSION
     || die "cargo install bindgen-cli failed; run: cargo install --locked bindgen-cli --version $BINDGEN_VERSION"
 fi
 
-if ! grep -qx "Version: $VIRTME_NG_VERSION" <<<"$(python3 -m pip show virtme-ng 2>/dev/null)"; then
-  log "installing virtme-ng $VIRTME_NG_VERSION"
-  python3 -m pip install --quiet --disable-pip-version-check "virtme-ng==$VIRTME_NG_VERSION" \
-    || die "pip install virtme-ng failed; run: python3 -m pip install virtme-ng==$VIRTME_NG_VERSION"
+# virtme-ng goes into a virtual environment in the cache, so it does not
+# depend on which python3 or pip the calling environment finds first.
+if [[ ! -x $POLYNIC_VENV/bin/python ]]; then
+  log "creating the Python environment for virtme-ng in $POLYNIC_VENV"
+  python3 -m venv "$POLYNIC_VENV" \
+    || die "python3 -m venv failed; install python3-venv (apt-get install python3-venv)"
 fi
-command -v vng >/dev/null || die "vng not on PATH after installing virtme-ng; add pip's script directory to PATH"
+if ! grep -qx "Version: $VIRTME_NG_VERSION" <<<"$("$POLYNIC_VENV/bin/python" -m pip show virtme-ng 2>/dev/null)"; then
+  log "installing virtme-ng $VIRTME_NG_VERSION"
+  "$POLYNIC_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "virtme-ng==$VIRTME_NG_VERSION" \
+    || die "pip install virtme-ng failed; run: $POLYNIC_VENV/bin/python -m pip install virtme-ng==$VIRTME_NG_VERSION"
+fi
+[[ $(command -v vng) == "$POLYNIC_VENV/bin/vng" ]] || die "vng is not the one in $POLYNIC_VENV; check PATH"
 
 if ! cargo clippy --version >/dev/null 2>&1; then
   log "cargo clippy missing; the host checks use it"
