@@ -65,7 +65,7 @@ if [[ "$(cat "$build/.polynic-fragment" 2>/dev/null)" != "$(sha256sum <"$fragmen
   sha256sum <"$fragment" >"$build/.polynic-fragment"
 fi
 
-log "building kernel $version in $build (first build ~15 min on 2 cores; log: $top/build.log)"
+log "building kernel $version in $build (a full build takes ~11 min on 2 cores; log: $top/build.log)"
 start=$SECONDS
 "${kmake[@]}" -j"$(nproc)" >"$top/build.log" 2>&1 \
   || { tail -n 40 "$top/build.log" >&2; die "kernel build failed; full log: $top/build.log"; }
