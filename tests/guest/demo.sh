@@ -7,10 +7,13 @@ for ko in $(find "$POLYNIC_MODULES" -name '*.ko' | sort); do
   echo "== insmod $name"
   dmesg -C
   insmod "$ko" || fail "insmod $name"
-  dmesg | sed 's/^/   dmesg: /'
-  for r in /sys/kernel/debug/kunit/*/results; do
-    grep -q "# module: $name" "$r" 2>/dev/null || continue
-    echo "   KUnit suite $(basename "$(dirname "$r")"): $(grep -c '^ *ok ' "$r") ok, $(grep -c '^ *not ok ' "$r") not ok"
+  log=$(dmesg)
+  # The module's own messages, without the KTAP lines of its suites.
+  grep -v -E '\] +(KTAP|#|ok |not ok |1\.\.)' <<<"$log" | sed 's/^/   dmesg: /'
+  for suite in $(sed -n 's/.*# Subtest: \([A-Za-z0-9_]*\)$/\1/p' <<<"$log"); do
+    r=/sys/kernel/debug/kunit/$suite/results
+    [[ -e $r ]] || continue
+    echo "   KUnit suite $suite: $(grep -c '^ \+ok ' "$r") passed, $(grep -c '^ \+not ok ' "$r") failed"
   done
   echo "== rmmod $name"
   rmmod "$name" || fail "rmmod $name"
