@@ -7,11 +7,10 @@ cd "$POLYNIC_ROOT"
 "$POLYNIC_ROOT/scripts/setup.sh"
 kdir=$("$POLYNIC_ROOT/scripts/kernel.sh")
 log "kernel: $kdir"
-"$POLYNIC_ROOT/scripts/modules.sh" "$kdir" >/dev/null
-"$POLYNIC_ROOT/scripts/modules.sh" "$kdir" tests/kunit >/dev/null
-"$POLYNIC_ROOT/scripts/modules.sh" "$kdir" tests/blk >/dev/null
-"$POLYNIC_ROOT/scripts/modules.sh" "$kdir" tests/misc >/dev/null
-"$POLYNIC_ROOT/scripts/modules.sh" "$kdir" tests/selftest/fixtures >/dev/null
+# The polynic modules, then the test-only trees.
+for tree in . tests/kunit tests/blk tests/misc tests/selftest/fixtures; do
+  "$POLYNIC_ROOT/scripts/modules.sh" "$kdir" "$tree" >/dev/null
+done
 exec python3 "$POLYNIC_ROOT/scripts/run_tests.py" --kdir "$kdir" \
   --modules "$POLYNIC_ROOT/out/build/modules" \
   --kunit-modules "$POLYNIC_ROOT/out/build/tests/kunit" \

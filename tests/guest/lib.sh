@@ -4,10 +4,9 @@
 # holding the built .ko files.
 set -uo pipefail
 
-: "${POLYNIC_MODULES:?POLYNIC_MODULES must name the built modules directory}"
-
 # Path of the built module NAME (without .ko).
 module_path() {
+  : "${POLYNIC_MODULES:?POLYNIC_MODULES must name the built modules directory}"
   local p
   p=$(find "$POLYNIC_MODULES" -name "$1.ko" -print -quit)
   [[ -n $p ]] || { echo "module $1.ko not built in $POLYNIC_MODULES" >&2; return 1; }

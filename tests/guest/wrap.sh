@@ -6,7 +6,10 @@
 # a fresh kmemleak scan and the kernel log into OUT for the host to judge.
 out=$1
 shift
+# Tells the host the guest booted and reached the test command.
+: >"$out/started"
 export POLYNIC_OUT=$out
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mkdir -p "$out/kunit"
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 leakctl=/sys/kernel/debug/kmemleak
@@ -21,12 +24,8 @@ fi
 status=$?
 
 # Module suites vanish when their module is unloaded, so commands that unload
-# modules save their own results first (see tests/guest/lib.sh).
-for r in /sys/kernel/debug/kunit/*/results; do
-  [[ -e $r ]] || continue
-  suite=$(basename "$(dirname "$r")")
-  cp "$r" "$out/kunit/$suite.ktap" 2>/dev/null
-done
+# modules save their own results first (save_kunit in tests/guest/lib.sh).
+save_kunit
 if [[ -w $leakctl ]]; then
   # kmemleak reports an object only once it has stayed unreferenced across
   # scans older than its minimum age (5 s).

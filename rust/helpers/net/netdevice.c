@@ -136,9 +136,4 @@ __rust_helper gro_result_t rust_helper_napi_gro_receive(struct napi_struct *napi
 {
 	return napi_gro_receive(napi, skb);
 }
-
-__rust_helper void rust_helper_polynic_skb_set_protocol_be(struct sk_buff *skb, __be16 proto)
-{
-	skb->protocol = proto;
-}
 #endif /* CONFIG_NET */

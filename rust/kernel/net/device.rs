@@ -111,9 +111,8 @@ impl NetDevice {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn get_by_name(ns: &Namespace, name: &CStr) -> Result<ARef<NetDevice>> {
-        // SAFETY: `ns` is live by its type invariant and `name` is a valid
-        // NUL-terminated string; the function returns a held reference or
-        // null.
+        // Returns a held reference, or null.
+        // SAFETY: `ns` is live (type invariant); `name` is NUL-terminated.
         let dev = unsafe { bindings::dev_get_by_name(ns.as_raw(), name.as_char_ptr()) };
         let dev = NonNull::new(dev).ok_or(ENODEV)?;
         // SAFETY: We own the reference `dev_get_by_name` took.
@@ -178,17 +177,16 @@ impl NetDevice {
     /// The device's hardware address, if it is an Ethernet-sized one.
     pub fn mac_addr(&self) -> Option<MacAddr> {
         let dev = self.as_raw();
-        // SAFETY: The device is live; `addr_len` is fixed by the device type
-        // and `dev_addr` points at `addr_len` readable bytes that the core
-        // keeps allocated for the device's lifetime.
-        unsafe {
-            if usize::from((*dev).addr_len) != super::ethernet::ALEN || (*dev).dev_addr.is_null() {
-                return None;
-            }
-            let mut a = [0u8; super::ethernet::ALEN];
-            core::ptr::copy_nonoverlapping((*dev).dev_addr, a.as_mut_ptr(), a.len());
-            Some(MacAddr(a))
+        // SAFETY: The device is live; `addr_len` and `dev_addr` are fixed for its lifetime.
+        let (len, addr) = unsafe { ((*dev).addr_len, (*dev).dev_addr) };
+        if usize::from(len) != super::ethernet::ALEN || addr.is_null() {
+            return None;
         }
+        let mut a = [0u8; super::ethernet::ALEN];
+        // SAFETY: `addr` points at `addr_len` (= `ALEN`) bytes the core keeps
+        // allocated while the device lives; `a` has room for them.
+        unsafe { core::ptr::copy_nonoverlapping(addr, a.as_mut_ptr(), a.len()) };
+        Some(MacAddr(a))
     }
 
     /// Administratively up (`IFF_UP`).

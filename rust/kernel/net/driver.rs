@@ -153,13 +153,11 @@ impl<T: Driver> Device<T> {
         if (skb.headlen() as usize) < super::ethernet::HLEN {
             return Err(EINVAL);
         }
-        let raw = skb.as_raw();
+        let mut skb = skb;
         // SAFETY: The buffer has a full linear Ethernet header, which
         // `eth_type_trans` reads and pulls; the device is live.
-        unsafe {
-            let proto = bindings::eth_type_trans(raw, self.0.as_raw());
-            bindings::polynic_skb_set_protocol_be(raw, proto);
-        }
+        let proto = unsafe { bindings::eth_type_trans(skb.as_raw(), self.0.as_raw()) };
+        skb.set_protocol(super::ethernet::EtherType(u16::from_be(proto)));
         Ok(skb)
     }
 }
@@ -278,15 +276,14 @@ impl<T: Driver> Registration<T> {
 impl<T: Driver> Drop for Registration<T> {
     fn drop(&mut self) {
         let dev = self.dev.as_ptr();
-        // SAFETY: The device is registered (type invariant). Unregistering
-        // stops it and waits until no operation runs and no reference is
-        // held; then nothing can reach the `T`, which we drop before the
-        // device memory is freed.
-        unsafe {
-            bindings::unregister_netdev(dev);
-            core::ptr::drop_in_place(bindings::netdev_priv(dev).cast::<T>());
-            bindings::free_netdev(dev);
-        }
+        // Unregistering stops the device and waits until no operation runs and
+        // no reference is held: after it nothing can reach the `T`.
+        // SAFETY: The device is registered (type invariant).
+        unsafe { bindings::unregister_netdev(dev) };
+        // SAFETY: The private area holds our initialised `T`, now unreachable.
+        unsafe { core::ptr::drop_in_place(bindings::netdev_priv(dev).cast::<T>()) };
+        // SAFETY: Unregistered and its `T` dropped: the device can be freed.
+        unsafe { bindings::free_netdev(dev) };
     }
 }
 
@@ -360,9 +357,9 @@ impl<T: Driver> Ops<T> {
     unsafe extern "C" fn stats64(dev: *mut bindings::net_device, out: *mut bindings::rtnl_link_stats64) {
         // SAFETY: See the function's requirements.
         let s = T::stats(unsafe { Device::from_raw(dev) });
-        // SAFETY: `out` is valid for writes and pre-zeroed by the core. It
-        // may be only 4-byte aligned (netlink places it in a message
+        // `out` may be only 4-byte aligned (netlink puts it in a message
         // attribute), so every field is written unaligned.
+        // SAFETY: `out` is valid for writes (caller); unaligned writes need no alignment.
         unsafe {
             use core::ptr::addr_of_mut;
             addr_of_mut!((*out).rx_packets).write_unaligned(s.rx_packets);

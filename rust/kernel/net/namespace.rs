@@ -40,9 +40,8 @@ impl Namespace {
     /// Must be called from process context by a task that has not yet begun
     /// to exit (which holds for module init, file operations and configfs).
     pub fn current() -> ARef<Namespace> {
-        // SAFETY: The helper takes a reference on the current task's
-        // namespace, which is valid in process context; the pointer is
-        // non-null because a running task always has a namespace proxy.
+        // Non-null: a running, non-exiting task always has a namespace proxy.
+        // SAFETY: Process context (documented requirement); the helper takes a reference.
         let raw = unsafe { bindings::polynic_current_net_get() };
         // SAFETY: `raw` is a valid namespace (see above) whose reference we own
         // and hand to the `ARef`.

@@ -70,9 +70,8 @@ impl<T: NapiPoll> Napi<T> {
         if self.added.swap(true, Ordering::AcqRel) {
             return;
         }
-        // SAFETY: The context is pinned inside driver state that outlives
-        // it being added (it is deleted in `PinnedDrop`); `dev` is a live
-        // device of `T`, as the poll callback requires.
+        // The context is pinned in driver state and deleted in `PinnedDrop`.
+        // SAFETY: `self` stays pinned while added; `dev` is a live device of `T`.
         unsafe { bindings::netif_napi_add(dev.as_raw(), self.raw(), Some(poll_callback::<T>)) };
     }
 

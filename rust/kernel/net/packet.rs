@@ -61,18 +61,16 @@ impl<T: PacketHandler> Registration<T> {
             handler,
             dev,
             pt <- Opaque::try_ffi_init(move |slot: *mut bindings::packet_type| {
-                // SAFETY: `slot` is valid for writes; a zeroed packet type
-                // with type, device and function set is what
-                // `dev_add_pack` expects.
+                // A zeroed packet type with type, device and function set.
+                // SAFETY: `slot` is valid for writes and exclusively ours here.
                 unsafe {
                     slot.write(core::mem::zeroed());
                     (*slot).type_ = ethertype.to_be();
                     (*slot).dev = raw_dev;
                     (*slot).func = Some(Self::receive_callback);
                 }
-                // SAFETY: `slot` is pinned inside `Self` and removed in
-                // `PinnedDrop` before it is freed; `raw_dev`, if any, is kept
-                // alive by the `dev` field, initialised above.
+                // `raw_dev`, if any, is kept alive by the `dev` field above.
+                // SAFETY: `slot` is pinned in `Self` and removed in `PinnedDrop`.
                 unsafe { bindings::dev_add_pack(slot) };
                 Ok::<(), Error>(())
             }),
