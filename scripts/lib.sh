@@ -6,9 +6,10 @@ POLYNIC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 POLYNIC_CACHE="${POLYNIC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/polynic}"
 
 # Toolchain pinned by the design brief: Debian's rustc-web (it ships the
-# library sources the kernel build needs) and LLVM 19.
-export RUSTC=/usr/bin/rustc
-export RUSTDOC=/usr/bin/rustdoc
+# library sources the kernel build needs) and LLVM 19. It is passed to the
+# kernel's make only (KMAKE_ARGS): exporting RUSTC would also reach cargo, and
+# the host crates would then be built by two compilers (cargo test with
+# rustc-web, clippy with the rustup toolchain's driver), which cargo refuses.
 POLYNIC_VENV="$POLYNIC_CACHE/venv"   # virtme-ng lives here (scripts/setup.sh)
 export PATH="$POLYNIC_VENV/bin:$HOME/.cargo/bin:$PATH"
 BINDGEN_VERSION=0.73.2
