@@ -5,6 +5,9 @@
 #
 # OVERLAY mirrors the kernel's rust/ directory. A file FOO is copied to
 # TREE/rust/FOO; a file FOO.append is appended to the pristine ORIG/rust/FOO;
+# a file FOO.import names (one line, relative to the repository root) a source
+# file of the repository that becomes TREE/rust/FOO, so one file can be shared
+# verbatim by the kernel crate and user space (the storage wire protocol);
 # OVERLAY/patches/*.patch (paths relative to the kernel tree, -p1) are applied
 # in name order to the pristine files they touch, before any append. Patches
 # are for the few changes that cannot be an addition (an existing vtable
@@ -32,7 +35,13 @@ for p in "$overlay"/patches/*.patch; do
 done
 (cd "$overlay" && find . -type f ! -name '*.md' ! -name '.*' ! -path './patches/*' -printf '%P\n' | LC_ALL=C sort) |
 while IFS= read -r rel; do
-  if [[ $rel == *.append ]]; then
+  if [[ $rel == *.import ]]; then
+    target="rust/${rel%.import}"
+    source_file="$POLYNIC_ROOT/$(head -n1 "$overlay/$rel")"
+    [[ -f $source_file ]] || die "overlay $rel imports $source_file, which does not exist"
+    mkdir -p "$stage/$(dirname "$target")"
+    cp "$source_file" "$stage/$target"
+  elif [[ $rel == *.append ]]; then
     target="rust/${rel%.append}"
     [[ -f $orig/$target ]] || die "overlay $rel appends to $target, which the kernel does not have"
     mkdir -p "$stage/$(dirname "$target")"

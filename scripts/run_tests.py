@@ -106,7 +106,7 @@ def vm_run(kdir: str, name: str, command: list[str], timeout: int, modules: Path
     out.mkdir(parents=True, exist_ok=True)
     for f in (out / "kunit").glob("*.ktap") if (out / "kunit").exists() else []:
         f.unlink()
-    cmd = ["env", f"POLYNIC_MODULES={modules}", *command]
+    cmd = ["env", f"POLYNIC_MODULES={modules}", f"POLYNIC_BIN={ROOT / 'userspace' / 'target' / 'release'}", *command]
     r = vm.run(kdir, out, timeout, cmd, "2G", 2)
     return r, out
 

@@ -3,18 +3,18 @@
 //! Ethernet Block Device (EBD): a block device whose I/O travels in raw
 //! Ethernet frames to an `ebd-server`.
 //!
-//! This is the module's skeleton: it carries the wire protocol (shared
-//! verbatim with user space) and proves it in the kernel with KUnit. The
-//! block driver on top of the storage personality comes next.
+//! EBD is a thin blk-mq driver on the kernel's storage personality
+//! (`kernel::net::storage`), which does the framing, pacing, response
+//! matching and retransmission. Disks are made in configfs
+//! (`/sys/kernel/config/ebd/NAME`, see `configfs.rs`); each appears as
+//! `/dev/ebdN` with the geometry its server reports.
 
-use kernel::prelude::*;
+mod blk;
+mod configfs;
+mod device;
+mod index;
 
-/// The EBD wire protocol, compiled from the same file as user space uses.
-// Its items are `pub` for the user-space crate; here they are crate-private,
-// and the module does not use all of them.
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../userspace/polynic-abi/src/ebd.rs"]
-mod wire;
+use kernel::{net::storage::wire, prelude::*};
 
 module! {
     type: EbdModule,
@@ -24,13 +24,17 @@ module! {
     license: "GPL",
 }
 
-/// Module state; devices will hang off it.
-struct EbdModule;
+/// Module state: the configfs subsystem, which owns every disk.
+#[pin_data]
+struct EbdModule {
+    #[pin]
+    configfs: kernel::configfs::Subsystem<configfs::Root>,
+}
 
-impl kernel::Module for EbdModule {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+impl kernel::InPlaceModule for EbdModule {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         pr_info!("EBD wire protocol v{} loaded\n", wire::VERSION);
-        Ok(EbdModule)
+        try_pin_init!(Self { configfs <- configfs::subsystem() })
     }
 }
 

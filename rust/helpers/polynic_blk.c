@@ -4,6 +4,7 @@
 #include <linux/blk-mq.h>
 #include <linux/blkdev.h>
 #include <linux/highmem.h>
+#include <linux/skbuff.h>
 
 #include "../bindings/polynic_blk.h"
 
@@ -127,4 +128,47 @@ __rust_helper struct request *rust_helper_polynic_tag_to_rq(struct blk_mq_tag_se
 	if (hwq >= set->nr_hw_queues || !set->tags || !set->tags[hwq])
 		return NULL;
 	return blk_mq_tag_to_rq(set->tags[hwq], tag);
+}
+
+/*
+ * Copies @len bytes of @skb, starting @skb_off bytes into its data, straight
+ * into the request's pages at @offset bytes into the request: the one copy a
+ * received frame's payload makes on its way to the block layer, whatever the
+ * skb's layout (linear or paged). The caller has checked both ranges.
+ * Returns the number of bytes copied.
+ */
+__rust_helper unsigned int rust_helper_polynic_rq_copy_from_skb(struct request *rq,
+								 unsigned int offset,
+								 const struct sk_buff *skb,
+								 unsigned int skb_off,
+								 unsigned int len)
+{
+	struct req_iterator iter;
+	struct bio_vec bv;
+	unsigned int pos = 0, done = 0;
+
+	rq_for_each_segment(bv, rq, iter) {
+		unsigned int seg_start, seg_off, n;
+		void *p;
+		int err;
+
+		if (done == len)
+			break;
+		if (pos + bv.bv_len <= offset) {
+			pos += bv.bv_len;
+			continue;
+		}
+		seg_start = max(pos, offset + done);
+		seg_off = seg_start - pos;
+		n = min(bv.bv_len - seg_off, len - done);
+		p = kmap_local_page(bv.bv_page);
+		err = skb_copy_bits(skb, skb_off + done, p + bv.bv_offset + seg_off, n);
+		kunmap_local(p);
+		if (err)
+			break;
+		flush_dcache_page(bv.bv_page);
+		done += n;
+		pos += bv.bv_len;
+	}
+	return done;
 }

@@ -2,8 +2,9 @@
 
 //! Ethernet Block Device (EBD) wire protocol, version 1.
 //!
-//! This file is `core`-only on purpose: the `ebd` kernel module compiles it
-//! verbatim and so do the user-space server and tools. `docs/ebd-protocol.md`
+//! This file is `core`-only on purpose: the kernel crate compiles it verbatim
+//! as `kernel::net::storage::wire` (the storage personality speaks it; the
+//! `ebd` module drives it) and so do the user-space server and tools. `docs/ebd-protocol.md`
 //! describes the protocol in prose; this file is the normative definition.
 //!
 //! Every EBD frame is an Ethernet frame whose payload starts with a fixed
@@ -205,6 +206,20 @@ impl Header {
     /// `frag_len` payload bytes it announces; trailing bytes (Ethernet
     /// padding) are ignored.
     pub fn parse(frame: &[u8], dir: Direction) -> Result<(Header, &[u8]), WireError> {
+        let h = Self::parse_header(frame, dir)?;
+        let payload_len = h.payload_len(dir);
+        let available = frame.len() - HEADER_LEN;
+        if payload_len > available {
+            return Err(WireError::BadLength);
+        }
+        Ok((h, &frame[HEADER_LEN..HEADER_LEN + payload_len]))
+    }
+
+    /// Parses and validates only the [`HEADER_LEN`] header bytes at the start
+    /// of `frame`, for receivers whose payload is not contiguous with the
+    /// header (a paged socket buffer). The caller must then check that the
+    /// frame holds [`Header::payload_len`] bytes after the header.
+    pub fn parse_header(frame: &[u8], dir: Direction) -> Result<Header, WireError> {
         if frame.len() < HEADER_LEN {
             return Err(WireError::Short);
         }
@@ -233,12 +248,7 @@ impl Header {
             frag_len: be32(frame, 32),
         };
         h.check_range()?;
-        let payload_len = h.payload_len(dir);
-        let available = frame.len() - HEADER_LEN;
-        if payload_len > available {
-            return Err(WireError::BadLength);
-        }
-        Ok((h, &frame[HEADER_LEN..HEADER_LEN + payload_len]))
+        Ok(h)
     }
 
     /// Number of payload bytes a frame with this header carries.

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The block side of an EBD disk: blk-mq requests become storage
+//! personality commands, and the personality's completions end them.
+
+use kernel::{
+    block::mq::{self, Op, Operations, TimeoutAction},
+    net::storage::{wire::Opcode, Command, Personality, Refused, StorageDriver, TimerAction},
+    prelude::*,
+    sync::{aref::ARef, Arc, ArcBorrow},
+};
+
+/// The blk-mq operations of every EBD disk.
+pub(crate) struct Ebd;
+
+/// Ends requests when the personality reports them complete.
+pub(crate) struct Completer;
+
+impl StorageDriver for Completer {
+    type Buffer = ARef<mq::Request<Ebd>>;
+
+    fn complete(&self, rq: Self::Buffer, status: Result) {
+        // The personality held the only reference, so ending succeeds.
+        if mq::Request::end(rq, status).is_err() {
+            pr_err!("a completed request is still referenced\n");
+        }
+    }
+
+    fn queue_space(&self, _free: u32) {
+        // Nothing to do: a request refused for a full queue went back to
+        // blk-mq, which reruns the queue when one of ours completes.
+    }
+}
+
+/// What the request path of one disk needs.
+pub(crate) struct DiskQueue {
+    pub(crate) personality: Arc<Personality<Completer>>,
+    pub(crate) read_only: bool,
+}
+
+/// The personality command for a block request; `EROFS` for a write to a
+/// read-only disk, `EOPNOTSUPP` for operations EBD does not carry.
+fn command_for(rq: &mq::Request<Ebd>, read_only: bool) -> Result<Command> {
+    let opcode = match rq.op() {
+        Op::Read => Opcode::Read,
+        Op::Write => Opcode::Write,
+        Op::Flush => Opcode::Flush,
+        Op::Discard => Opcode::Discard,
+        Op::WriteZeroes => Opcode::WriteZeroes,
+        Op::Other(_) => return Err(EOPNOTSUPP),
+    };
+    if read_only && opcode != Opcode::Read && opcode != Opcode::Flush {
+        return Err(EROFS);
+    }
+    let (offset, length) = if opcode == Opcode::Flush {
+        (0, 0)
+    } else {
+        (rq.sector().checked_mul(512).ok_or(EINVAL)?, rq.bytes())
+    };
+    Ok(Command { opcode, offset, length, fua: rq.is_fua() })
+}
+
+fn end(rq: ARef<mq::Request<Ebd>>, status: Result) -> Result {
+    // Only this reference exists; if ending failed anyway, blk-mq ends it
+    // from the error returned.
+    mq::Request::end(rq, status).map_err(|_| EIO)
+}
+
+#[vtable]
+impl Operations for Ebd {
+    type QueueData = Arc<DiskQueue>;
+
+    fn queue_rq(q: ArcBorrow<'_, DiskQueue>, rq: ARef<mq::Request<Self>>, _is_last: bool) -> Result {
+        let command = match command_for(&rq, q.read_only) {
+            Ok(c) => c,
+            Err(e) => return end(rq, Err(e)),
+        };
+        match q.personality.queue(rq.tag(), rq, command) {
+            Ok(()) => Ok(()),
+            // blk-mq keeps the request and dispatches it again later.
+            Err(Refused::Full(rq)) => {
+                drop(rq);
+                Err(ENOMEM)
+            }
+            Err(Refused::Invalid(rq, e)) => end(rq, Err(e)),
+        }
+    }
+
+    fn commit_rqs(_q: ArcBorrow<'_, DiskQueue>) {}
+
+    fn complete(rq: ARef<mq::Request<Self>>) {
+        let _ = end(rq, Ok(()));
+    }
+
+    fn timeout(q: ArcBorrow<'_, DiskQueue>, rq: &mq::Request<Self>) -> TimeoutAction {
+        match q.personality.expire(rq.tag(), |held| core::ptr::eq(&**held, rq)) {
+            TimerAction::Rearm(after) => {
+                rq.set_timeout(after);
+                TimeoutAction::ResetTimer
+            }
+            TimerAction::Stop => TimeoutAction::Done,
+        }
+    }
+}

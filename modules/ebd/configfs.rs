@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The configfs interface: `mkdir /sys/kernel/config/ebd/NAME` makes a disk
+//! description, its attributes configure it, `power` adds or removes
+//! `/dev/ebdN`, and `disk` and `stats` report on it.
+
+use crate::device::{EbdDisk, Settings};
+use kernel::{
+    configfs::{self, AttributeOperations},
+    configfs_attrs,
+    fmt::{self, Write as _},
+    net::ethernet::MacAddr,
+    new_mutex,
+    page::PAGE_SIZE,
+    prelude::*,
+    str::{kstrtobool_bytes, CString, Formatter},
+    sync::Mutex,
+};
+
+pub(crate) fn subsystem() -> impl PinInit<configfs::Subsystem<Root>, Error> {
+    let item_type = configfs_attrs! {
+        container: configfs::Subsystem<Root>,
+        data: Root,
+        child: DiskConfig,
+        attributes: [
+            features: 0,
+        ],
+    };
+    configfs::Subsystem::new(c"ebd", item_type, try_pin_init!(Root {}))
+}
+
+/// The `ebd` directory itself.
+#[pin_data]
+pub(crate) struct Root {}
+
+#[vtable]
+impl AttributeOperations<0> for Root {
+    type Data = Root;
+
+    /// The attributes a disk directory offers.
+    fn show(_this: &Root, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let mut w = Formatter::new(page);
+        w.write_str("power,netdev,server,export,frame_size,queue_depth,read_only,timeout_ms,retries,disk,stats\n")?;
+        Ok(w.bytes_written())
+    }
+}
+
+#[vtable]
+impl configfs::GroupOperations for Root {
+    type Child = DiskConfig;
+
+    fn make_group(&self, _name: &CStr) -> Result<impl PinInit<configfs::Group<DiskConfig>, Error>> {
+        let item_type = configfs_attrs! {
+            container: configfs::Group<DiskConfig>,
+            data: DiskConfig,
+            attributes: [
+                power: 0,
+                netdev: 1,
+                server: 2,
+                export: 3,
+                frame_size: 4,
+                queue_depth: 5,
+                read_only: 6,
+                timeout_ms: 7,
+                retries: 8,
+                disk: 9,
+                stats: 10,
+            ],
+        };
+        Ok(configfs::Group::new(
+            _name.try_into()?,
+            item_type,
+            try_pin_init!(DiskConfig {
+                state <- new_mutex!(State { settings: Settings::default(), disk: None }),
+            }),
+        ))
+    }
+}
+
+struct State {
+    settings: Settings,
+    disk: Option<EbdDisk>,
+}
+
+/// One disk directory.
+#[pin_data]
+pub(crate) struct DiskConfig {
+    #[pin]
+    state: Mutex<State>,
+}
+
+impl DiskConfig {
+    /// Changes a setting; `EBUSY` while powered on.
+    fn set(&self, f: impl FnOnce(&mut Settings) -> Result) -> Result {
+        let mut g = self.state.lock();
+        if g.disk.is_some() {
+            return Err(EBUSY);
+        }
+        f(&mut g.settings)
+    }
+}
+
+fn text(page: &[u8]) -> Result<&str> {
+    Ok(core::str::from_utf8(page).map_err(|_| EINVAL)?.trim())
+}
+
+fn show_with(page: &mut [u8; PAGE_SIZE], f: impl FnOnce(&mut Formatter<'_>) -> fmt::Result) -> Result<usize> {
+    let mut w = Formatter::new(page);
+    f(&mut w)?;
+    Ok(w.bytes_written())
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`; an empty value or `discover` means none.
+fn parse_mac(s: &str) -> Result<Option<MacAddr>> {
+    if s.is_empty() || s == "discover" {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in bytes.iter_mut() {
+        let part = parts.next().ok_or(EINVAL)?;
+        if part.len() != 2 {
+            return Err(EINVAL);
+        }
+        *b = u8::from_str_radix(part, 16).map_err(|_| EINVAL)?;
+    }
+    let mac = MacAddr::new(bytes);
+    if parts.next().is_some() || !mac.is_valid_unicast() {
+        return Err(EINVAL);
+    }
+    Ok(Some(mac))
+}
+
+fn write_mac(w: &mut Formatter<'_>, m: &MacAddr) -> fmt::Result {
+    let b = m.as_bytes();
+    w.write_fmt(fmt!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]))
+}
+
+#[vtable]
+impl AttributeOperations<0> for DiskConfig {
+    type Data = DiskConfig;
+
+    fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let on = this.state.lock().disk.is_some();
+        show_with(page, |w| w.write_str(if on { "1\n" } else { "0\n" }))
+    }
+
+    fn store(this: &DiskConfig, page: &[u8]) -> Result {
+        let on = kstrtobool_bytes(page)?;
+        let mut g = this.state.lock();
+        match (g.disk.is_some(), on) {
+            (false, true) => g.disk = Some(EbdDisk::power_on(&g.settings)?),
+            (true, false) => drop(g.disk.take()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<1> for DiskConfig {
+    type Data = DiskConfig;
+
+    fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let g = this.state.lock();
+        let name = g.settings.netdev.as_ref().and_then(|n| n.to_str().ok()).unwrap_or("");
+        show_with(page, |w| w.write_fmt(fmt!("{}\n", name)))
+    }
+
+    fn store(this: &DiskConfig, page: &[u8]) -> Result {
+        let name = text(page)?;
+        // IFNAMSIZ includes the terminating NUL.
+        if name.is_empty() || name.len() >= 16 || name.contains('/') {
+            return Err(EINVAL);
+        }
+        let name = CString::try_from_fmt(fmt!("{}", name))?;
+        this.set(|s| {
+            s.netdev = Some(name);
+            Ok(())
+        })
+    }
+}
+
+#[vtable]
+impl AttributeOperations<2> for DiskConfig {
+    type Data = DiskConfig;
+
+    fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let g = this.state.lock();
+        // Once powered on, the server actually bound (it may have been
+        // discovered).
+        let server = g.disk.as_ref().and_then(|d| d.personality().server()).or(g.settings.server);
+        show_with(page, |w| {
+            match server {
+                Some(m) => write_mac(w, &m)?,
+                None => w.write_str("discover")?,
+            }
+            w.write_str("\n")
+        })
+    }
+
+    fn store(this: &DiskConfig, page: &[u8]) -> Result {
+        let mac = parse_mac(text(page)?)?;
+        this.set(|s| {
+            s.server = mac;
+            Ok(())
+        })
+    }
+}
+
+/// A numeric setting: attribute `$id`, field `$field`, accepted range.
+macro_rules! number_attribute {
+    ($id:literal, $field:ident, $ty:ty, $min:expr, $max:expr) => {
+        #[vtable]
+        impl AttributeOperations<$id> for DiskConfig {
+            type Data = DiskConfig;
+
+            fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+                let v = this.state.lock().settings.$field;
+                show_with(page, |w| w.write_fmt(fmt!("{}\n", v)))
+            }
+
+            fn store(this: &DiskConfig, page: &[u8]) -> Result {
+                let v: $ty = text(page)?.parse().map_err(|_| EINVAL)?;
+                if !($min..=$max).contains(&v) {
+                    return Err(EINVAL);
+                }
+                this.set(|s| {
+                    s.$field = v;
+                    Ok(())
+                })
+            }
+        }
+    };
+}
+
+number_attribute!(3, export, u16, 0, u16::MAX);
+// 0 means the device MTU; otherwise at least a header and one sector.
+number_attribute!(4, frame_size, u32, 0, 65535);
+number_attribute!(5, queue_depth, u32, 1, 1024);
+number_attribute!(7, timeout_ms, u32, 10, 60_000);
+number_attribute!(8, retries, u32, 0, 100);
+
+#[vtable]
+impl AttributeOperations<6> for DiskConfig {
+    type Data = DiskConfig;
+
+    fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let ro = this.state.lock().settings.read_only;
+        show_with(page, |w| w.write_str(if ro { "1\n" } else { "0\n" }))
+    }
+
+    fn store(this: &DiskConfig, page: &[u8]) -> Result {
+        let ro = kstrtobool_bytes(page)?;
+        this.set(|s| {
+            s.read_only = ro;
+            Ok(())
+        })
+    }
+}
+
+#[vtable]
+impl AttributeOperations<9> for DiskConfig {
+    type Data = DiskConfig;
+
+    /// `ebdN size block_size` while powered on, empty otherwise.
+    fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let g = this.state.lock();
+        show_with(page, |w| match &g.disk {
+            Some(d) => {
+                let info = d.info();
+                w.write_fmt(fmt!(
+                    "{} {} {}\n",
+                    d.name().to_str().unwrap_or("?"),
+                    info.size,
+                    info.block_size
+                ))
+            }
+            None => Ok(()),
+        })
+    }
+}
+
+#[vtable]
+impl AttributeOperations<10> for DiskConfig {
+    type Data = DiskConfig;
+
+    /// `name value` lines: the personality's counters and queue state.
+    fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let g = this.state.lock();
+        let Some(d) = &g.disk else {
+            return Err(ENODEV);
+        };
+        let p = d.personality();
+        let snapshot = p.stats();
+        show_with(page, |w| {
+            for (name, value) in snapshot.fields() {
+                w.write_fmt(fmt!("{} {}\n", name, value))?;
+            }
+            w.write_fmt(fmt!("queue_len {}\n", p.queue_len()))?;
+            w.write_fmt(fmt!("queue_max {}\n", p.max_queue_len()))?;
+            w.write_fmt(fmt!("payload_per_frame {}\n", p.payload_per_frame()))?;
+            w.write_fmt(fmt!("detached {}\n", u8::from(p.is_detached())))
+        })
+    }
+}

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One powered-on EBD disk: the storage personality on its net device, the
+//! export's geometry from the server, the block device, and a watch on the
+//! net device so that its removal ends every request instead of hanging.
+
+use crate::{
+    blk::{Completer, DiskQueue, Ebd},
+    index::DiskIndex,
+};
+use kernel::{
+    block::mq::{
+        gen_disk::{GenDisk, GenDiskBuilder},
+        TagSet,
+    },
+    net::{
+        device::NetDevice,
+        ethernet::MacAddr,
+        namespace::Namespace,
+        notifier::{self, Event, EventHandler},
+        rtnl::Rtnl,
+        storage::{
+            frames::MAX_FRAMES,
+            wire::{ExportInfo, EXPORT_DISCARD, EXPORT_FLUSH, EXPORT_READ_ONLY, EXPORT_WRITE_ZEROES, MAX_REQUEST_LEN},
+            Config, Personality,
+        },
+    },
+    prelude::*,
+    str::CString,
+    sync::Arc,
+    time::Delta,
+};
+
+/// What user space configured before powering the disk on.
+pub(crate) struct Settings {
+    pub(crate) netdev: Option<CString>,
+    pub(crate) server: Option<MacAddr>,
+    pub(crate) export: u16,
+    pub(crate) frame_size: u32,
+    pub(crate) queue_depth: u32,
+    pub(crate) read_only: bool,
+    pub(crate) timeout_ms: u32,
+    pub(crate) retries: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            netdev: None,
+            server: None,
+            export: 0,
+            frame_size: 0,
+            queue_depth: 64,
+            read_only: false,
+            timeout_ms: 2000,
+            retries: 8,
+        }
+    }
+}
+
+/// Info requests sent to find the server, and the wait after each.
+const INFO_ATTEMPTS: u32 = 20;
+const INFO_INTERVAL: Delta = Delta::from_millis(100);
+
+/// Detaches the personality when its net device is unregistered.
+struct Watch {
+    queue: Arc<DiskQueue>,
+    dev: usize,
+}
+
+impl EventHandler for Watch {
+    fn event(&self, dev: &NetDevice, event: Event, _rtnl: &Rtnl) {
+        if event == Event::Unregister && dev.as_raw() as usize == self.dev && !self.queue.personality.is_detached() {
+            pr_info!("net device {} is going away; ending its I/O\n", dev.name());
+            self.queue.personality.detach();
+        }
+    }
+}
+
+/// A disk that is powered on.
+pub(crate) struct EbdDisk {
+    queue: Arc<DiskQueue>,
+    info: ExportInfo,
+    name: CString,
+    // Dropped in this order after `Drop::drop` detached the personality.
+    _disk: GenDisk<Ebd>,
+    _watch: Pin<KBox<notifier::Registration<Watch>>>,
+    _index: DiskIndex,
+}
+
+impl EbdDisk {
+    /// Attaches to the configured net device, asks the server for the
+    /// export's geometry and adds `/dev/ebdN`. Process context.
+    pub(crate) fn power_on(s: &Settings) -> Result<Self> {
+        let netdev = s.netdev.as_ref().ok_or_else(|| {
+            pr_err!("set netdev before powering on\n");
+            EINVAL
+        })?;
+        let dev = NetDevice::get_by_name(&Namespace::current(), netdev).inspect_err(|_| {
+            pr_err!("no net device {} in this namespace\n", netdev.to_str().unwrap_or("?"));
+        })?;
+        let dev_id = dev.as_raw() as usize;
+        let config = Config {
+            server: s.server,
+            export: s.export,
+            frame_size: s.frame_size,
+            max_queue: s.queue_depth,
+            window: s.queue_depth.saturating_mul(4).max(32),
+            max_retries: s.retries,
+            timeout: Delta::from_millis(i64::from(s.timeout_ms)),
+        };
+        let personality = Personality::attach(dev, Completer, config)?;
+        let info = personality.query_info(INFO_ATTEMPTS, INFO_INTERVAL).inspect_err(|_| {
+            pr_err!("no server answered for export {}\n", s.export);
+        })?;
+        let read_only = s.read_only || info.flags & EXPORT_READ_ONLY != 0;
+        let payload = personality.payload_per_frame();
+        let queue = Arc::new(DiskQueue { personality, read_only }, GFP_KERNEL)?;
+        let watch = KBox::pin_init(
+            notifier::Registration::new(Watch { queue: queue.clone(), dev: dev_id }),
+            GFP_KERNEL,
+        )?;
+        let index = DiskIndex::take()?;
+        let name = CString::try_from_fmt(fmt!("ebd{}", index.get()))?;
+
+        // Largest request: what fits the frame budget, in whole pages.
+        let max_bytes = MAX_REQUEST_LEN.min(payload.saturating_mul(MAX_FRAMES)) & !4095;
+        let tagset = Arc::pin_init(
+            TagSet::new_with_timeout(1, s.queue_depth, 1, Delta::from_millis(i64::from(s.timeout_ms))),
+            GFP_KERNEL,
+        )?;
+        let mut builder = GenDiskBuilder::new()
+            .capacity_sectors(info.size / 512)
+            .logical_block_size(info.block_size)?
+            .physical_block_size(info.block_size)?
+            .max_hw_sectors(max_bytes / 512)?
+            .write_cache(info.flags & EXPORT_FLUSH != 0, info.flags & EXPORT_FLUSH != 0);
+        if info.flags & EXPORT_DISCARD != 0 {
+            builder = builder.max_discard_sectors(MAX_REQUEST_LEN / 512);
+        }
+        if info.flags & EXPORT_WRITE_ZEROES != 0 {
+            builder = builder.max_write_zeroes_sectors(MAX_REQUEST_LEN / 512);
+        }
+        let disk = builder.build(fmt!("{}", name.to_str()?), tagset, queue.clone())?;
+        disk.set_read_only(read_only);
+        pr_info!(
+            "{} attached to {} export {}: {} bytes, block size {}, {} bytes per frame{}\n",
+            name.to_str()?,
+            netdev.to_str()?,
+            s.export,
+            info.size,
+            info.block_size,
+            payload,
+            if read_only { ", read-only" } else { "" }
+        );
+        Ok(EbdDisk { queue, info, name, _disk: disk, _watch: watch, _index: index })
+    }
+
+    /// The personality serving this disk.
+    pub(crate) fn personality(&self) -> &Personality<Completer> {
+        &self.queue.personality
+    }
+
+    /// The export's geometry.
+    pub(crate) fn info(&self) -> ExportInfo {
+        self.info
+    }
+
+    /// `ebdN`.
+    pub(crate) fn name(&self) -> &CStr {
+        &self.name
+    }
+}
+
+impl Drop for EbdDisk {
+    fn drop(&mut self) {
+        // End what is in flight first: removing the disk waits for every
+        // request, and a server that is gone would never answer.
+        self.queue.personality.detach();
+    }
+}

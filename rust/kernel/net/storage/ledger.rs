@@ -1,0 +1,469 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The storage personality's bookkeeping, free of any device: which
+//! requests are queued, which frames are on the wire, which responses are
+//! still expected, and what a timeout does.
+//!
+//! It is generic over the request handle `R` so that its state machine can
+//! be tested with plain numbers (the `polynic_storage` KUnit suite) and used
+//! with block requests by [`super::Personality`]. Nothing here sleeps or
+//! allocates after [`Ledger::new`]; the caller serialises access.
+
+use super::{
+    frames::{FramePlan, FrameSet},
+    wire::{Header, Opcode, Status, FLAG_FUA, MAX_REQUEST_LEN},
+};
+use crate::prelude::*;
+
+/// What a block request asks of the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// One of the range opcodes or [`Opcode::Flush`].
+    pub opcode: Opcode,
+    /// Byte offset on the export.
+    pub offset: u64,
+    /// Bytes addressed (zero for a flush).
+    pub length: u32,
+    /// Forced unit access: durable before it is acknowledged.
+    pub fua: bool,
+}
+
+/// Why a request was not admitted; the caller gets its request back.
+pub enum Refused<R> {
+    /// The queue is at its maximum length; try again after the queue-space
+    /// callback.
+    Full(R),
+    /// The request can never be sent (bad id, size, opcode; personality
+    /// detached): end it with the error.
+    Invalid(R, Error),
+}
+
+/// A response the ledger matched to a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Matched {
+    /// Frame `index` of request `id` answered successfully; for a read,
+    /// `data` is the request byte range its payload fills.
+    Frame {
+        /// The request.
+        id: u32,
+        /// The frame within the request.
+        index: u32,
+        /// Where the payload goes, for reads.
+        data: Option<(u32, u32)>,
+    },
+    /// The server refused or failed request `id`.
+    Failed {
+        /// The request.
+        id: u32,
+        /// What the server said.
+        status: Status,
+    },
+}
+
+/// Why a response was not matched; each is counted and the frame dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmatched {
+    /// No request with that tag and generation is outstanding (late, or
+    /// for an earlier use of the tag).
+    Stale,
+    /// The frame contradicts its request (opcode, offset, length, or a
+    /// fragment that is not one of the request's frames).
+    Mismatch,
+    /// That frame was already answered.
+    Duplicate,
+}
+
+/// What a request's timeout led to.
+pub enum Expiry<R> {
+    /// No such request is outstanding (already completed).
+    NotFound,
+    /// The request has not been fully sent yet (the device was busy);
+    /// nothing was retransmitted and no retry counted.
+    StillQueued,
+    /// Its unanswered frames are queued again; this was retry `attempt`.
+    Retry {
+        /// 1 for the first retransmission.
+        attempt: u32,
+    },
+    /// Retries are exhausted; the request left the ledger.
+    GiveUp(R),
+}
+
+/// A frame to build and transmit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameJob {
+    /// The request it belongs to.
+    pub id: u32,
+    /// Its header (the export is the personality's to fill).
+    pub header: Header,
+    /// For writes, the request byte range the frame carries.
+    pub data: Option<(u32, u32)>,
+}
+
+struct Slot<R> {
+    request: R,
+    command: Command,
+    generation: u32,
+    plan: FramePlan,
+    answered: FrameSet,
+    /// Next frame index to consider sending.
+    cursor: u32,
+    /// Whether the slot's id is in the FIFO.
+    queued: bool,
+    /// Response frames this request holds of the window.
+    charged: u32,
+    retries: u32,
+}
+
+/// Fixed-capacity FIFO of request ids.
+struct Fifo {
+    ids: KVec<u32>,
+    head: usize,
+    len: usize,
+}
+
+impl Fifo {
+    fn new(capacity: usize) -> Result<Self> {
+        let mut ids = KVec::with_capacity(capacity, GFP_KERNEL)?;
+        ids.resize(capacity, 0, GFP_KERNEL)?;
+        Ok(Fifo { ids, head: 0, len: 0 })
+    }
+
+    fn push(&mut self, id: u32) -> bool {
+        let cap = self.ids.len();
+        if self.len == cap {
+            return false;
+        }
+        self.ids[(self.head + self.len) % cap] = id;
+        self.len += 1;
+        true
+    }
+
+    fn front(&self) -> Option<u32> {
+        (self.len > 0).then(|| self.ids[self.head])
+    }
+
+    fn pop(&mut self) {
+        if self.len > 0 {
+            self.head = (self.head + 1) % self.ids.len();
+            self.len -= 1;
+        }
+    }
+}
+
+/// Limits of a ledger.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Request ids run from 0 to `max_queue - 1`; also the maximum number of
+    /// requests held (queued or awaiting responses).
+    pub max_queue: u32,
+    /// Payload bytes per frame (declustering unit).
+    pub payload: u32,
+    /// Most response frames outstanding at once; the pacing that keeps the
+    /// personality from flooding the transmitter and the peer.
+    pub window: u32,
+    /// Retransmissions before a request fails.
+    pub max_retries: u32,
+}
+
+/// Requests held by the storage personality.
+///
+/// # Invariants
+///
+/// `slots.len() == limits.max_queue`; `used` is the number of occupied
+/// slots; a slot is in `fifo` at most once, exactly when its `queued` flag is
+/// set; `charged` is the sum of the slots' `charged`.
+pub struct Ledger<R> {
+    slots: KVec<Option<Slot<R>>>,
+    fifo: Fifo,
+    limits: Limits,
+    used: u32,
+    high_water: u32,
+    charged: u32,
+    generation: u32,
+    refused_full: bool,
+}
+
+impl<R> Ledger<R> {
+    /// An empty ledger; `EINVAL` for zero limits.
+    pub fn new(limits: Limits) -> Result<Self> {
+        if limits.max_queue == 0 || limits.payload == 0 || limits.window == 0 {
+            return Err(EINVAL);
+        }
+        let n = limits.max_queue as usize;
+        let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            slots.push(None, GFP_KERNEL)?;
+        }
+        Ok(Ledger {
+            slots,
+            fifo: Fifo::new(n)?,
+            limits,
+            used: 0,
+            high_water: 0,
+            charged: 0,
+            generation: 0,
+            refused_full: false,
+        })
+    }
+
+    /// The limits it was made with.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Requests held now (queued or awaiting responses).
+    pub fn len(&self) -> u32 {
+        self.used
+    }
+
+    /// Whether no request is held.
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+
+    /// Most requests ever held at once.
+    pub fn high_water(&self) -> u32 {
+        self.high_water
+    }
+
+    /// Response frames outstanding (the part of the window in use).
+    pub fn in_flight(&self) -> u32 {
+        self.charged
+    }
+
+    /// Takes request `request` under id `id`, to be sent in order after
+    /// those already queued.
+    pub fn admit(&mut self, id: u32, request: R, command: Command) -> Result<(), Refused<R>> {
+        let plan = match Self::plan(&command, self.limits.payload) {
+            Ok(plan) => plan,
+            Err(e) => return Err(Refused::Invalid(request, e)),
+        };
+        if self.used >= self.limits.max_queue {
+            self.refused_full = true;
+            return Err(Refused::Full(request));
+        }
+        let Some(entry) = self.slots.get_mut(id as usize) else {
+            return Err(Refused::Invalid(request, EINVAL));
+        };
+        if entry.is_some() {
+            return Err(Refused::Invalid(request, EBUSY));
+        }
+        self.generation = self.generation.wrapping_add(1);
+        *entry = Some(Slot {
+            request,
+            command,
+            generation: self.generation,
+            plan,
+            answered: FrameSet::new(),
+            cursor: 0,
+            queued: true,
+            charged: 0,
+            retries: 0,
+        });
+        // Cannot fail: the FIFO holds as many ids as there are slots and this
+        // slot was not in it.
+        let _ = self.fifo.push(id);
+        self.used += 1;
+        self.high_water = self.high_water.max(self.used);
+        Ok(())
+    }
+
+    fn plan(command: &Command, payload: u32) -> Result<FramePlan> {
+        match command.opcode {
+            Opcode::Read | Opcode::Write => {
+                if command.length > MAX_REQUEST_LEN {
+                    return Err(EINVAL);
+                }
+                FramePlan::with_data(command.length, payload)
+            }
+            Opcode::Flush | Opcode::Discard | Opcode::WriteZeroes => Ok(FramePlan::without_data()),
+            Opcode::Info => Err(EINVAL),
+        }
+    }
+
+    /// The request held under `id`.
+    pub fn request(&self, id: u32) -> Option<&R> {
+        Some(&self.slots.get(id as usize)?.as_ref()?.request)
+    }
+
+    /// The next frame to transmit, in FIFO order, if the window allows it.
+    ///
+    /// A write sends one data frame per unanswered fragment; every other
+    /// request sends one frame. Each frame is charged to the window with the
+    /// responses it asks for (one per fragment for a read).
+    pub fn next_frame(&mut self) -> Option<FrameJob> {
+        loop {
+            let id = self.fifo.front()?;
+            let window = self.limits.window;
+            let in_flight = self.charged;
+            let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
+                // Unreachable by the invariant; stay robust anyway.
+                self.fifo.pop();
+                continue;
+            };
+            let count = slot.plan.count();
+            let (index, cost) = if slot.command.opcode == Opcode::Write {
+                let next = (slot.cursor..count).find(|&i| !slot.answered.contains(i));
+                match next {
+                    Some(i) => (i, 1),
+                    None => {
+                        slot.queued = false;
+                        self.fifo.pop();
+                        continue;
+                    }
+                }
+            } else {
+                (0, count - slot.answered.count())
+            };
+            // An idle window always admits one frame, however large its cost.
+            if in_flight > 0 && in_flight + cost > window {
+                return None;
+            }
+            slot.charged += cost;
+            self.charged += cost;
+            let (frag_offset, frag_len) = match slot.command.opcode {
+                // A read's request frame carries no data; its fragment field
+                // tells the server the payload size of each response frame.
+                Opcode::Read => (0, slot.plan.frame(0).map_or(0, |(_, len)| len)),
+                _ => slot.plan.frame(index).unwrap_or((0, 0)),
+            };
+            let write = slot.command.opcode == Opcode::Write;
+            slot.cursor = index + 1;
+            if !write || slot.cursor >= count {
+                slot.queued = false;
+                self.fifo.pop();
+            }
+            return Some(FrameJob {
+                id,
+                header: Header {
+                    opcode: slot.command.opcode,
+                    flags: if slot.command.fua { FLAG_FUA } else { 0 },
+                    tag: id,
+                    generation: slot.generation,
+                    export: 0,
+                    status: Status::Ok,
+                    offset: slot.command.offset,
+                    length: slot.command.length,
+                    frag_offset,
+                    frag_len,
+                },
+                data: write.then_some((frag_offset, frag_len)),
+            });
+        }
+    }
+
+    /// Matches a validated response header to an outstanding request. The
+    /// caller places a read's payload, then calls [`Ledger::answer`].
+    pub fn match_response(&self, h: &Header) -> Result<Matched, Unmatched> {
+        let slot = self
+            .slots
+            .get(h.tag as usize)
+            .and_then(|s| s.as_ref())
+            .filter(|s| s.generation == h.generation)
+            .ok_or(Unmatched::Stale)?;
+        let c = &slot.command;
+        if h.opcode != c.opcode || h.offset != c.offset || h.length != c.length {
+            return Err(Unmatched::Mismatch);
+        }
+        if h.status != Status::Ok {
+            return Ok(Matched::Failed { id: h.tag, status: h.status });
+        }
+        let index = slot.plan.index_of(h.frag_offset, h.frag_len).ok_or(Unmatched::Mismatch)?;
+        if slot.answered.contains(index) {
+            return Err(Unmatched::Duplicate);
+        }
+        let data = (c.opcode == Opcode::Read).then_some((h.frag_offset, h.frag_len));
+        Ok(Matched::Frame { id: h.tag, index, data })
+    }
+
+    /// Records that frame `index` of request `id` was answered; returns the
+    /// request once every frame has been.
+    pub fn answer(&mut self, id: u32, index: u32) -> Option<R> {
+        let slot = self.slots.get_mut(id as usize)?.as_mut()?;
+        if !slot.answered.insert(index) {
+            return None;
+        }
+        if slot.charged > 0 {
+            slot.charged -= 1;
+            self.charged -= 1;
+        }
+        if slot.answered.count() == slot.plan.count() {
+            return self.remove(id);
+        }
+        None
+    }
+
+    /// Removes request `id` (completed, failed or aborted) and returns it.
+    pub fn remove(&mut self, id: u32) -> Option<R> {
+        let slot = self.slots.get_mut(id as usize)?.take()?;
+        self.charged -= slot.charged;
+        self.used -= 1;
+        if slot.queued {
+            self.unqueue(id);
+        }
+        Some(slot.request)
+    }
+
+    fn unqueue(&mut self, id: u32) {
+        let cap = self.fifo.ids.len();
+        let (head, len) = (self.fifo.head, self.fifo.len);
+        let mut kept = 0;
+        for i in 0..len {
+            let v = self.fifo.ids[(head + i) % cap];
+            if v != id {
+                self.fifo.ids[(head + kept) % cap] = v;
+                kept += 1;
+            }
+        }
+        self.fifo.len = kept;
+    }
+
+    /// Request `id`'s response timer expired. `is_it` confirms that the
+    /// request held under `id` is the one whose timer fired (an id is reused
+    /// as soon as its request completes).
+    pub fn expire(&mut self, id: u32, is_it: impl FnOnce(&R) -> bool) -> Expiry<R> {
+        let max_retries = self.limits.max_retries;
+        let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
+            return Expiry::NotFound;
+        };
+        if !is_it(&slot.request) {
+            return Expiry::NotFound;
+        }
+        if slot.queued {
+            return Expiry::StillQueued;
+        }
+        if slot.retries >= max_retries {
+            return match self.remove(id) {
+                Some(r) => Expiry::GiveUp(r),
+                None => Expiry::NotFound,
+            };
+        }
+        slot.retries += 1;
+        let attempt = slot.retries;
+        // Its unanswered frames go out again; what they were charged is
+        // released, as the lost frames will never be answered.
+        self.charged -= slot.charged;
+        slot.charged = 0;
+        slot.cursor = 0;
+        slot.queued = true;
+        let _ = self.fifo.push(id);
+        Expiry::Retry { attempt }
+    }
+
+    /// Removes and returns any one request, for tearing down.
+    pub fn take_any(&mut self) -> Option<R> {
+        let id = self.slots.iter().position(|s| s.is_some())?;
+        self.remove(id as u32)
+    }
+
+    /// If a request was refused for a full queue since the last call and
+    /// there is room now, the number of free slots to report.
+    pub fn take_space_signal(&mut self) -> Option<u32> {
+        if self.refused_full && self.used < self.limits.max_queue {
+            self.refused_full = false;
+            return Some(self.limits.max_queue - self.used);
+        }
+        None
+    }
+}

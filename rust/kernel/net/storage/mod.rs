@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The storage personality of a network interface.
+//!
+//! It gives an ordinary net device a second, storage-shaped interface next to
+//! its traditional one, so that link-layer block drivers work in terms of
+//! block requests instead of socket buffers: a driver queues a request
+//! ([`Personality::queue`]: queued, queue full, or permanently refused), reads
+//! the maximum and current queue length, is called back when queue space
+//! frees up, and is called back when a request's responses have all arrived,
+//! with a read's data already in the request's own pages.
+//!
+//! Underneath, the personality declusters each request into frames sized to
+//! the device MTU ([`frames`]), keeps its own FIFO of requests and sends
+//! frames only while the device's transmit queues run and the window of
+//! outstanding responses has room, resuming when responses free the window
+//! ([`ledger`]); it claims frame types `0x666` (requests) and `0x667`
+//! (responses) ([`wire`]) and leaves every other frame type of the device to
+//! the stack.
+//!
+//! Request ids are the driver's (a blk-mq tag fits); the driver owns each
+//! request's response timer and calls [`Personality::expire`] when it fires,
+//! which retransmits with backoff or fails the request after a bounded number
+//! of retries.
+
+pub mod frames;
+pub mod ledger;
+mod personality;
+pub mod stats;
+pub mod wire;
+
+pub use ledger::{Command, Refused};
+pub use personality::{BlockBuffer, Config, Personality, StorageDriver, TimerAction};

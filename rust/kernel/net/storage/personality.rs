@@ -1,0 +1,556 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The storage personality bound to one net device: transmit pacing,
+//! response delivery into block buffers, retransmission and teardown.
+
+use super::{
+    ledger::{Command, Expiry, Ledger, Limits, Matched, Refused, Unmatched},
+    stats::{Snapshot, Stats},
+    wire::{
+        Direction, ExportInfo, Header, Opcode, Status, WireError, ETH_P_EBD_REQUEST,
+        ETH_P_EBD_RESPONSE, HEADER_LEN,
+    },
+};
+use crate::{
+    block::mq::{Operations, Request},
+    net::{
+        device::NetDevice,
+        ethernet::{EthHdr, EtherType, MacAddr, HLEN},
+        packet::{self, PacketHandler},
+        skb::SkBuff,
+    },
+    new_mutex, new_spinlock_irq,
+    prelude::*,
+    sync::{aref::ARef, Arc, Mutex, SpinLockIrq},
+    time::{delay::fsleep, Delta},
+};
+
+/// Tag of the personality's own [`Opcode::Info`] exchanges; block request ids
+/// are below [`Config::max_queue`], far from it.
+const INFO_TAG: u32 = u32::MAX;
+
+/// Frames built per turn of the transmit loop before the lock is dropped to
+/// hand them to the device.
+const TX_BATCH: usize = 16;
+
+/// Memory a response's data is placed into: the block request's own pages.
+pub trait BlockBuffer: Send + 'static {
+    /// Copies request bytes `[offset, offset + dst.len())` into `dst` (a
+    /// frame being built, for writes).
+    fn copy_out(&self, offset: u32, dst: &mut [u8]) -> Result;
+
+    /// Copies `len` bytes of `skb` from `skb_offset` straight into the request
+    /// at `offset` (a read's response): the only copy received data makes.
+    fn fill_from(&self, offset: u32, skb: &SkBuff, skb_offset: u32, len: u32) -> Result;
+}
+
+impl<T: Operations + 'static> BlockBuffer for ARef<Request<T>> {
+    fn copy_out(&self, offset: u32, dst: &mut [u8]) -> Result {
+        self.copy_from_request(offset, dst)
+    }
+
+    fn fill_from(&self, offset: u32, skb: &SkBuff, skb_offset: u32, len: u32) -> Result {
+        self.copy_from_skb(offset, skb, skb_offset, len)
+    }
+}
+
+/// A link-layer block driver using the personality.
+pub trait StorageDriver: Send + Sync + 'static {
+    /// Its requests.
+    type Buffer: BlockBuffer;
+
+    /// The response to `buffer` is complete (its data, for a read, is in
+    /// place) or it failed. Called from softirq, the timeout hook or
+    /// teardown; must not sleep.
+    fn complete(&self, buffer: Self::Buffer, status: Result);
+
+    /// Room for `free` more requests after a [`Refused::Full`].
+    fn queue_space(&self, _free: u32) {}
+}
+
+/// How to attach.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// The server's address; `None` discovers it with a broadcast
+    /// [`Opcode::Info`] and binds to whoever answers first.
+    pub server: Option<MacAddr>,
+    /// Export number on the server.
+    pub export: u16,
+    /// Largest frame to send (header included), at most the device MTU; 0
+    /// means the MTU.
+    pub frame_size: u32,
+    /// Most requests held at once; request ids run below it.
+    pub max_queue: u32,
+    /// Most response frames outstanding at once.
+    pub window: u32,
+    /// Retransmissions before a request fails with `EIO`.
+    pub max_retries: u32,
+    /// First response timeout; doubled per retry, up to 16 times.
+    pub timeout: Delta,
+}
+
+/// What the owner of a request's timer should do after [`Personality::expire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerAction {
+    /// Arm the timer again for this long.
+    Rearm(Delta),
+    /// The request was ended (or is no longer the personality's).
+    Stop,
+}
+
+struct Inner<B> {
+    ledger: Ledger<B>,
+    /// `None` once detached.
+    dev: Option<ARef<NetDevice>>,
+    server: Option<MacAddr>,
+    info: Option<ExportInfo>,
+    /// A transmit loop is running; others leave their frames to it.
+    draining: bool,
+}
+
+#[pin_data]
+struct Core<D: StorageDriver> {
+    driver: D,
+    #[pin]
+    inner: SpinLockIrq<Inner<D::Buffer>>,
+    stats: Stats,
+    export: u16,
+    local: MacAddr,
+    payload: u32,
+    timeout: Delta,
+}
+
+/// Receives the personality's response frames on its device.
+struct Receiver<D: StorageDriver>(Arc<Core<D>>);
+
+impl<D: StorageDriver> PacketHandler for Receiver<D> {
+    fn receive(&self, skb: SkBuff, _dev: &NetDevice) {
+        self.0.receive(skb);
+    }
+}
+
+/// The storage personality of one net device, for one driver instance.
+///
+/// Requests are queued with [`Personality::queue`], sent in order while the
+/// device and the response window have room, and handed back through
+/// [`StorageDriver::complete`] when every response has arrived. Frames of
+/// type [`ETH_P_EBD_REQUEST`] go out; frames of type [`ETH_P_EBD_RESPONSE`]
+/// from the server come in; the device's other traffic is untouched.
+///
+/// # Invariants
+///
+/// While `receiver` holds a registration, `core.inner.dev` is `Some`; after
+/// [`Personality::detach`] both are gone and the ledger is empty.
+#[pin_data(PinnedDrop)]
+pub struct Personality<D: StorageDriver> {
+    core: Arc<Core<D>>,
+    #[pin]
+    receiver: Mutex<Option<Pin<KBox<packet::Registration<Receiver<D>>>>>>,
+}
+
+fn status_error(s: Status) -> Error {
+    match s {
+        Status::Ok | Status::IoError => EIO,
+        Status::Invalid => EINVAL,
+        Status::ReadOnly => EROFS,
+        Status::OutOfRange => ENOSPC,
+        Status::Unsupported => EOPNOTSUPP,
+        Status::NoSuchExport => ENXIO,
+    }
+}
+
+impl<D: StorageDriver> Personality<D> {
+    /// Attaches to `dev` and starts receiving responses. Process context.
+    ///
+    /// `EINVAL` if the device has no unicast address or its MTU (or
+    /// `frame_size`) cannot carry one sector per frame.
+    pub fn attach(dev: ARef<NetDevice>, driver: D, config: Config) -> Result<Arc<Self>> {
+        let local = dev.mac_addr().filter(|m| m.is_valid_unicast()).ok_or(EINVAL)?;
+        let frame = match config.frame_size {
+            0 => dev.mtu(),
+            n => n.min(dev.mtu()),
+        };
+        let payload = super::wire::payload_per_frame(frame).ok_or(EINVAL)?;
+        let ledger = Ledger::new(Limits {
+            max_queue: config.max_queue,
+            payload,
+            window: config.window,
+            max_retries: config.max_retries,
+        })?;
+        let held = dev.clone();
+        let core = Arc::pin_init(
+            pin_init!(Core {
+                driver,
+                inner <- new_spinlock_irq!(Inner {
+                    ledger,
+                    dev: Some(held),
+                    server: config.server,
+                    info: None,
+                    draining: false,
+                }),
+                stats: Stats::default(),
+                export: config.export,
+                local,
+                payload,
+                timeout: config.timeout,
+            }),
+            GFP_KERNEL,
+        )?;
+        let receiver = KBox::pin_init(
+            packet::Registration::new(
+                EtherType(ETH_P_EBD_RESPONSE),
+                Some(dev),
+                Receiver(core.clone()),
+            ),
+            GFP_KERNEL,
+        )?;
+        Arc::pin_init(
+            pin_init!(Personality {
+                core,
+                receiver <- new_mutex!(Some(receiver)),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The driver given to [`Personality::attach`].
+    pub fn driver(&self) -> &D {
+        &self.core.driver
+    }
+
+    /// Payload bytes per frame: the declustering unit.
+    pub fn payload_per_frame(&self) -> u32 {
+        self.core.payload
+    }
+
+    /// Maximum queue length (requests held at once).
+    pub fn max_queue_len(&self) -> u32 {
+        self.core.inner.lock().ledger.limits().max_queue
+    }
+
+    /// Current queue length.
+    pub fn queue_len(&self) -> u32 {
+        self.core.inner.lock().ledger.len()
+    }
+
+    /// The server bound to, once known.
+    pub fn server(&self) -> Option<MacAddr> {
+        self.core.inner.lock().server
+    }
+
+    /// Whether [`Personality::detach`] has run (or the device went away).
+    pub fn is_detached(&self) -> bool {
+        self.core.inner.lock().dev.is_none()
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> Snapshot {
+        self.core.stats.snapshot()
+    }
+
+    /// Queues `buffer`'s request under `id` (below the maximum queue length,
+    /// unused by any other held request). Any context that may transmit
+    /// (interrupts enabled, not in hard interrupt).
+    ///
+    /// On [`Refused::Full`] the caller keeps the request and may try again
+    /// after [`StorageDriver::queue_space`]; [`Refused::Invalid`] is
+    /// permanent for this request.
+    pub fn queue(&self, id: u32, buffer: D::Buffer, command: Command) -> Result<(), Refused<D::Buffer>> {
+        let core = &*self.core;
+        {
+            let mut g = core.inner.lock();
+            if g.dev.is_none() || g.server.is_none() {
+                return Err(Refused::Invalid(buffer, ENODEV));
+            }
+            if let Err(refused) = g.ledger.admit(id, buffer, command) {
+                if matches!(refused, Refused::Full(_)) {
+                    Stats::bump(&core.stats.queue_full);
+                }
+                return Err(refused);
+            }
+            Stats::bump(&core.stats.requests);
+            core.stats
+                .queue_high_water
+                .fetch_max(u64::from(g.ledger.high_water()), core::sync::atomic::Ordering::Relaxed);
+        }
+        core.drain();
+        Ok(())
+    }
+
+    /// The response timer of request `id` expired; `is_it` confirms the held
+    /// request is the one whose timer fired. Retransmits what is unanswered
+    /// with a doubled timeout, or ends the request with `EIO` once
+    /// [`Config::max_retries`] are spent. Process or softirq context.
+    pub fn expire(&self, id: u32, is_it: impl FnOnce(&D::Buffer) -> bool) -> TimerAction {
+        let core = &*self.core;
+        let verdict = core.inner.lock().ledger.expire(id, is_it);
+        match verdict {
+            Expiry::NotFound => TimerAction::Stop,
+            Expiry::StillQueued => {
+                core.drain();
+                TimerAction::Rearm(core.timeout)
+            }
+            Expiry::Retry { attempt } => {
+                Stats::bump(&core.stats.retransmits);
+                core.drain();
+                let factor = 1i64 << attempt.min(4);
+                TimerAction::Rearm(Delta::from_millis(core.timeout.as_millis().saturating_mul(factor)))
+            }
+            Expiry::GiveUp(buffer) => {
+                Stats::bump(&core.stats.timeouts);
+                Stats::bump(&core.stats.failed);
+                core.driver.complete(buffer, Err(EIO));
+                TimerAction::Stop
+            }
+        }
+    }
+
+    /// Asks the server for the export's geometry, binding to the server
+    /// that answers when discovering. Sends up to `attempts` requests,
+    /// `interval` apart. Process context (sleeps).
+    pub fn query_info(&self, attempts: u32, interval: Delta) -> Result<ExportInfo> {
+        let core = &*self.core;
+        for attempt in 0..attempts {
+            let (dev, dst) = {
+                let g = core.inner.lock();
+                if let Some(info) = g.info {
+                    return Ok(info);
+                }
+                (g.dev.clone().ok_or(ENODEV)?, g.server.unwrap_or(MacAddr::BROADCAST))
+            };
+            let header = Header {
+                opcode: Opcode::Info,
+                flags: 0,
+                tag: INFO_TAG,
+                generation: attempt,
+                export: core.export,
+                status: Status::Ok,
+                offset: 0,
+                length: 0,
+                frag_offset: 0,
+                frag_len: 0,
+            };
+            match core.build_frame(&dev, dst, header, None, GFP_KERNEL).and_then(|skb| skb.transmit(&dev)) {
+                Ok(_) => Stats::bump(&core.stats.tx_frames),
+                Err(_) => Stats::bump(&core.stats.tx_errors),
+            }
+            drop(dev);
+            let step = Delta::from_millis(10);
+            let mut waited = 0;
+            while waited < interval.as_millis() {
+                fsleep(step);
+                waited += 10;
+                if let Some(info) = core.inner.lock().info {
+                    return Ok(info);
+                }
+            }
+        }
+        Err(ETIMEDOUT)
+    }
+
+    /// Stops receiving, drops the device and ends every held request with
+    /// `EIO`. Later [`Personality::queue`] calls are refused with `ENODEV`.
+    /// Process context (waits for running receive handlers). Idempotent.
+    pub fn detach(&self) {
+        let registration = self.receiver.lock().take();
+        // Unregistering waits until no handler runs any more.
+        drop(registration);
+        let core = &*self.core;
+        let dev = core.inner.lock().dev.take();
+        drop(dev);
+        loop {
+            let Some(buffer) = core.inner.lock().ledger.take_any() else {
+                break;
+            };
+            Stats::bump(&core.stats.failed);
+            core.driver.complete(buffer, Err(EIO));
+        }
+    }
+}
+
+#[pinned_drop]
+impl<D: StorageDriver> PinnedDrop for Personality<D> {
+    fn drop(self: Pin<&mut Self>) {
+        self.detach();
+    }
+}
+
+impl<D: StorageDriver> Core<D> {
+    /// Builds one request frame to `dst`, copying a write's data once from
+    /// the request into the frame.
+    fn build_frame(
+        &self,
+        dev: &NetDevice,
+        dst: MacAddr,
+        mut header: Header,
+        data: Option<(&D::Buffer, u32, u32)>,
+        flags: crate::alloc::Flags,
+    ) -> Result<SkBuff> {
+        header.export = self.export;
+        let data_len = data.map_or(0, |(_, _, len)| len);
+        let total = (HLEN + HEADER_LEN) as u32 + data_len;
+        let mut skb = SkBuff::alloc_for(dev, total, flags)?;
+        let frame = skb.put(total)?;
+        let ethertype = EtherType(ETH_P_EBD_REQUEST);
+        EthHdr { dst, src: self.local, ethertype }.write(frame)?;
+        header.encode(&mut frame[HLEN..]).map_err(|_| EINVAL)?;
+        if let Some((buffer, offset, len)) = data {
+            let at = HLEN + HEADER_LEN;
+            buffer.copy_out(offset, &mut frame[at..at + len as usize])?;
+        }
+        skb.set_protocol(ethertype);
+        Ok(skb)
+    }
+
+    fn device_busy(dev: &NetDevice) -> bool {
+        (0..dev.num_tx_queues()).any(|q| dev.tx_queue_stopped(q).unwrap_or(false))
+    }
+
+    /// Sends queued frames, in order, while the device's transmit queues
+    /// run and the window has room. One caller drains at a time; frames
+    /// queued meanwhile are picked up by its next turn.
+    fn drain(&self) {
+        loop {
+            let mut batch: [Option<SkBuff>; TX_BATCH] = core::array::from_fn(|_| None);
+            let dev = {
+                let mut g = self.inner.lock();
+                if g.draining {
+                    return;
+                }
+                let (Some(dev), Some(server)) = (g.dev.clone(), g.server) else {
+                    return;
+                };
+                let mut n = 0;
+                while n < TX_BATCH && !Self::device_busy(&dev) {
+                    let Some(job) = g.ledger.next_frame() else {
+                        break;
+                    };
+                    let data = match job.data {
+                        Some((offset, len)) => match g.ledger.request(job.id) {
+                            Some(buffer) => Some((buffer, offset, len)),
+                            None => continue,
+                        },
+                        None => None,
+                    };
+                    match self.build_frame(&dev, server, job.header, data, GFP_ATOMIC) {
+                        Ok(skb) => {
+                            batch[n] = Some(skb);
+                            n += 1;
+                        }
+                        // Counted as lost; the request's timer resends it.
+                        Err(_) => Stats::bump(&self.stats.tx_errors),
+                    }
+                }
+                if n == 0 {
+                    return;
+                }
+                g.draining = true;
+                dev
+            };
+            for skb in batch.into_iter().flatten() {
+                match skb.transmit(&dev) {
+                    Ok(_) => Stats::bump(&self.stats.tx_frames),
+                    Err(_) => Stats::bump(&self.stats.tx_errors),
+                }
+            }
+            self.inner.lock().draining = false;
+        }
+    }
+
+    /// A response frame arrived: validate everything, place a read's data,
+    /// complete what is complete, then send what the freed window allows.
+    fn receive(&self, skb: SkBuff) {
+        Stats::bump(&self.stats.rx_frames);
+        let mut raw = [0u8; HEADER_LEN];
+        if skb.copy_bits(0, &mut raw).is_err() {
+            self.stats.count_malformed(WireError::Short);
+            return;
+        }
+        let header = match Header::parse_header(&raw, Direction::Response) {
+            Ok(h) => h,
+            Err(e) => {
+                self.stats.count_malformed(e);
+                return;
+            }
+        };
+        let payload = header.payload_len(Direction::Response);
+        if payload > (skb.len() as usize).saturating_sub(HEADER_LEN) {
+            self.stats.count_malformed(WireError::BadLength);
+            return;
+        }
+        let source = skb.eth_hdr().map(|e| e.src);
+        if header.export != self.export || source.is_none() {
+            Stats::bump(&self.stats.drop_foreign);
+            return;
+        }
+        if header.opcode == Opcode::Info {
+            self.receive_info(&header, &skb, source);
+            return;
+        }
+        let done;
+        let space;
+        {
+            let mut g = self.inner.lock();
+            if g.server.is_none() || g.server != source {
+                Stats::bump(&self.stats.drop_foreign);
+                return;
+            }
+            match g.ledger.match_response(&header) {
+                Err(why) => {
+                    Stats::bump(match why {
+                        Unmatched::Stale => &self.stats.drop_stale,
+                        Unmatched::Mismatch => &self.stats.drop_mismatch,
+                        Unmatched::Duplicate => &self.stats.drop_duplicate,
+                    });
+                    return;
+                }
+                Ok(Matched::Failed { id, status }) => {
+                    done = g.ledger.remove(id).map(|b| (b, Err(status_error(status))));
+                }
+                Ok(Matched::Frame { id, index, data }) => {
+                    if let (Some((offset, len)), Some(buffer)) = (data, g.ledger.request(id)) {
+                        if buffer.fill_from(offset, &skb, HEADER_LEN as u32, len).is_err() {
+                            self.stats.count_malformed(WireError::BadLength);
+                            return;
+                        }
+                    }
+                    done = g.ledger.answer(id, index).map(|b| (b, Ok(())));
+                }
+            }
+            space = g.ledger.take_space_signal();
+        }
+        drop(skb);
+        if let Some((buffer, status)) = done {
+            Stats::bump(if status.is_ok() { &self.stats.completed } else { &self.stats.failed });
+            self.driver.complete(buffer, status);
+        }
+        if let Some(free) = space {
+            self.driver.queue_space(free);
+        }
+        self.drain();
+    }
+
+    fn receive_info(&self, header: &Header, skb: &SkBuff, source: Option<MacAddr>) {
+        let mut payload = [0u8; ExportInfo::LEN];
+        let parsed = if header.tag != INFO_TAG || header.status != Status::Ok {
+            None
+        } else {
+            skb.copy_bits(HEADER_LEN as u32, &mut payload)
+                .ok()
+                .and_then(|()| ExportInfo::parse(&payload).ok())
+        };
+        let Some(info) = parsed else {
+            Stats::bump(&self.stats.drop_mismatch);
+            return;
+        };
+        let mut g = self.inner.lock();
+        match (g.server, source) {
+            (Some(s), Some(src)) if s == src => g.info = Some(info),
+            (None, Some(src)) if src.is_valid_unicast() => {
+                g.server = Some(src);
+                g.info = Some(info);
+            }
+            _ => Stats::bump(&self.stats.drop_foreign),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Counters of a storage personality, readable while I/O runs.
+
+use super::wire::WireError;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($($(#[$meta:meta])* $name:ident,)*) => {
+        /// Live counters, updated without locks.
+        #[derive(Default)]
+        pub struct Stats {
+            $($(#[$meta])* pub $name: AtomicU64,)*
+        }
+
+        /// A copy of the counters at one moment.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Snapshot {
+            $($(#[$meta])* pub $name: u64,)*
+        }
+
+        impl Stats {
+            /// Reads every counter.
+            pub fn snapshot(&self) -> Snapshot {
+                Snapshot { $($name: self.$name.load(Relaxed),)* }
+            }
+        }
+
+        impl Snapshot {
+            /// Each counter as `(name, value)`, in declaration order.
+            pub fn fields(&self) -> [(&'static str, u64); counters!(@count $($name)*)] {
+                [$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
+    (@count) => { 0 };
+    (@count $head:ident $($tail:ident)*) => { 1 + counters!(@count $($tail)*) };
+}
+
+counters! {
+    /// Requests admitted.
+    requests,
+    /// Requests completed successfully.
+    completed,
+    /// Requests that ended with an error (server status, retries exhausted,
+    /// detached).
+    failed,
+    /// Frames handed to the device.
+    tx_frames,
+    /// Frames the device refused or dropped on transmit.
+    tx_errors,
+    /// Response frames received (before any check).
+    rx_frames,
+    /// Requests retransmitted after a timeout.
+    retransmits,
+    /// Requests that failed because every retry timed out.
+    timeouts,
+    /// Admissions refused because the queue was full.
+    queue_full,
+    /// Most requests held at once.
+    queue_high_water,
+    /// Dropped: shorter than a header.
+    drop_short,
+    /// Dropped: unknown protocol version.
+    drop_version,
+    /// Dropped: unknown opcode, flags or status.
+    drop_field,
+    /// Dropped: fragment or request range impossible, or offset beyond the
+    /// request.
+    drop_range,
+    /// Dropped: payload length beyond the frame.
+    drop_length,
+    /// Dropped: not from the attached server, or for another export.
+    drop_foreign,
+    /// Dropped: for a request no longer outstanding (late response).
+    drop_stale,
+    /// Dropped: contradicts the request it names.
+    drop_mismatch,
+    /// Dropped: the frame was already answered.
+    drop_duplicate,
+}
+
+impl Stats {
+    /// Counts a frame the wire format refused.
+    pub fn count_malformed(&self, e: WireError) {
+        let c = match e {
+            WireError::Short => &self.drop_short,
+            WireError::BadVersion => &self.drop_version,
+            WireError::BadOpcode | WireError::BadFlags | WireError::BadStatus => &self.drop_field,
+            WireError::BadRange => &self.drop_range,
+            WireError::BadLength | WireError::NoSpace => &self.drop_length,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// Adds one to `counter`.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+}

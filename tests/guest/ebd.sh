@@ -1,0 +1,75 @@
+# shellcheck shell=bash
+# EBD set-up shared by the EBD scenarios: a server namespace on the far end
+# of a veth pair, ebd-server on a sparse file there, the ebd module here.
+# Source after lib.sh.
+
+EBD_IMG=/tmp/ebd-export.img
+EBD_CFG=/sys/kernel/config/ebd
+EBD_MNT=/tmp/ebd-mnt
+
+ebd_bin() {
+  : "${POLYNIC_BIN:?POLYNIC_BIN must name the user-space build directory}"
+  [[ -x $POLYNIC_BIN/$1 ]] || fail "$1 not built in $POLYNIC_BIN"
+  echo "$POLYNIC_BIN/$1"
+}
+
+# ebd_setup SIZE_MIB [MTU]: link, server namespace, module, backing file.
+ebd_setup() {
+  local size=$1 mtu=${2:-9000}
+  ip netns add ebdsrv || fail "netns"
+  ip link add pnk0 type veth peer name pnk1 || fail "veth"
+  ip link set pnk1 netns ebdsrv
+  ip link set pnk0 mtu "$mtu" up
+  ip -n ebdsrv link set pnk1 mtu "$mtu" up
+  ip -n ebdsrv link set lo up
+  mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+  insmod "$(module_path ebd)" || fail "insmod ebd"
+  rm -f "$EBD_IMG"
+  truncate -s "${size}M" "$EBD_IMG"
+  mkdir -p "$EBD_MNT"
+}
+
+# ebd_server_start [EXTRA ARGS]: ebd-server in the server namespace.
+ebd_server_start() {
+  rm -f /tmp/ebd-server.pid
+  ip netns exec ebdsrv "$(ebd_bin ebd-server)" -i pnk1 -e "$EBD_IMG" --pid-file /tmp/ebd-server.pid "$@" \
+    2>>/tmp/ebd-server.log &
+  local i
+  for i in $(seq 50); do
+    [[ -s /tmp/ebd-server.pid ]] && return 0
+    sleep 0.1
+  done
+  cat /tmp/ebd-server.log >&2
+  fail "ebd-server did not start"
+}
+
+ebd_server_stop() {
+  local sig=${1:-TERM} pid
+  pid=$(cat /tmp/ebd-server.pid 2>/dev/null) || return 0
+  kill "-$sig" "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  rm -f /tmp/ebd-server.pid
+}
+
+ebdctl() { "$(ebd_bin ebdctl)" "$@"; }
+
+# ebd_stat NAME COUNTER: one counter of disk NAME.
+ebd_stat() {
+  awk -v k="$2" '$1 == k { print $2 }' "$EBD_CFG/$1/stats"
+}
+
+# Tear everything down; leaves no disk, module or namespace behind.
+ebd_teardown() {
+  mountpoint -q "$EBD_MNT" && umount "$EBD_MNT"
+  local d
+  for d in "$EBD_CFG"/*/; do
+    [[ -d $d ]] || continue
+    echo 0 >"$d/power"
+    rmdir "$d"
+  done
+  ebd_server_stop
+  rmmod ebd 2>/dev/null
+  ip netns del ebdsrv 2>/dev/null
+  ip link del pnk0 2>/dev/null
+  return 0
+}

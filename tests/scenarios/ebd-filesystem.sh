@@ -1,0 +1,38 @@
+#!/bin/bash
+# End to end: ext4 on /dev/ebd0 over a veth pair to ebd-server; files
+# written, synced, unmounted, the disk detached and re-attached, and every
+# file read back and checked.
+source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
+trap ebd_teardown EXIT
+ebd_setup 256
+ebd_server_start
+
+dev=$(ebdctl attach --name disk0 --netdev pnk0) || fail "attach"
+[[ $dev == /dev/ebd0 ]] || fail "attach printed $dev, expected /dev/ebd0"
+[[ -b /dev/ebd0 ]] || fail "/dev/ebd0 is not a block device"
+[[ $(blockdev --getsize64 /dev/ebd0) == $((256 << 20)) ]] || fail "size $(blockdev --getsize64 /dev/ebd0)"
+ebdctl list --json | grep -q '"disk": "ebd0"' || fail "list --json does not show ebd0"
+
+mkfs.ext4 -q -F /dev/ebd0 || fail "mkfs.ext4"
+mount /dev/ebd0 "$EBD_MNT" || fail "mount"
+for i in 1 2 3 4 5; do
+  head -c $((i * 3 * 1024 * 1024 + i * 4097)) /dev/urandom >"$EBD_MNT/file$i" || fail "write file$i"
+done
+mkdir -p "$EBD_MNT/dir" && for i in $(seq 50); do echo "small $i" >"$EBD_MNT/dir/s$i"; done
+(cd "$EBD_MNT" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >/tmp/ebd-sums || fail "checksum"
+sync || fail "sync"
+umount "$EBD_MNT" || fail "umount"
+ebdctl stats disk0 || fail "stats"
+[[ $(ebd_stat disk0 completed) -gt 100 ]] || fail "too few completed requests"
+[[ $(ebd_stat disk0 failed) == 0 ]] || fail "requests failed"
+ebdctl detach disk0 || fail "detach"
+[[ ! -e /dev/ebd0 ]] || fail "/dev/ebd0 still there after detach"
+
+ebdctl attach --name again --netdev pnk0 --server "$(ip -n ebdsrv -br link show pnk1 | awk '{print $3}')" >/dev/null \
+  || fail "re-attach with the server's address"
+mount /dev/ebd0 "$EBD_MNT" || fail "mount after re-attach"
+(cd "$EBD_MNT" && sha256sum --quiet -c /tmp/ebd-sums) || fail "checksums differ after re-attach"
+umount "$EBD_MNT"
+ebdctl detach again || fail "detach again"
+echo "ext4 on ebd0: $(wc -l </tmp/ebd-sums) files verified after detach and re-attach"

@@ -1,0 +1,187 @@
+//! Backing stores: a file or block device per export, and the operations
+//! the protocol asks of them.
+
+use polynic_abi::ebd::{
+    ExportInfo, Status, EXPORT_DISCARD, EXPORT_FLUSH, EXPORT_READ_ONLY, EXPORT_WRITE_ZEROES, SECTOR_SIZE,
+};
+use std::{
+    fs::{File, OpenOptions},
+    os::unix::{fs::FileExt, io::AsRawFd},
+    path::PathBuf,
+    str::FromStr,
+};
+
+/// `PATH` or `PATH,ro` from the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportSpec {
+    /// File or block device.
+    pub path: PathBuf,
+    /// Refuse writes.
+    pub read_only: bool,
+}
+
+impl FromStr for ExportSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (path, read_only) = match s.rsplit_once(',') {
+            Some((p, "ro")) => (p, true),
+            Some((p, "rw")) => (p, false),
+            Some((_, other)) => return Err(format!("unknown export option {other:?} (expected ro or rw)")),
+            None => (s, false),
+        };
+        if path.is_empty() {
+            return Err("empty export path".into());
+        }
+        Ok(ExportSpec { path: PathBuf::from(path), read_only })
+    }
+}
+
+/// Why an export could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The path could not be opened or measured.
+    #[error("cannot open export {path}: {source}")]
+    Io {
+        /// The export's path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Its size is not a whole number of sectors.
+    #[error("export {0} is {1} bytes, not a multiple of 512")]
+    Unaligned(PathBuf, u64),
+}
+
+/// An open export.
+#[derive(Debug)]
+pub struct Export {
+    file: File,
+    size: u64,
+    read_only: bool,
+    regular_file: bool,
+}
+
+impl Export {
+    /// Opens `spec` (read-write unless read-only).
+    pub fn open(spec: &ExportSpec) -> Result<Self, OpenError> {
+        let io = |source| OpenError::Io { path: spec.path.clone(), source };
+        let file = OpenOptions::new().read(true).write(!spec.read_only).open(&spec.path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        let regular_file = meta.is_file();
+        let size = if regular_file { meta.len() } else { block_device_size(&file).map_err(io)? };
+        if size % u64::from(SECTOR_SIZE) != 0 {
+            return Err(OpenError::Unaligned(spec.path.clone(), size));
+        }
+        Ok(Export { file, size, read_only: spec.read_only, regular_file })
+    }
+
+    /// What an Info request reports.
+    pub fn info(&self) -> ExportInfo {
+        let mut flags = EXPORT_FLUSH;
+        if self.read_only {
+            flags |= EXPORT_READ_ONLY;
+        }
+        if self.regular_file && !self.read_only {
+            flags |= EXPORT_DISCARD | EXPORT_WRITE_ZEROES;
+        }
+        ExportInfo { size: self.size, block_size: SECTOR_SIZE, flags }
+    }
+
+    /// Checks that `[offset, offset + len)` lies within the export.
+    pub fn check_range(&self, offset: u64, len: u64) -> Result<(), Status> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(Status::OutOfRange),
+        }
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), Status> {
+        self.check_range(offset, buf.len() as u64)?;
+        self.file.read_exact_at(buf, offset).map_err(|_| Status::IoError)
+    }
+
+    /// Writes `data` at `offset`; with `fua`, durable before returning.
+    pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Status> {
+        self.writable()?;
+        self.check_range(offset, data.len() as u64)?;
+        self.file.write_all_at(data, offset).map_err(|_| Status::IoError)?;
+        if fua {
+            self.file.sync_data().map_err(|_| Status::IoError)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every completed write durable (fsync).
+    pub fn flush(&self) -> Result<(), Status> {
+        self.file.sync_all().map_err(|_| Status::IoError)
+    }
+
+    /// Deallocates a range (files only).
+    pub fn discard(&self, offset: u64, len: u64) -> Result<(), Status> {
+        self.fallocate(offset, len, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE)
+    }
+
+    /// Zeroes a range (files only): zero-range allocation where the file
+    /// system has it, else a hole (tmpfs), else written zeroes.
+    pub fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), Status> {
+        self.fallocate(offset, len, libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE)
+            .or_else(|_| self.fallocate(offset, len, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE))
+            .or_else(|_| {
+                let zeroes = vec![0u8; 1 << 16];
+                let mut at = offset;
+                let end = offset + len;
+                while at < end {
+                    let n = (end - at).min(zeroes.len() as u64) as usize;
+                    self.write(at, &zeroes[..n], false)?;
+                    at += n as u64;
+                }
+                Ok(())
+            })
+    }
+
+    fn writable(&self) -> Result<(), Status> {
+        if self.read_only {
+            Err(Status::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn fallocate(&self, offset: u64, len: u64, mode: libc::c_int) -> Result<(), Status> {
+        self.writable()?;
+        if !self.regular_file {
+            return Err(Status::Unsupported);
+        }
+        self.check_range(offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+            return Err(Status::OutOfRange);
+        };
+        // SAFETY: fallocate only reads its integer arguments; the descriptor
+        // is open for as long as `self.file` lives.
+        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, off, n) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Status::IoError)
+        }
+    }
+}
+
+fn block_device_size(file: &File) -> std::io::Result<u64> {
+    let mut size: u64 = 0;
+    // BLKGETSIZE64 = _IOR(0x12, 114, size_t)
+    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+    // SAFETY: The ioctl writes one u64 through the pointer, which points at
+    // a live, writable u64.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
+    if rc == 0 {
+        Ok(size)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,173 @@
+//! A raw packet socket bound to one interface and the EBD request
+//! ethertype, with batched receive (`recvmmsg`) and send (`sendmmsg`).
+
+use polynic_abi::ebd::ETH_P_EBD_REQUEST;
+use std::{
+    ffi::CString,
+    io,
+    mem::{size_of, zeroed},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+};
+
+/// Largest frame received (jumbo MTU plus headers).
+pub const MAX_FRAME: usize = 9216 + 64;
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// The server's socket on its interface.
+pub struct PacketSocket {
+    fd: OwnedFd,
+    /// The interface's MAC address.
+    pub mac: [u8; 6],
+    /// The interface's MTU.
+    pub mtu: u32,
+}
+
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
+    let bytes = c.as_bytes_with_nul();
+    // SAFETY: `ifreq` is plain old data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { zeroed() };
+    if bytes.len() > req.ifr_name.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    Ok(req)
+}
+
+impl PacketSocket {
+    /// Opens and binds a socket on `interface`.
+    pub fn open(interface: &str) -> io::Result<Self> {
+        let proto = ETH_P_EBD_REQUEST.to_be();
+        // SAFETY: Plain system call with integer arguments.
+        let raw = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) })?;
+        // SAFETY: `raw` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+        let mut req = ifreq(interface)?;
+        // SAFETY: SIOCGIFINDEX reads the name and writes the index in `req`.
+        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) })?;
+        // SAFETY: The ioctl above filled the index member of the union.
+        let ifindex = unsafe { req.ifr_ifru.ifru_ifindex };
+        let mut req = ifreq(interface)?;
+        // SAFETY: SIOCGIFHWADDR writes the address into `req`.
+        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) })?;
+        let mut mac = [0u8; 6];
+        // SAFETY: The ioctl above filled the hardware-address member.
+        let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+        for (d, s) in mac.iter_mut().zip(hw.sa_data.iter()) {
+            *d = *s as u8;
+        }
+        let mut req = ifreq(interface)?;
+        // SAFETY: SIOCGIFMTU writes the MTU into `req`.
+        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut req) })?;
+        // SAFETY: The ioctl above filled the MTU member.
+        let mtu = u32::try_from(unsafe { req.ifr_ifru.ifru_mtu }).unwrap_or(1500);
+
+        // SAFETY: `sockaddr_ll` is plain old data; all-zero is valid.
+        let mut addr: libc::sockaddr_ll = unsafe { zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto;
+        addr.sll_ifindex = ifindex;
+        // SAFETY: `addr` is a valid sockaddr_ll of the given size.
+        check(unsafe {
+            libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as u32)
+        })?;
+        let s = PacketSocket { fd, mac, mtu };
+        // Room for bursts of a deep client queue; the force variant needs
+        // CAP_NET_ADMIN, the plain one is capped by sysctl.
+        for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+            if s.set_int(force, 32 << 20).is_err() {
+                let _ = s.set_int(plain, 32 << 20);
+            }
+        }
+        Ok(s)
+    }
+
+    fn set_int(&self, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+        // SAFETY: `v` is a live int of the size passed.
+        check(unsafe {
+            libc::setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, opt, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as u32)
+        })
+        .map(|_| ())
+    }
+
+    /// Waits for at least one frame and receives up to `bufs.len()`;
+    /// returns how many, with each frame's length in `lens`. Frames the
+    /// host itself sent are skipped (their length is 0).
+    pub fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
+        let n = bufs.len().min(lens.len());
+        let mut iov: Vec<libc::iovec> = bufs[..n]
+            .iter_mut()
+            .map(|b| {
+                b.resize(MAX_FRAME, 0);
+                libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }
+            })
+            .collect();
+        // SAFETY: All-zero is a valid sockaddr_ll and mmsghdr.
+        let mut names: Vec<libc::sockaddr_ll> = vec![unsafe { zeroed() }; n];
+        // SAFETY: As above.
+        let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; n];
+        for i in 0..n {
+            msgs[i].msg_hdr.msg_iov = &mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_ll).cast();
+            msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+        }
+        // SAFETY: Every message points at live buffers and names of the
+        // stated sizes, which outlive the call.
+        let got = check(unsafe {
+            libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
+        })? as usize;
+        for i in 0..got {
+            lens[i] = if names[i].sll_pkttype == libc::PACKET_OUTGOING { 0 } else { msgs[i].msg_len as usize };
+        }
+        Ok(got)
+    }
+
+    /// Sends every frame, in batches; frames the device drops are lost (the
+    /// client retransmits). Returns how many were refused.
+    pub fn send_all(&self, frames: &[Vec<u8>]) -> io::Result<usize> {
+        let mut refused = 0;
+        for chunk in frames.chunks(64) {
+            let mut iov: Vec<libc::iovec> =
+                chunk.iter().map(|f| libc::iovec { iov_base: f.as_ptr() as *mut _, iov_len: f.len() }).collect();
+            // SAFETY: All-zero is a valid mmsghdr.
+            let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; chunk.len()];
+            for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+            }
+            let mut done = 0;
+            while done < msgs.len() {
+                // SAFETY: The messages point at live frames that outlive the
+                // call; the socket is bound, so no address is needed.
+                let rc = unsafe {
+                    libc::sendmmsg(self.fd.as_raw_fd(), msgs[done..].as_mut_ptr(), (msgs.len() - done) as u32, 0)
+                };
+                if rc < 0 {
+                    let e = io::Error::last_os_error();
+                    match e.raw_os_error() {
+                        Some(libc::ENOBUFS) | Some(libc::EAGAIN) => {
+                            refused += 1;
+                            done += 1;
+                        }
+                        Some(libc::EINTR) => {}
+                        _ => return Err(e),
+                    }
+                } else {
+                    done += rc as usize;
+                }
+            }
+        }
+        Ok(refused)
+    }
+}

@@ -1,0 +1,114 @@
+//! `ebdctl`: attach, detach, list and inspect EBD disks through configfs.
+
+mod configfs;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use configfs::{AttachSpec, Subsystem};
+
+/// Manage polynic EBD disks.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// The ebd configfs subsystem directory.
+    #[arg(long, default_value = configfs::DEFAULT_ROOT, global = true)]
+    configfs: std::path::PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Make a disk and power it on; prints its block device.
+    Attach {
+        /// Name of the configfs directory.
+        #[arg(long, default_value = "disk0")]
+        name: String,
+        /// Net device to use.
+        #[arg(long)]
+        netdev: String,
+        /// Server MAC address (aa:bb:cc:dd:ee:ff); omitted, the first server
+        /// to answer a broadcast is used.
+        #[arg(long)]
+        server: Option<String>,
+        /// Export number on the server.
+        #[arg(long, default_value_t = 0)]
+        export: u16,
+        /// Largest frame in bytes (default: the device MTU).
+        #[arg(long)]
+        frame_size: Option<u32>,
+        /// Requests in flight.
+        #[arg(long)]
+        queue_depth: Option<u32>,
+        /// Make the disk read-only.
+        #[arg(long)]
+        read_only: bool,
+        /// First response timeout in milliseconds (doubled per retry).
+        #[arg(long)]
+        timeout_ms: Option<u32>,
+        /// Retransmissions before a request fails.
+        #[arg(long)]
+        retries: Option<u32>,
+    },
+    /// Power a disk off and remove it.
+    Detach {
+        /// Name of the configfs directory.
+        name: String,
+    },
+    /// List disks.
+    List,
+    /// Show a disk's counters.
+    Stats {
+        /// Name of the configfs directory.
+        name: String,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let sys = Subsystem::open(&cli.configfs)?;
+    match cli.command {
+        Command::Attach { name, netdev, server, export, frame_size, queue_depth, read_only, timeout_ms, retries } => {
+            let spec = AttachSpec { netdev, server, export, frame_size, queue_depth, read_only, timeout_ms, retries };
+            let info = sys.attach(&name, &spec)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!("/dev/{}", info.disk.as_deref().unwrap_or("?"));
+            }
+        }
+        Command::Detach { name } => sys.detach(&name)?,
+        Command::List => {
+            let disks = sys.list()?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&disks)?);
+            } else {
+                for d in disks {
+                    println!(
+                        "{:<12} {:<6} {:<8} server {} export {} {}",
+                        d.name,
+                        d.disk.as_deref().unwrap_or("-"),
+                        d.netdev,
+                        d.server,
+                        d.export,
+                        d.size.map(|s| format!("{s} bytes")).unwrap_or_else(|| "off".into())
+                    );
+                }
+            }
+        }
+        Command::Stats { name } => {
+            let stats = sys.stats(&name)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                for (k, v) in stats {
+                    println!("{k:<18} {v}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
