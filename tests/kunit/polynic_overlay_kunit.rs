@@ -11,6 +11,7 @@ mod driver_tests;
 mod notifier_tests;
 mod packet_tests;
 mod skb_tests;
+mod storage_tests;
 
 module! {
     type: OverlayKunit,

@@ -77,9 +77,10 @@ pub enum Unmatched {
 pub enum Expiry<R> {
     /// No such request is outstanding (already completed).
     NotFound,
-    /// The request has not been fully sent yet (the device was busy);
-    /// nothing was retransmitted and no retry counted.
-    StillQueued,
+    /// The request has not been fully sent yet (the device or the window
+    /// was busy), or was sent less than a timeout ago: nothing was
+    /// retransmitted and no retry counted. Wait this many more milliseconds.
+    NotYet(u64),
     /// Its unanswered frames are queued again; this was retry `attempt`.
     Retry {
         /// 1 for the first retransmission.
@@ -112,6 +113,8 @@ struct Slot<R> {
     queued: bool,
     /// Response frames this request holds of the window.
     charged: u32,
+    /// When (caller's clock, milliseconds) its last frame went out.
+    sent_at: u64,
     retries: u32,
 }
 
@@ -259,6 +262,7 @@ impl<R> Ledger<R> {
             cursor: 0,
             queued: true,
             charged: 0,
+            sent_at: 0,
             retries: 0,
         });
         // Cannot fail: the FIFO holds as many ids as there are slots and this
@@ -292,7 +296,10 @@ impl<R> Ledger<R> {
     /// A write sends one data frame per unanswered fragment; every other
     /// request sends one frame. Each frame is charged to the window with the
     /// responses it asks for (one per fragment for a read).
-    pub fn next_frame(&mut self) -> Option<FrameJob> {
+    ///
+    /// `now` (milliseconds, any monotonic clock) is when the frame goes
+    /// out; [`Ledger::expire`] measures timeouts from the last frame sent.
+    pub fn next_frame(&mut self, now: u64) -> Option<FrameJob> {
         loop {
             let id = self.fifo.front()?;
             let window = self.limits.window;
@@ -321,6 +328,7 @@ impl<R> Ledger<R> {
                 return None;
             }
             slot.charged += cost;
+            slot.sent_at = now;
             self.charged += cost;
             let (frag_offset, frag_len) = match slot.command.opcode {
                 // A read's request frame carries no data; its fragment field
@@ -419,10 +427,12 @@ impl<R> Ledger<R> {
         self.fifo.len = kept;
     }
 
-    /// Request `id`'s response timer expired. `is_it` confirms that the
-    /// request held under `id` is the one whose timer fired (an id is reused
-    /// as soon as its request completes).
-    pub fn expire(&mut self, id: u32, is_it: impl FnOnce(&R) -> bool) -> Expiry<R> {
+    /// Request `id`'s response timer expired at `now` (the clock of
+    /// [`Ledger::next_frame`]); `timeout_ms` is how long a response may take
+    /// after the last frame went out. `is_it` confirms that the request held
+    /// under `id` is the one whose timer fired (an id is reused as soon as
+    /// its request completes).
+    pub fn expire(&mut self, id: u32, now: u64, timeout_ms: u64, is_it: impl FnOnce(&R) -> bool) -> Expiry<R> {
         let max_retries = self.limits.max_retries;
         let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
             return Expiry::NotFound;
@@ -431,7 +441,11 @@ impl<R> Ledger<R> {
             return Expiry::NotFound;
         }
         if slot.queued {
-            return Expiry::StillQueued;
+            return Expiry::NotYet(timeout_ms);
+        }
+        let waited = now.saturating_sub(slot.sent_at);
+        if waited < timeout_ms {
+            return Expiry::NotYet(timeout_ms - waited);
         }
         if slot.retries >= max_retries {
             return match self.remove(id) {
@@ -449,6 +463,11 @@ impl<R> Ledger<R> {
         slot.queued = true;
         let _ = self.fifo.push(id);
         Expiry::Retry { attempt }
+    }
+
+    /// Retransmissions request `id` has had so far (0 if none is held).
+    pub fn retries(&self, id: u32) -> u32 {
+        self.slots.get(id as usize).and_then(|s| s.as_ref()).map_or(0, |s| s.retries)
     }
 
     /// Removes and returns any one request, for tearing down.

@@ -22,7 +22,7 @@ use crate::{
     new_mutex, new_spinlock_irq,
     prelude::*,
     sync::{aref::ARef, Arc, Mutex, SpinLockIrq},
-    time::{delay::fsleep, Delta},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
 /// Tag of the personality's own [`Opcode::Info`] exchanges; block request ids
@@ -146,6 +146,12 @@ pub struct Personality<D: StorageDriver> {
     core: Arc<Core<D>>,
     #[pin]
     receiver: Mutex<Option<Pin<KBox<packet::Registration<Receiver<D>>>>>>,
+}
+
+/// Milliseconds on the monotonic clock, the ledger's time base.
+fn now_ms() -> u64 {
+    // Monotonic time is never negative.
+    (Instant::<Monotonic>::now().as_nanos() / 1_000_000).unsigned_abs()
 }
 
 fn status_error(s: Status) -> Error {
@@ -283,12 +289,15 @@ impl<D: StorageDriver> Personality<D> {
     /// [`Config::max_retries`] are spent. Process or softirq context.
     pub fn expire(&self, id: u32, is_it: impl FnOnce(&D::Buffer) -> bool) -> TimerAction {
         let core = &*self.core;
-        let verdict = core.inner.lock().ledger.expire(id, is_it);
+        let attempt = core.inner.lock().ledger.retries(id);
+        // The response timeout doubles with every retry, up to 16 times.
+        let timeout_ms = core.timeout.as_millis().max(1).saturating_mul(1i64 << attempt.min(4));
+        let verdict = core.inner.lock().ledger.expire(id, now_ms(), timeout_ms as u64, is_it);
         match verdict {
             Expiry::NotFound => TimerAction::Stop,
-            Expiry::StillQueued => {
+            Expiry::NotYet(wait_ms) => {
                 core.drain();
-                TimerAction::Rearm(core.timeout)
+                TimerAction::Rearm(Delta::from_millis(wait_ms as i64))
             }
             Expiry::Retry { attempt } => {
                 Stats::bump(&core.stats.retransmits);
@@ -422,7 +431,7 @@ impl<D: StorageDriver> Core<D> {
                 };
                 let mut n = 0;
                 while n < TX_BATCH && !Self::device_busy(&dev) {
-                    let Some(job) = g.ledger.next_frame() else {
+                    let Some(job) = g.ledger.next_frame(now_ms()) else {
                         break;
                     };
                     let data = match job.data {

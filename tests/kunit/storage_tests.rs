@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The storage personality's bookkeeping (`kernel::net::storage::ledger`)
+//! with plain numbers as requests: declustering, queue accounting, response
+//! matching, the retransmit state machine, and hostile responses.
+
+use kernel::prelude::*;
+
+#[kunit_tests(polynic_storage)]
+mod tests {
+    use kernel::net::storage::{
+        frames::{FramePlan, MAX_FRAMES},
+        ledger::{Command, Expiry, Ledger, Limits, Matched, Refused, Unmatched},
+        wire::{Header, Opcode, Status},
+    };
+    use kernel::prelude::*;
+
+    const PAYLOAD: u32 = 1024;
+
+    fn ledger(max_queue: u32, window: u32) -> Ledger<u32> {
+        let limits = Limits { max_queue, payload: PAYLOAD, window, max_retries: 2 };
+        match Ledger::new(limits) {
+            Ok(l) => l,
+            Err(_) => panic!("ledger allocation failed"),
+        }
+    }
+
+    fn cmd(opcode: Opcode, length: u32) -> Command {
+        Command { opcode, offset: 1 << 20, length, fua: false }
+    }
+
+    fn admit(l: &mut Ledger<u32>, id: u32, c: Command) {
+        assert!(l.admit(id, id + 100, c).is_ok());
+    }
+
+    /// The response a correct server sends to `job`'s frame `index`.
+    fn response(h: &Header, frag_offset: u32, frag_len: u32) -> Header {
+        Header { status: Status::Ok, frag_offset, frag_len, ..*h }
+    }
+
+    #[test]
+    fn declustering_covers_every_byte_once() {
+        for (len, count) in [(512u32, 1u32), (1024, 1), (1536, 2), (10240, 10), (10752, 11)] {
+            let plan = FramePlan::with_data(len, PAYLOAD).unwrap_or(FramePlan::without_data());
+            assert_eq!(plan.count(), count);
+            let mut next = 0;
+            for i in 0..count {
+                let frame = plan.frame(i);
+                assert_eq!(frame.map(|(o, _)| o), Some(next));
+                let (o, n) = frame.unwrap_or((0, 0));
+                assert_eq!(plan.index_of(o, n), Some(i));
+                next += n;
+            }
+            assert_eq!(next, len);
+            assert_eq!(plan.frame(count), None);
+        }
+        assert!(FramePlan::with_data(PAYLOAD * (MAX_FRAMES + 1), PAYLOAD).is_err());
+        assert!(FramePlan::with_data(0, PAYLOAD).is_err());
+    }
+
+    #[test]
+    fn write_frames_go_out_in_order_within_the_window() {
+        let mut l = ledger(4, 3);
+        admit(&mut l, 0, cmd(Opcode::Write, 4 * PAYLOAD));
+        admit(&mut l, 1, cmd(Opcode::Flush, 0));
+        let mut sent = KVec::new();
+        while let Some(job) = l.next_frame(0) {
+            assert!(sent.push((job.id, job.header.frag_offset, job.data), GFP_KERNEL).is_ok());
+        }
+        // Window of 3: three of request 0's four frames, nothing else.
+        assert_eq!(sent.len(), 3);
+        assert_eq!(sent[2], (0, 2 * PAYLOAD, Some((2 * PAYLOAD, PAYLOAD))));
+        assert_eq!(l.in_flight(), 3);
+        // One acknowledgement frees one slot of the window: the fourth frame.
+        let h = Header { opcode: Opcode::Write, flags: 0, tag: 0, generation: 1, export: 0, status: Status::Ok, offset: 1 << 20, length: 4 * PAYLOAD, frag_offset: 0, frag_len: PAYLOAD };
+        assert_eq!(l.match_response(&h), Ok(Matched::Frame { id: 0, index: 0, data: None }));
+        assert_eq!(l.answer(0, 0), None);
+        assert_eq!(l.next_frame(0).map(|j| (j.id, j.header.frag_offset)), Some((0, 3 * PAYLOAD)));
+        assert_eq!(l.next_frame(0).map(|j| j.id), None);
+    }
+
+    #[test]
+    fn queue_accounting_and_space_signal() {
+        let mut l = ledger(2, 64);
+        admit(&mut l, 0, cmd(Opcode::Read, 512));
+        admit(&mut l, 1, cmd(Opcode::Read, 512));
+        assert_eq!(l.len(), 2);
+        assert!(matches!(l.admit(0, 7, cmd(Opcode::Read, 512)), Err(Refused::Full(7))));
+        assert_eq!(l.take_space_signal(), None);
+        assert_eq!(l.remove(1), Some(101));
+        assert_eq!(l.take_space_signal(), Some(1));
+        assert_eq!(l.take_space_signal(), None);
+        assert!(matches!(l.admit(0, 8, cmd(Opcode::Read, 512)), Err(Refused::Invalid(8, _))));
+        assert!(matches!(l.admit(5, 9, cmd(Opcode::Read, 512)), Err(Refused::Invalid(9, _))));
+        assert_eq!(l.high_water(), 2);
+    }
+
+    #[test]
+    fn read_responses_complete_the_request_once() {
+        let mut l = ledger(4, 64);
+        admit(&mut l, 2, cmd(Opcode::Read, 3 * PAYLOAD));
+        let job = l.next_frame(0).unwrap_or_else(|| panic!("no frame"));
+        assert_eq!((job.header.frag_offset, job.header.frag_len, job.data), (0, PAYLOAD, None));
+        assert_eq!(l.in_flight(), 3);
+        let h = job.header;
+        // Out of order, with a duplicate.
+        for (i, expect_done) in [(2u32, false), (0, false), (2, false), (1, true)] {
+            let r = response(&h, i * PAYLOAD, PAYLOAD);
+            match l.match_response(&r) {
+                Ok(Matched::Frame { id, index, data }) => {
+                    assert_eq!((id, index, data), (2, i, Some((i * PAYLOAD, PAYLOAD))));
+                    assert_eq!(l.answer(id, index).is_some(), expect_done);
+                }
+                Err(Unmatched::Duplicate) => assert_eq!(i, 2),
+                other => panic!("unexpected {:?}", other),
+            }
+        }
+        assert_eq!(l.len(), 0);
+        assert_eq!(l.in_flight(), 0);
+        // A late copy after completion is stale.
+        assert_eq!(l.match_response(&response(&h, 0, PAYLOAD)), Err(Unmatched::Stale));
+    }
+
+    #[test]
+    fn hostile_responses_are_refused() {
+        let mut l = ledger(4, 64);
+        admit(&mut l, 1, cmd(Opcode::Read, 2 * PAYLOAD));
+        let h = l.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
+        let bad = [
+            (Header { generation: h.generation + 1, ..response(&h, 0, PAYLOAD) }, Unmatched::Stale),
+            (Header { tag: 3, ..response(&h, 0, PAYLOAD) }, Unmatched::Stale),
+            (Header { tag: 99_999, ..response(&h, 0, PAYLOAD) }, Unmatched::Stale),
+            (Header { opcode: Opcode::Write, ..response(&h, 0, PAYLOAD) }, Unmatched::Mismatch),
+            (Header { offset: 0, ..response(&h, 0, PAYLOAD) }, Unmatched::Mismatch),
+            (Header { length: 4 * PAYLOAD, ..response(&h, 0, PAYLOAD) }, Unmatched::Mismatch),
+            (response(&h, 512, PAYLOAD), Unmatched::Mismatch),
+            (response(&h, PAYLOAD, 512), Unmatched::Mismatch),
+            (response(&h, 2 * PAYLOAD, PAYLOAD), Unmatched::Mismatch),
+        ];
+        for (r, why) in bad {
+            assert_eq!(l.match_response(&r), Err(why));
+        }
+        // Nothing was disturbed: the real responses still complete it.
+        assert!(l.answer(1, 0).is_none());
+        assert_eq!(l.answer(1, 1), Some(101));
+        // A server error fails the request.
+        admit(&mut l, 0, cmd(Opcode::Write, 512));
+        let w = l.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
+        let e = Header { status: Status::ReadOnly, ..w };
+        assert_eq!(l.match_response(&e), Ok(Matched::Failed { id: 0, status: Status::ReadOnly }));
+    }
+
+    #[test]
+    fn timeouts_retransmit_then_give_up() {
+        let mut l = ledger(4, 64);
+        admit(&mut l, 0, cmd(Opcode::Write, 2 * PAYLOAD));
+        // Not sent yet: waiting is not a retry.
+        assert!(matches!(l.expire(0, 0, 100, |&r| r == 100), Expiry::NotYet(100)));
+        while l.next_frame(10).is_some() {}
+        // Sent 40 ms ago with a 100 ms timeout: 60 ms to go.
+        assert!(matches!(l.expire(0, 50, 100, |&r| r == 100), Expiry::NotYet(60)));
+        // Another request under the same id is not this one.
+        assert!(matches!(l.expire(0, 500, 100, |&r| r == 7), Expiry::NotFound));
+        // Frame 0 acknowledged; a retry resends only frame 1.
+        assert!(l.answer(0, 0).is_none());
+        assert!(matches!(l.expire(0, 500, 100, |_| true), Expiry::Retry { attempt: 1 }));
+        assert_eq!(l.in_flight(), 0);
+        let resent = l.next_frame(600).map(|j| j.header.frag_offset);
+        assert_eq!(resent, Some(PAYLOAD));
+        assert!(l.next_frame(600).is_none());
+        assert!(matches!(l.expire(0, 1000, 100, |_| true), Expiry::Retry { attempt: 2 }));
+        while l.next_frame(1000).is_some() {}
+        assert!(matches!(l.expire(0, 2000, 100, |_| true), Expiry::GiveUp(100)));
+        assert_eq!((l.len(), l.in_flight()), (0, 0));
+        assert!(matches!(l.expire(0, 3000, 100, |_| true), Expiry::NotFound));
+    }
+
+    #[test]
+    fn teardown_takes_every_request() {
+        let mut l = ledger(8, 64);
+        for id in [1, 4, 6] {
+            admit(&mut l, id, cmd(Opcode::Read, 512));
+        }
+        let _ = l.next_frame(0);
+        let mut taken = 0;
+        while let Some(r) = l.take_any() {
+            assert!(r >= 100);
+            taken += 1;
+        }
+        assert_eq!((taken, l.len(), l.in_flight()), (3, 0, 0));
+        assert!(l.next_frame(0).is_none());
+    }
+}

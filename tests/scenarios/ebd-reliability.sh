@@ -1,0 +1,46 @@
+#!/bin/bash
+# Data integrity under a hostile link and a crashing server: fio writes with
+# crc32c verification on a clean link, then with netem loss, reordering and
+# duplication in both directions, then while ebd-server is killed with
+# SIGKILL and restarted. No verify error may occur and nothing may fail.
+source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
+trap ebd_teardown EXIT
+ebd_setup 64
+ebd_server_start
+ebdctl attach --name rel --netdev pnk0 --queue-depth 32 --timeout-ms 300 --retries 30 >/dev/null || fail "attach"
+
+verify_run() {
+  local name=$1 size=$2
+  fio --name="$name" --filename=/dev/ebd0 --rw=randwrite --bsrange=4k-64k --size="$size" \
+    --ioengine=libaio --iodepth=16 --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+    --randrepeat=0 --output=/tmp/fio-"$name".log >/dev/null 2>&1
+  local rc=$?
+  grep -E "WRITE:|READ:|err=" /tmp/fio-"$name".log
+  return $rc
+}
+
+verify_run clean 16M || fail "fio verify on a clean link"
+before=$(ebd_stat rel retransmits)
+
+tc qdisc add dev pnk0 root netem delay 1ms loss 2% duplicate 2% reorder 25% 50% || fail "netem (client side)"
+ip netns exec ebdsrv tc qdisc add dev pnk1 root netem delay 1ms loss 2% duplicate 2% reorder 25% 50% \
+  || fail "netem (server side)"
+verify_run lossy 8M || fail "fio verify with loss, reordering and duplication"
+after=$(ebd_stat rel retransmits)
+[[ $after -gt $before ]] || fail "no retransmission under 2% loss (before $before, after $after)"
+[[ $(ebd_stat rel drop_duplicate) -gt 0 || $(ebd_stat rel drop_stale) -gt 0 ]] || fail "duplicates not seen"
+tc qdisc del dev pnk0 root
+ip netns exec ebdsrv tc qdisc del dev pnk1 root
+
+verify_run crash 16M &
+fio_pid=$!
+sleep 3
+ebd_server_stop KILL
+sleep 2
+ebd_server_start
+wait "$fio_pid" || fail "fio verify across an ebd-server SIGKILL and restart"
+[[ $(ebd_stat rel failed) == 0 ]] || fail "$(ebd_stat rel failed) requests failed"
+[[ $(ebd_stat rel timeouts) == 0 ]] || fail "requests timed out"
+ebdctl stats rel
+echo "no verify errors: clean, lossy ($((after - before)) retransmits), server killed and restarted"
