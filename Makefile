@@ -12,6 +12,10 @@ demo:
 test:
 	@scripts/test.sh $(TEST_ARGS)
 
+# EBD vs AoE vs NBD vs the link (out/bench/results.{md,json,png}).
+bench:
+	@scripts/bench.sh
+
 setup:
 	@scripts/setup.sh
 

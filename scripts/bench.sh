@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make bench`: EBD against AoE and NBD, and the link's TCP ceiling, in one VM
+# run on one veth link; writes out/bench/results.{json,md,png}. A benchmark,
+# not a test: it reports figures and ratios, it does not pass or fail on them.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$POLYNIC_ROOT"
+"$POLYNIC_ROOT/scripts/setup.sh"
+kdir=$("$POLYNIC_ROOT/scripts/kernel.sh")
+"$POLYNIC_ROOT/scripts/modules.sh" "$kdir" >/dev/null
+(cd "$POLYNIC_ROOT/userspace" && cargo build --release --workspace --quiet) || die "building userspace/ failed"
+out="$POLYNIC_ROOT/out/vm/bench"
+log "booting the test kernel and running tests/guest/bench.sh (about 10 minutes)"
+python3 "$POLYNIC_ROOT/scripts/vm.py" --kdir "$kdir" --out "$out" --timeout 1800 -- \
+  env POLYNIC_MODULES="$POLYNIC_ROOT/out/build/modules" POLYNIC_BIN="$POLYNIC_ROOT/userspace/target/release" \
+  BENCH_RUNTIME="${BENCH_RUNTIME:-10}" bash tests/guest/bench.sh
+rc=$?
+if [[ $rc -ne 0 ]]; then
+  tail -n 30 "$out/output.log"
+  die "benchmark run failed (logs: $out)"
+fi
+python3 "$POLYNIC_ROOT/scripts/bench_report.py" "$out/bench" "$POLYNIC_ROOT/out/bench"
