@@ -78,7 +78,8 @@ def main() -> int:
         f"| EBD / AoE 4K write IOPS | {ratios['randwrite_ebd_over_aoe']} | >= 1.5 | {'yes' if targets['randwrite: EBD >= 1.5x AoE'] else 'no'} |",
         f"| EBD seq read / link | {ratios['seqread_ebd_over_link']} | | |",
         "",
-        f"Kernel memory held by one idle attached EBD disk (queue depth 64; Slab+Percpu delta): {memory['ebd_idle_kib']} KiB.",
+        f"Memory pinned per EBD disk (queue depth 64): {memory['ebd_pinned_bytes'] / 1024:.1f} KiB of personality state "
+        f"while attached, plus at most {memory['ebd_window_bytes'] / 1024:.0f} KiB of frames in flight (the response window).",
     ]
     md = "\n".join(lines) + "\n"
     (out / "results.md").write_text(md)

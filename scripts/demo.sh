@@ -8,7 +8,7 @@ cd "$POLYNIC_ROOT"
 "$POLYNIC_ROOT/scripts/setup.sh"
 kdir=$("$POLYNIC_ROOT/scripts/kernel.sh")
 "$POLYNIC_ROOT/scripts/modules.sh" "$kdir" >/dev/null
-(cd "$POLYNIC_ROOT/userspace" && cargo build --release --workspace --quiet) || die "building userspace/ failed"
+build_userspace
 out="$POLYNIC_ROOT/out/vm/demo"
 log "booting the test kernel under virtme-ng (TCG) and running tests/guest/demo.sh"
 python3 "$POLYNIC_ROOT/scripts/vm.py" --kdir "$kdir" --out "$out" --timeout 600 -- \

@@ -20,5 +20,11 @@ KERNEL_PACKAGE="linux-source-${KERNEL_SERIES}"
 # Kernel make arguments shared by the kernel build and the out-of-tree modules.
 KMAKE_ARGS=(LLVM=-19 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc BINDGEN="$HOME/.cargo/bin/bindgen")
 
+# The user-space tools (ebd-server, ebdctl), which the guest runs from the
+# checkout.
+build_userspace() {
+  (cd "$POLYNIC_ROOT/userspace" && cargo build --release --workspace --quiet) || die "building userspace/ failed"
+}
+
 log() { printf '[polynic] %s\n' "$*" >&2; }
 die() { printf '[polynic] error: %s\n' "$*" >&2; exit 1; }

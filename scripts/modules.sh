@@ -4,13 +4,16 @@
 #
 #   modules.sh KDIR [SUBTREE]
 #
-# Objects go to out/build/<subtree>, so the checkout stays clean.
+# Objects go to out/build/<subtree> (out/build-bench/<subtree> for the bench
+# kernel), so the checkout stays clean and the two kernels' modules never mix.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 kdir=$1
 tree=${2:-.}
 src=$(cd "$POLYNIC_ROOT/$tree" && pwd)
-obj="$POLYNIC_ROOT/out/build/${tree#./}"
-[[ $tree == . ]] && obj="$POLYNIC_ROOT/out/build/modules"
+out="$POLYNIC_ROOT/out/build"
+[[ $(basename "$kdir") == build-bench ]] && out="$POLYNIC_ROOT/out/build-bench"
+obj="$out/${tree#./}"
+[[ $tree == . ]] && obj="$out/modules"
 mkdir -p "$obj"
 make -C "$kdir" M="$src" MO="$obj" "${KMAKE_ARGS[@]}" -j"$(nproc)" modules >"$obj/build.log" 2>&1 \
   || { cat "$obj/build.log" >&2; die "module build failed in $tree"; }

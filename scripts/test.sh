@@ -8,7 +8,7 @@ cd "$POLYNIC_ROOT"
 kdir=$("$POLYNIC_ROOT/scripts/kernel.sh")
 log "kernel: $kdir"
 # The user-space tools the scenarios run in the guest.
-(cd "$POLYNIC_ROOT/userspace" && cargo build --release --workspace --quiet) || die "building userspace/ failed"
+build_userspace
 # The polynic modules, then the test-only trees.
 for tree in . tests/kunit tests/blk tests/misc tests/selftest/fixtures; do
   "$POLYNIC_ROOT/scripts/modules.sh" "$kdir" "$tree" >/dev/null

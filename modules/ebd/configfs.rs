@@ -40,7 +40,7 @@ impl AttributeOperations<0> for Root {
     /// The attributes a disk directory offers.
     fn show(_this: &Root, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let mut w = Formatter::new(page);
-        w.write_str("power,netdev,server,export,frame_size,queue_depth,read_only,timeout_ms,retries,disk,stats\n")?;
+        w.write_str("power,netdev,server,export,frame_size,queue_depth,read_only,timeout_ms,retries,disk,stats,window\n")?;
         Ok(w.bytes_written())
     }
 }
@@ -65,6 +65,7 @@ impl configfs::GroupOperations for Root {
                 retries: 8,
                 disk: 9,
                 stats: 10,
+                window: 11,
             ],
         };
         Ok(configfs::Group::new(
@@ -240,6 +241,8 @@ number_attribute!(4, frame_size, u32, 0, 65535);
 number_attribute!(5, queue_depth, u32, 1, 1024);
 number_attribute!(7, timeout_ms, u32, 10, 60_000);
 number_attribute!(8, retries, u32, 0, 100);
+// Response frames outstanding at once; 0 means four per queue slot.
+number_attribute!(11, window, u32, 0, 65536);
 
 #[vtable]
 impl AttributeOperations<6> for DiskConfig {
@@ -300,6 +303,8 @@ impl AttributeOperations<10> for DiskConfig {
             w.write_fmt(fmt!("queue_len {}\n", p.queue_len()))?;
             w.write_fmt(fmt!("queue_max {}\n", p.max_queue_len()))?;
             w.write_fmt(fmt!("payload_per_frame {}\n", p.payload_per_frame()))?;
+            w.write_fmt(fmt!("pinned_bytes {}\n", p.pinned_bytes()))?;
+            w.write_fmt(fmt!("window_bytes {}\n", p.window_bytes()))?;
             w.write_fmt(fmt!("detached {}\n", u8::from(p.is_detached())))
         })
     }

@@ -41,6 +41,7 @@ pub(crate) struct Settings {
     pub(crate) read_only: bool,
     pub(crate) timeout_ms: u32,
     pub(crate) retries: u32,
+    pub(crate) window: u32,
 }
 
 impl Default for Settings {
@@ -54,6 +55,7 @@ impl Default for Settings {
             read_only: false,
             timeout_ms: 2000,
             retries: 8,
+            window: 0,
         }
     }
 }
@@ -105,13 +107,20 @@ impl EbdDisk {
             export: s.export,
             frame_size: s.frame_size,
             max_queue: s.queue_depth,
-            window: s.queue_depth.saturating_mul(4).max(32),
+            window: match s.window {
+                0 => s.queue_depth.saturating_mul(4).max(32),
+                n => n,
+            },
             max_retries: s.retries,
             timeout: Delta::from_millis(i64::from(s.timeout_ms)),
         };
         let personality = Personality::attach(dev, Completer, config)?;
-        let info = personality.query_info(INFO_ATTEMPTS, INFO_INTERVAL).inspect_err(|_| {
-            pr_err!("no server answered for export {}\n", s.export);
+        let info = personality.query_info(INFO_ATTEMPTS, INFO_INTERVAL).inspect_err(|e| {
+            if *e == ETIMEDOUT {
+                pr_err!("no server answered for export {}\n", s.export);
+            } else {
+                pr_err!("the server refused export {}: {:?}\n", s.export, e);
+            }
         })?;
         let read_only = s.read_only || info.flags & EXPORT_READ_ONLY != 0;
         let payload = personality.payload_per_frame();

@@ -39,22 +39,32 @@ __rust_helper bool rust_helper_blk_rq_has_data(struct request *rq)
 }
 
 /*
- * Copies @len bytes between @buf and the request's data pages, starting
- * @offset bytes into the request; @to_rq picks the direction. Walks the
- * single-page segments and maps each with kmap_local_page. The caller has
- * checked that [offset, offset + len) lies within blk_rq_bytes(rq).
- * Returns the number of bytes copied.
+ * Where a transfer into or out of a request's pages comes from or goes to:
+ * a plain buffer, or (into the request only) a socket buffer's data.
  */
-__rust_helper unsigned int rust_helper_polynic_rq_copy(struct request *rq, unsigned int offset,
-						       void *buf, unsigned int len, bool to_rq)
+enum polynic_rq_peer { POLYNIC_TO_RQ, POLYNIC_FROM_RQ, POLYNIC_SKB_TO_RQ };
+
+/*
+ * Moves @len bytes between the request's data pages, starting @offset bytes
+ * into the request, and @buf (or @skb's data from @skb_off). Walks the
+ * single-page segments and maps each with kmap_local_page. The caller has
+ * checked that [offset, offset + len) lies within blk_rq_bytes(rq) and, for
+ * a socket buffer, that its range lies within skb->len. Returns the number
+ * of bytes moved.
+ */
+__rust_helper unsigned int rust_helper_polynic_rq_xfer(struct request *rq, unsigned int offset,
+						       unsigned int len, void *buf,
+						       const struct sk_buff *skb, unsigned int skb_off,
+						       unsigned int peer)
 {
 	struct req_iterator iter;
 	struct bio_vec bv;
 	unsigned int pos = 0, done = 0;
 
 	rq_for_each_segment(bv, rq, iter) {
-		unsigned int seg_start, seg_off, n;
-		void *p;
+		unsigned int seg_off, n;
+		void *p, *at;
+		int err = 0;
 
 		if (done == len)
 			break;
@@ -62,21 +72,38 @@ __rust_helper unsigned int rust_helper_polynic_rq_copy(struct request *rq, unsig
 			pos += bv.bv_len;
 			continue;
 		}
-		seg_start = max(pos, offset + done);
-		seg_off = seg_start - pos;
+		seg_off = max(pos, offset + done) - pos;
 		n = min(bv.bv_len - seg_off, len - done);
 		p = kmap_local_page(bv.bv_page);
-		if (to_rq)
-			memcpy(p + bv.bv_offset + seg_off, buf + done, n);
-		else
-			memcpy(buf + done, p + bv.bv_offset + seg_off, n);
+		at = p + bv.bv_offset + seg_off;
+		switch (peer) {
+		case POLYNIC_TO_RQ:
+			memcpy(at, buf + done, n);
+			break;
+		case POLYNIC_FROM_RQ:
+			memcpy(buf + done, at, n);
+			break;
+		case POLYNIC_SKB_TO_RQ:
+			err = skb_copy_bits(skb, skb_off + done, at, n);
+			break;
+		}
 		kunmap_local(p);
-		if (to_rq)
+		if (err)
+			break;
+		if (peer != POLYNIC_FROM_RQ)
 			flush_dcache_page(bv.bv_page);
 		done += n;
 		pos += bv.bv_len;
 	}
 	return done;
+}
+
+/* Copies between @buf and the request's pages; @to_rq picks the direction. */
+__rust_helper unsigned int rust_helper_polynic_rq_copy(struct request *rq, unsigned int offset,
+						       void *buf, unsigned int len, bool to_rq)
+{
+	return rust_helper_polynic_rq_xfer(rq, offset, len, buf, NULL, 0,
+			       to_rq ? POLYNIC_TO_RQ : POLYNIC_FROM_RQ);
 }
 
 /* Number of single-page segments of the request. */
@@ -134,8 +161,7 @@ __rust_helper struct request *rust_helper_polynic_tag_to_rq(struct blk_mq_tag_se
  * Copies @len bytes of @skb, starting @skb_off bytes into its data, straight
  * into the request's pages at @offset bytes into the request: the one copy a
  * received frame's payload makes on its way to the block layer, whatever the
- * skb's layout (linear or paged). The caller has checked both ranges.
- * Returns the number of bytes copied.
+ * skb's layout (linear or paged).
  */
 __rust_helper unsigned int rust_helper_polynic_rq_copy_from_skb(struct request *rq,
 								 unsigned int offset,
@@ -143,32 +169,5 @@ __rust_helper unsigned int rust_helper_polynic_rq_copy_from_skb(struct request *
 								 unsigned int skb_off,
 								 unsigned int len)
 {
-	struct req_iterator iter;
-	struct bio_vec bv;
-	unsigned int pos = 0, done = 0;
-
-	rq_for_each_segment(bv, rq, iter) {
-		unsigned int seg_start, seg_off, n;
-		void *p;
-		int err;
-
-		if (done == len)
-			break;
-		if (pos + bv.bv_len <= offset) {
-			pos += bv.bv_len;
-			continue;
-		}
-		seg_start = max(pos, offset + done);
-		seg_off = seg_start - pos;
-		n = min(bv.bv_len - seg_off, len - done);
-		p = kmap_local_page(bv.bv_page);
-		err = skb_copy_bits(skb, skb_off + done, p + bv.bv_offset + seg_off, n);
-		kunmap_local(p);
-		if (err)
-			break;
-		flush_dcache_page(bv.bv_page);
-		done += n;
-		pos += bv.bv_len;
-	}
-	return done;
+	return rust_helper_polynic_rq_xfer(rq, offset, len, NULL, skb, skb_off, POLYNIC_SKB_TO_RQ);
 }

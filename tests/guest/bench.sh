@@ -38,10 +38,11 @@ iperf3 -c 10.99.0.2 -t "$RUNTIME" -J >"$res/link-tcp.json" || fail "iperf3"
 
 echo "== EBD"
 ebd_server_start
-slab_before=$(awk '/^(Slab|Percpu):/ {s += $2} END {print s}' /proc/meminfo)
 ebdctl attach --name bench --netdev pnk0 --queue-depth 64 >/dev/null || fail "ebd attach"
-slab_after=$(awk '/^(Slab|Percpu):/ {s += $2} END {print s}' /proc/meminfo)
-echo "{\"ebd_idle_kib\": $((slab_after - slab_before))}" >"$res/memory.json"
+# What the personality pins while attached, and the most frame payload its
+# window lets be in flight (the kernel's own accounting of both).
+echo "{\"ebd_pinned_bytes\": $(ebd_stat bench pinned_bytes), \"ebd_window_bytes\": $(ebd_stat bench window_bytes)}" \
+  >"$res/memory.json"
 fio_suite ebd /dev/ebd0
 ebdctl stats bench >"$res/ebd-stats.txt"
 ebdctl detach bench

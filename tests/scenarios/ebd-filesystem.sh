@@ -8,6 +8,12 @@ trap ebd_teardown EXIT
 ebd_setup 256
 ebd_server_start
 
+# An export the server does not have is refused at once, with a clear error.
+start=$SECONDS
+err=$(ebdctl attach --name nosuch --netdev pnk0 --export 5 2>&1) && fail "attach to a missing export succeeded"
+grep -q "No such device or address" <<<"$err" || fail "unexpected error for a missing export: $err"
+((SECONDS - start < 5)) || fail "refusal took $((SECONDS - start)) s"
+[[ ! -e $EBD_CFG/nosuch ]] || fail "failed attach left its directory"
 dev=$(ebdctl attach --name disk0 --netdev pnk0) || fail "attach"
 [[ $dev == /dev/ebd0 ]] || fail "attach printed $dev, expected /dev/ebd0"
 [[ -b /dev/ebd0 ]] || fail "/dev/ebd0 is not a block device"

@@ -53,6 +53,8 @@ pub struct AttachSpec {
     pub timeout_ms: Option<u32>,
     /// Retransmissions before an I/O error.
     pub retries: Option<u32>,
+    /// Response frames outstanding at once.
+    pub window: Option<u32>,
 }
 
 /// One disk as `list` shows it.
@@ -130,6 +132,7 @@ impl Subsystem {
                 ("queue_depth", spec.queue_depth),
                 ("timeout_ms", spec.timeout_ms),
                 ("retries", spec.retries),
+                ("window", spec.window),
             ];
             for (attr, v) in numbers {
                 if let Some(v) = v {

@@ -52,6 +52,9 @@ enum Command {
         /// Retransmissions before a request fails.
         #[arg(long)]
         retries: Option<u32>,
+        /// Response frames outstanding at once (default: four per queue slot).
+        #[arg(long)]
+        window: Option<u32>,
     },
     /// Power a disk off and remove it.
     Detach {
@@ -71,8 +74,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let sys = Subsystem::open(&cli.configfs)?;
     match cli.command {
-        Command::Attach { name, netdev, server, export, frame_size, queue_depth, read_only, timeout_ms, retries } => {
-            let spec = AttachSpec { netdev, server, export, frame_size, queue_depth, read_only, timeout_ms, retries };
+        Command::Attach { name, netdev, server, export, frame_size, queue_depth, read_only, timeout_ms, retries, window } => {
+            let spec =
+                AttachSpec { netdev, server, export, frame_size, queue_depth, read_only, timeout_ms, retries, window };
             let info = sys.attach(&name, &spec)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&info)?);

@@ -394,7 +394,7 @@ impl<R> Ledger<R> {
         }
         if slot.charged > 0 {
             slot.charged -= 1;
-            self.charged -= 1;
+            self.charged = self.charged.saturating_sub(1);
         }
         if slot.answered.count() == slot.plan.count() {
             return self.remove(id);
@@ -405,8 +405,8 @@ impl<R> Ledger<R> {
     /// Removes request `id` (completed, failed or aborted) and returns it.
     pub fn remove(&mut self, id: u32) -> Option<R> {
         let slot = self.slots.get_mut(id as usize)?.take()?;
-        self.charged -= slot.charged;
-        self.used -= 1;
+        self.charged = self.charged.saturating_sub(slot.charged);
+        self.used = self.used.saturating_sub(1);
         if slot.queued {
             self.unqueue(id);
         }
@@ -457,12 +457,19 @@ impl<R> Ledger<R> {
         let attempt = slot.retries;
         // Its unanswered frames go out again; what they were charged is
         // released, as the lost frames will never be answered.
-        self.charged -= slot.charged;
+        self.charged = self.charged.saturating_sub(slot.charged);
         slot.charged = 0;
         slot.cursor = 0;
         slot.queued = true;
         let _ = self.fifo.push(id);
         Expiry::Retry { attempt }
+    }
+
+    /// Bytes of bookkeeping the ledger holds for its whole life (slots and
+    /// FIFO), whatever the load: the memory a device pins while idle.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.capacity() * core::mem::size_of::<Option<Slot<R>>>()
+            + self.fifo.ids.capacity() * core::mem::size_of::<u32>()
     }
 
     /// Retransmissions request `id` has had so far (0 if none is held).

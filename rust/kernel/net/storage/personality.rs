@@ -104,6 +104,8 @@ struct Inner<B> {
     dev: Option<ARef<NetDevice>>,
     server: Option<MacAddr>,
     info: Option<ExportInfo>,
+    /// The server's refusal of the Info request, if it refused.
+    info_refused: Option<Status>,
     /// A transmit loop is running; others leave their frames to it.
     draining: bool,
 }
@@ -192,6 +194,7 @@ impl<D: StorageDriver> Personality<D> {
                     dev: Some(held),
                     server: config.server,
                     info: None,
+                    info_refused: None,
                     draining: false,
                 }),
                 stats: Stats::default(),
@@ -227,6 +230,19 @@ impl<D: StorageDriver> Personality<D> {
     /// Payload bytes per frame: the declustering unit.
     pub fn payload_per_frame(&self) -> u32 {
         self.core.payload
+    }
+
+    /// Bytes the personality pins for as long as it is attached: its own
+    /// state and the ledger's slots. Frames in flight come on top, bounded
+    /// by [`Personality::window_bytes`].
+    pub fn pinned_bytes(&self) -> usize {
+        core::mem::size_of::<Core<D>>() + core::mem::size_of::<Self>() + self.core.inner.lock().ledger.memory_bytes()
+    }
+
+    /// Most bytes of frames the window lets be outstanding at once (payload
+    /// of every response frame it admits).
+    pub fn window_bytes(&self) -> usize {
+        self.core.inner.lock().ledger.limits().window as usize * self.core.payload as usize
     }
 
     /// Maximum queue length (requests held at once).
@@ -325,6 +341,9 @@ impl<D: StorageDriver> Personality<D> {
                 if let Some(info) = g.info {
                     return Ok(info);
                 }
+                if let Some(status) = g.info_refused {
+                    return Err(status_error(status));
+                }
                 (g.dev.clone().ok_or(ENODEV)?, g.server.unwrap_or(MacAddr::BROADCAST))
             };
             let header = Header {
@@ -349,8 +368,12 @@ impl<D: StorageDriver> Personality<D> {
             while waited < interval.as_millis() {
                 fsleep(step);
                 waited += 10;
-                if let Some(info) = core.inner.lock().info {
+                let g = core.inner.lock();
+                if let Some(info) = g.info {
                     return Ok(info);
+                }
+                if let Some(status) = g.info_refused {
+                    return Err(status_error(status));
                 }
             }
         }
@@ -402,10 +425,10 @@ impl<D: StorageDriver> Core<D> {
         let frame = skb.put(total)?;
         let ethertype = EtherType(ETH_P_EBD_REQUEST);
         EthHdr { dst, src: self.local, ethertype }.write(frame)?;
-        header.encode(&mut frame[HLEN..]).map_err(|_| EINVAL)?;
+        header.encode(frame.get_mut(HLEN..).ok_or(EINVAL)?).map_err(|_| EINVAL)?;
         if let Some((buffer, offset, len)) = data {
             let at = HLEN + HEADER_LEN;
-            buffer.copy_out(offset, &mut frame[at..at + len as usize])?;
+            buffer.copy_out(offset, frame.get_mut(at..at + len as usize).ok_or(EINVAL)?)?;
         }
         skb.set_protocol(ethertype);
         Ok(skb)
@@ -541,7 +564,16 @@ impl<D: StorageDriver> Core<D> {
 
     fn receive_info(&self, header: &Header, skb: &SkBuff, source: Option<MacAddr>) {
         let mut payload = [0u8; ExportInfo::LEN];
-        let parsed = if header.tag != INFO_TAG || header.status != Status::Ok {
+        if header.tag == INFO_TAG && header.status != Status::Ok {
+            let mut g = self.inner.lock();
+            if g.server.is_none() || g.server == source {
+                g.info_refused = Some(header.status);
+            } else {
+                Stats::bump(&self.stats.drop_foreign);
+            }
+            return;
+        }
+        let parsed = if header.tag != INFO_TAG {
             None
         } else {
             skb.copy_bits(HEADER_LEN as u32, &mut payload)
