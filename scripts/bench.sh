@@ -14,10 +14,11 @@ out="$POLYNIC_ROOT/out/vm/bench"
 log "booting the test kernel and running tests/guest/bench.sh (about 10 minutes)"
 python3 "$POLYNIC_ROOT/scripts/vm.py" --kdir "$kdir" --out "$out" --timeout 1800 -- \
   env POLYNIC_MODULES="$POLYNIC_ROOT/out/build-bench/modules" POLYNIC_BIN="$POLYNIC_ROOT/userspace/target/release" \
-  BENCH_RUNTIME="${BENCH_RUNTIME:-10}" bash tests/guest/bench.sh
+  BENCH_RUNTIME="${BENCH_RUNTIME:-10}" BENCH_ONLY="${BENCH_ONLY:-}" EBD_WINDOW="${EBD_WINDOW:-}" bash tests/guest/bench.sh
 rc=$?
 if [[ $rc -ne 0 ]]; then
   tail -n 30 "$out/output.log"
   die "benchmark run failed (logs: $out)"
 fi
+[[ -n ${BENCH_ONLY:-} ]] && { log "BENCH_ONLY=$BENCH_ONLY: raw fio results in $out/bench, no report"; exit 0; }
 python3 "$POLYNIC_ROOT/scripts/bench_report.py" "$out/bench" "$POLYNIC_ROOT/out/bench"

@@ -6,7 +6,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
 trap ebd_teardown EXIT
 ebd_setup 256
-ebd_server_start
+# Export 1: a second, read-only export with known content.
+head -c $((8 << 20)) /dev/urandom >/tmp/ebd-ro.img
+ebd_server_start -e /tmp/ebd-ro.img,ro
 
 # An export the server does not have is refused at once, with a clear error.
 start=$SECONDS
@@ -41,4 +43,16 @@ mount /dev/ebd0 "$EBD_MNT" || fail "mount after re-attach"
 (cd "$EBD_MNT" && sha256sum --quiet -c /tmp/ebd-sums) || fail "checksums differ after re-attach"
 umount "$EBD_MNT"
 ebdctl detach again || fail "detach again"
-echo "ext4 on ebd0: $(wc -l </tmp/ebd-sums) files verified after detach and re-attach"
+
+# Two disks at once on one link: export 0 read-write, export 1 read-only.
+ebdctl attach --name rw --netdev pnk0 >/dev/null || fail "attach export 0"
+ebdctl attach --name ro --netdev pnk0 --export 1 >/dev/null || fail "attach export 1"
+[[ $(blockdev --getro /dev/ebd1) == 1 ]] || fail "/dev/ebd1 of a read-only export is writable"
+! dd if=/dev/zero of=/dev/ebd1 bs=4k count=1 oflag=direct 2>/dev/null || fail "write to a read-only export succeeded"
+cmp <(dd if=/dev/ebd1 bs=1M iflag=direct 2>/dev/null) /tmp/ebd-ro.img || fail "export 1 reads back wrong"
+mount -o ro /dev/ebd0 "$EBD_MNT" && (cd "$EBD_MNT" && sha256sum --quiet -c /tmp/ebd-sums) || fail "export 0 beside export 1"
+umount "$EBD_MNT"
+[[ $(ebd_stat ro drop_foreign) -gt 0 || $(ebd_stat rw drop_foreign) -gt 0 ]] \
+  || fail "neither disk saw (and dropped) the other's responses"
+ebdctl detach ro && ebdctl detach rw || fail "detach both"
+echo "ext4 on ebd0: $(wc -l </tmp/ebd-sums) files verified after detach and re-attach; two exports at once, one read-only"

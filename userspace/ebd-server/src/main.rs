@@ -8,9 +8,15 @@ mod socket;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use export::{Export, ExportSpec};
-use serve::{Outbox, Server};
+use serve::{Counters, Outbox, Server};
 use socket::PacketSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    io::ErrorKind,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
 /// Serve EBD exports on a network interface.
 #[derive(Parser, Debug)]
@@ -26,6 +32,10 @@ struct Args {
     /// Frames received per batch.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: u16,
+    /// Serving threads, each with its own socket; request frames are spread
+    /// over them by receiving CPU (a packet fanout group).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
     /// Write the process id here once serving (for scripts).
     #[arg(long)]
     pid_file: Option<std::path::PathBuf>,
@@ -37,45 +47,16 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
-    let exports = args
-        .exports
-        .iter()
-        .map(Export::open)
-        .collect::<Result<Vec<_>, _>>()?;
-    let socket = PacketSocket::open(&args.interface)
-        .with_context(|| format!("cannot open a packet socket on {} (needs CAP_NET_RAW)", args.interface))?;
-    let Some(mut server) = Server::new(exports, socket.mac, socket.mtu) else {
-        bail!("the MTU of {} ({}) cannot carry one sector per frame", args.interface, socket.mtu);
-    };
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: The handler only stores to an atomic, which is
-        // async-signal-safe. No SA_RESTART, so a blocked receive returns.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-    eprintln!(
-        "ebd-server: serving {} export(s) on {} (mtu {})",
-        args.exports.len(),
-        args.interface,
-        socket.mtu
-    );
-    if let Some(p) = &args.pid_file {
-        std::fs::write(p, format!("{}\n", std::process::id())).with_context(|| format!("writing {}", p.display()))?;
-    }
-    let n = usize::from(args.batch);
-    let mut bufs = vec![Vec::new(); n];
-    let mut lens = vec![0usize; n];
+/// One serving thread: receive a batch, answer it, send the answers.
+fn serve(socket: PacketSocket, mut server: Server, batch: usize) -> Result<(Counters, usize)> {
+    let mut bufs = vec![Vec::new(); batch];
+    let mut lens = vec![0usize; batch];
     let mut out = Outbox::default();
     let mut refused = 0;
     while !STOP.load(Ordering::Relaxed) {
         let got = match socket.recv_batch(&mut bufs, &mut lens) {
             Ok(got) => got,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(e) => return Err(e).context("receiving"),
         };
         out.clear();
@@ -86,10 +67,67 @@ fn main() -> Result<()> {
         }
         refused += socket.send_all(out.frames()).context("sending")?;
     }
-    let c = server.counters;
+    Ok((server.counters, refused))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let exports: Arc<[Export]> = args
+        .exports
+        .iter()
+        .map(Export::open)
+        .collect::<Result<Vec<_>, _>>()?
+        .into();
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: The handler only stores to an atomic, which is
+        // async-signal-safe. No SA_RESTART, so a blocked receive returns.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+    let group = (std::process::id() & 0xffff) as u16;
+    let mut workers = Vec::new();
+    let mut mtu = 0;
+    for _ in 0..args.threads {
+        let socket = PacketSocket::open(&args.interface)
+            .with_context(|| format!("cannot open a packet socket on {} (needs CAP_NET_RAW)", args.interface))?;
+        if args.threads > 1 {
+            socket.join_fanout(group).context("joining the packet fanout group")?;
+        }
+        socket.set_receive_timeout(200).context("setting the receive timeout")?;
+        mtu = socket.mtu;
+        let Some(server) = Server::new(exports.clone(), socket.mac, socket.mtu) else {
+            bail!("the MTU of {} ({}) cannot carry one sector per frame", args.interface, socket.mtu);
+        };
+        workers.push((socket, server));
+    }
+    eprintln!(
+        "ebd-server: serving {} export(s) on {} (mtu {}) with {} thread(s)",
+        args.exports.len(),
+        args.interface,
+        mtu,
+        args.threads
+    );
+    if let Some(p) = &args.pid_file {
+        std::fs::write(p, format!("{}\n", std::process::id())).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let batch = usize::from(args.batch);
+    let handles: Vec<_> = workers
+        .into_iter()
+        .map(|(socket, server)| std::thread::spawn(move || serve(socket, server, batch)))
+        .collect();
+    let mut total = Counters::default();
+    let mut refused = 0;
+    for h in handles {
+        let (c, r) = h.join().map_err(|_| anyhow::anyhow!("a serving thread panicked"))??;
+        total += c;
+        refused += r;
+    }
     eprintln!(
         "ebd-server: stopped; {} requests, {} responses ({} errors, {} refused by the device), {} malformed",
-        c.requests, c.responses, c.errors, refused, c.malformed
+        total.requests, total.responses, total.errors, refused, total.malformed
     );
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! here, so the protocol handling is testable on its own.
 
 use crate::export::Export;
+use std::sync::Arc;
 use polynic_abi::ebd::{
     payload_per_frame, Direction, ExportInfo, Header, Opcode, Status, ETH_P_EBD_RESPONSE, FLAG_FUA, HEADER_LEN,
 };
@@ -20,6 +21,15 @@ pub struct Counters {
     pub errors: u64,
     /// Response frames produced.
     pub responses: u64,
+}
+
+impl std::ops::AddAssign for Counters {
+    fn add_assign(&mut self, o: Counters) {
+        self.requests += o.requests;
+        self.malformed += o.malformed;
+        self.errors += o.errors;
+        self.responses += o.responses;
+    }
 }
 
 /// Reusable response frame buffers.
@@ -54,7 +64,7 @@ impl Outbox {
 
 /// Serves every export to every client on one interface.
 pub struct Server {
-    exports: Vec<Export>,
+    exports: Arc<[Export]>,
     local: [u8; 6],
     max_payload: u32,
     /// What it has done so far.
@@ -63,7 +73,7 @@ pub struct Server {
 
 impl Server {
     /// A server answering from `local` on a link of `mtu`.
-    pub fn new(exports: Vec<Export>, local: [u8; 6], mtu: u32) -> Option<Self> {
+    pub fn new(exports: Arc<[Export]>, local: [u8; 6], mtu: u32) -> Option<Self> {
         Some(Server { exports, local, max_payload: payload_per_frame(mtu)?, counters: Counters::default() })
     }
 
@@ -191,7 +201,7 @@ mod tests {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         f.write_all(&data).unwrap();
         let export = Export::open(&ExportSpec { path: f.path().into(), read_only }).unwrap();
-        (Server::new(vec![export], SERVER, 1500).unwrap(), f)
+        (Server::new(vec![export].into(), SERVER, 1500).unwrap(), f)
     }
 
     fn request(h: Header, payload: &[u8]) -> Vec<u8> {

@@ -93,11 +93,29 @@ impl PacketSocket {
     }
 
     fn set_int(&self, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
-        // SAFETY: `v` is a live int of the size passed.
+        self.set_opt(libc::SOL_SOCKET, opt, &v)
+    }
+
+    fn set_opt<T>(&self, level: libc::c_int, opt: libc::c_int, v: &T) -> io::Result<()> {
+        // SAFETY: `v` is a live value of the size passed, only read.
         check(unsafe {
-            libc::setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, opt, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as u32)
+            libc::setsockopt(self.fd.as_raw_fd(), level, opt, (v as *const T).cast(), size_of::<T>() as u32)
         })
         .map(|_| ())
+    }
+
+    /// Joins fanout group `group`: the sockets in it share the interface's
+    /// request frames by the CPU that received them, one socket per serving thread.
+    pub fn join_fanout(&self, group: u16) -> io::Result<()> {
+        let arg: u32 = u32::from(group) | (libc::PACKET_FANOUT_CPU << 16);
+        self.set_opt(libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
+    }
+
+    /// Makes a blocked receive return every `ms` milliseconds with nothing,
+    /// so a serving thread notices it is asked to stop.
+    pub fn set_receive_timeout(&self, ms: u32) -> io::Result<()> {
+        let tv = libc::timeval { tv_sec: (ms / 1000).into(), tv_usec: ((ms % 1000) * 1000).into() };
+        self.set_opt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
     }
 
     /// Waits for at least one frame and receives up to `bufs.len()`;
