@@ -32,8 +32,9 @@ struct Args {
     /// Frames received per batch.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: u16,
-    /// Serving threads, each with its own socket; request frames are spread
-    /// over them by receiving CPU (a packet fanout group).
+    /// Serving threads, each with its own socket in a packet fanout group:
+    /// large requests are spread over them by tag, small ones go to the
+    /// first.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
     /// Write the process id here once serving (for scripts).
@@ -102,6 +103,9 @@ fn main() -> Result<()> {
             bail!("the MTU of {} ({}) cannot carry one sector per frame", args.interface, socket.mtu);
         };
         workers.push((socket, server));
+    }
+    if args.threads > 1 {
+        workers[0].0.steer_fanout_by_request().context("installing the fanout steering program")?;
     }
     eprintln!(
         "ebd-server: serving {} export(s) on {} (mtu {}) with {} thread(s)",

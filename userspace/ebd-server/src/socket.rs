@@ -104,11 +104,35 @@ impl PacketSocket {
         .map(|_| ())
     }
 
-    /// Joins fanout group `group`: the sockets in it share the interface's
-    /// request frames by the CPU that received them, one socket per serving thread.
+    /// Joins fanout group `group`, whose sockets (one per serving thread)
+    /// share the interface's request frames.
     pub fn join_fanout(&self, group: u16) -> io::Result<()> {
-        let arg: u32 = u32::from(group) | (libc::PACKET_FANOUT_CPU << 16);
+        let arg: u32 = u32::from(group) | (libc::PACKET_FANOUT_CBPF << 16);
         self.set_opt(libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
+    }
+
+    /// Installs the group's steering program (on any one member, after all
+    /// have joined): frames of requests of 64 KiB and more are spread over
+    /// the threads by tag, so large transfers proceed in parallel while every
+    /// frame of one request stays with one thread; small requests all go to
+    /// the first thread, which answers them in large batches.
+    pub fn steer_fanout_by_request(&self) -> io::Result<()> {
+        // Classic BPF over the frame after the Ethernet header (the EBD
+        // header); the kernel takes the result modulo the group size.
+        const LD_W_ABS: u16 = 0x20;
+        const JGE_K: u16 = 0x35;
+        const RET_A: u16 = 0x16;
+        const RET_K: u16 = 0x06;
+        let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+        let mut program = [
+            insn(LD_W_ABS, 0, 0, 24),       // A = length
+            insn(JGE_K, 0, 2, 64 * 1024),   // small → ret 0
+            insn(LD_W_ABS, 0, 0, 4),        // A = tag
+            insn(RET_A, 0, 0, 0),           // socket = tag % threads
+            insn(RET_K, 0, 0, 0),           // socket 0
+        ];
+        let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
+        self.set_opt(libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &fprog)
     }
 
     /// Makes a blocked receive return every `ms` milliseconds with nothing,
