@@ -4,18 +4,14 @@
 # not a test: it reports figures and ratios, it does not pass or fail on them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$POLYNIC_ROOT"
-"$POLYNIC_ROOT/scripts/setup.sh"
 # The bench kernel: the test kernel without KASAN, lockdep and kmemleak
 # (scripts/polynic-bench.config); built once into the cache (~11 min).
-kdir=$(POLYNIC_KERNEL_FLAVOUR=bench "$POLYNIC_ROOT/scripts/kernel.sh")
-"$POLYNIC_ROOT/scripts/modules.sh" "$kdir" >/dev/null
-build_userspace
+prepare_guest bench
 out="$POLYNIC_ROOT/out/vm/bench"
-log "booting the test kernel and running tests/guest/bench.sh (about 10 minutes)"
-python3 "$POLYNIC_ROOT/scripts/vm.py" --kdir "$kdir" --out "$out" --timeout 1800 -- \
-  env POLYNIC_MODULES="$POLYNIC_ROOT/out/build-bench/modules" POLYNIC_BIN="$POLYNIC_ROOT/userspace/target/release" \
-  BENCH_RUNTIME="${BENCH_RUNTIME:-10}" BENCH_ONLY="${BENCH_ONLY:-}" EBD_WINDOW="${EBD_WINDOW:-}" bash tests/guest/bench.sh
-rc=$?
+log "booting the bench kernel and running tests/guest/bench.sh (about 4 minutes)"
+rc=0
+run_guest "$out" 1800 BENCH_RUNTIME="${BENCH_RUNTIME:-10}" BENCH_ONLY="${BENCH_ONLY:-}" EBD_WINDOW="${EBD_WINDOW:-}" \
+  bash tests/guest/bench.sh || rc=$?
 if [[ $rc -ne 0 ]]; then
   tail -n 30 "$out/output.log"
   die "benchmark run failed (logs: $out)"

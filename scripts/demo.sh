@@ -5,15 +5,10 @@
 # throughput and counters printed.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$POLYNIC_ROOT"
-"$POLYNIC_ROOT/scripts/setup.sh"
-kdir=$("$POLYNIC_ROOT/scripts/kernel.sh")
-"$POLYNIC_ROOT/scripts/modules.sh" "$kdir" >/dev/null
-build_userspace
+prepare_guest
 out="$POLYNIC_ROOT/out/vm/demo"
 log "booting the test kernel under virtme-ng (TCG) and running tests/guest/demo.sh"
-python3 "$POLYNIC_ROOT/scripts/vm.py" --kdir "$kdir" --out "$out" --timeout 600 -- \
-  env POLYNIC_MODULES="$POLYNIC_ROOT/out/build/modules" POLYNIC_BIN="$POLYNIC_ROOT/userspace/target/release" \
-  bash tests/guest/demo.sh
-rc=$?
+rc=0
+run_guest "$out" 600 bash tests/guest/demo.sh || rc=$?
 cat "$out/output.log"
 exit $rc

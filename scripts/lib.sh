@@ -26,5 +26,30 @@ build_userspace() {
   (cd "$POLYNIC_ROOT/userspace" && cargo build --release --workspace --quiet) || die "building userspace/ failed"
 }
 
+# Where modules built against KDIR go: out/build, or out/build-bench for the
+# bench kernel, so that the two kernels' modules never mix.
+modules_out() {
+  if [[ $(basename "$1") == build-bench ]]; then echo "$POLYNIC_ROOT/out/build-bench"; else echo "$POLYNIC_ROOT/out/build"; fi
+}
+
+# prepare_guest [FLAVOUR]: set-up, the kernel of FLAVOUR (test or bench),
+# the polynic modules and the user-space tools; sets KDIR.
+prepare_guest() {
+  "$POLYNIC_ROOT/scripts/setup.sh"
+  KDIR=$(POLYNIC_KERNEL_FLAVOUR=${1:-test} "$POLYNIC_ROOT/scripts/kernel.sh")
+  "$POLYNIC_ROOT/scripts/modules.sh" "$KDIR" >/dev/null
+  build_userspace
+}
+
+# run_guest OUT TIMEOUT COMMAND...: boots KDIR and runs COMMAND (from the
+# checkout) with POLYNIC_MODULES and POLYNIC_BIN pointing at what
+# prepare_guest built.
+run_guest() {
+  local out=$1 timeout=$2
+  shift 2
+  python3 "$POLYNIC_ROOT/scripts/vm.py" --kdir "$KDIR" --out "$out" --timeout "$timeout" -- \
+    env POLYNIC_MODULES="$(modules_out "$KDIR")/modules" POLYNIC_BIN="$POLYNIC_ROOT/userspace/target/release" "$@"
+}
+
 log() { printf '[polynic] %s\n' "$*" >&2; }
 die() { printf '[polynic] error: %s\n' "$*" >&2; exit 1; }

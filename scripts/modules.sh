@@ -10,8 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 kdir=$1
 tree=${2:-.}
 src=$(cd "$POLYNIC_ROOT/$tree" && pwd)
-out="$POLYNIC_ROOT/out/build"
-[[ $(basename "$kdir") == build-bench ]] && out="$POLYNIC_ROOT/out/build-bench"
+out=$(modules_out "$kdir")
 obj="$out/${tree#./}"
 [[ $tree == . ]] && obj="$out/modules"
 mkdir -p "$obj"

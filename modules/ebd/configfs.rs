@@ -143,7 +143,7 @@ impl AttributeOperations<0> for DiskConfig {
 
     fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let on = this.state.lock().disk.is_some();
-        show_with(page, |w| w.write_str(if on { "1\n" } else { "0\n" }))
+        show_with(page, |w| on.show(w))
     }
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
@@ -209,21 +209,54 @@ impl AttributeOperations<2> for DiskConfig {
     }
 }
 
-/// A numeric setting: attribute `$id`, field `$field`, accepted range.
-macro_rules! number_attribute {
-    ($id:literal, $field:ident, $ty:ty, $min:expr, $max:expr) => {
+/// A value a settings attribute reads and writes: numbers in decimal,
+/// booleans as `0`/`1` (and whatever `kstrtobool` accepts).
+trait SettingValue: Copy + PartialOrd + Sized {
+    fn parse(page: &[u8]) -> Result<Self>;
+    fn show(self, w: &mut Formatter<'_>) -> fmt::Result;
+}
+
+impl SettingValue for bool {
+    fn parse(page: &[u8]) -> Result<Self> {
+        kstrtobool_bytes(page)
+    }
+
+    fn show(self, w: &mut Formatter<'_>) -> fmt::Result {
+        w.write_str(if self { "1\n" } else { "0\n" })
+    }
+}
+
+macro_rules! number_setting_value {
+    ($($ty:ty),*) => {$(
+        impl SettingValue for $ty {
+            fn parse(page: &[u8]) -> Result<Self> {
+                text(page)?.parse().map_err(|_| EINVAL)
+            }
+
+            fn show(self, w: &mut Formatter<'_>) -> fmt::Result {
+                w.write_fmt(fmt!("{}\n", self))
+            }
+        }
+    )*};
+}
+number_setting_value!(u16, u32);
+
+/// A plain setting: attribute `$id` shows and stores field `$field`, which
+/// must lie in `$range`; stores are refused while powered on.
+macro_rules! setting_attribute {
+    ($id:literal, $field:ident, $range:expr) => {
         #[vtable]
         impl AttributeOperations<$id> for DiskConfig {
             type Data = DiskConfig;
 
             fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
                 let v = this.state.lock().settings.$field;
-                show_with(page, |w| w.write_fmt(fmt!("{}\n", v)))
+                show_with(page, |w| v.show(w))
             }
 
             fn store(this: &DiskConfig, page: &[u8]) -> Result {
-                let v: $ty = text(page)?.parse().map_err(|_| EINVAL)?;
-                if !($min..=$max).contains(&v) {
+                let v = SettingValue::parse(page)?;
+                if !($range).contains(&v) {
                     return Err(EINVAL);
                 }
                 this.set(|s| {
@@ -235,32 +268,15 @@ macro_rules! number_attribute {
     };
 }
 
-number_attribute!(3, export, u16, 0, u16::MAX);
+setting_attribute!(3, export, 0..=u16::MAX);
 // 0 means the device MTU; otherwise at least a header and one sector.
-number_attribute!(4, frame_size, u32, 0, 65535);
-number_attribute!(5, queue_depth, u32, 1, 1024);
-number_attribute!(7, timeout_ms, u32, 10, 60_000);
-number_attribute!(8, retries, u32, 0, 100);
+setting_attribute!(4, frame_size, 0..=65535);
+setting_attribute!(5, queue_depth, 1..=1024);
+setting_attribute!(6, read_only, false..=true);
+setting_attribute!(7, timeout_ms, 10..=60_000);
+setting_attribute!(8, retries, 0..=100);
 // Response frames outstanding at once; 0 means four per queue slot.
-number_attribute!(11, window, u32, 0, 65536);
-
-#[vtable]
-impl AttributeOperations<6> for DiskConfig {
-    type Data = DiskConfig;
-
-    fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
-        let ro = this.state.lock().settings.read_only;
-        show_with(page, |w| w.write_str(if ro { "1\n" } else { "0\n" }))
-    }
-
-    fn store(this: &DiskConfig, page: &[u8]) -> Result {
-        let ro = kstrtobool_bytes(page)?;
-        this.set(|s| {
-            s.read_only = ro;
-            Ok(())
-        })
-    }
-}
+setting_attribute!(11, window, 0..=65536);
 
 #[vtable]
 impl AttributeOperations<9> for DiskConfig {

@@ -163,12 +163,12 @@ mod tests {
         assert!(matches!(l.expire(0, 500, 100, |&r| r == 7), Expiry::NotFound));
         // Frame 0 acknowledged; a retry resends only frame 1.
         assert!(l.answer(0, 0).is_none());
-        assert!(matches!(l.expire(0, 500, 100, |_| true), Expiry::Retry { attempt: 1 }));
+        assert!(matches!(l.expire(0, 500, 100, |_| true), Expiry::Retry { attempt: 1, .. }));
         assert_eq!(l.in_flight(), 0);
         let resent = l.next_frame(600).map(|j| j.header.frag_offset);
         assert_eq!(resent, Some(PAYLOAD));
         assert!(l.next_frame(600).is_none());
-        assert!(matches!(l.expire(0, 1000, 100, |_| true), Expiry::Retry { attempt: 2 }));
+        assert!(matches!(l.expire(0, 1000, 100, |_| true), Expiry::Retry { attempt: 2, .. }));
         while l.next_frame(1000).is_some() {}
         assert!(matches!(l.expire(0, 2000, 100, |_| true), Expiry::GiveUp(100)));
         assert_eq!((l.len(), l.in_flight()), (0, 0));

@@ -61,9 +61,8 @@ fn filled_page(byte: u8) -> Result<Page> {
     let page = Page::alloc_page(GFP_KERNEL)?;
     let chunk = [byte; 256];
     for off in (0..PAGE_SIZE).step_by(chunk.len()) {
-        // SAFETY: `chunk` is valid for reads of its length, and
-        // `[off, off + 256)` lies within the page; the page is new and not
-        // yet shared, so nothing races with the write.
+        // SAFETY: `chunk` is readable, `[off, off + 256)` is within the page, and
+        // the new page is not shared yet, so nothing races with the write.
         unsafe { page.write_raw(chunk.as_ptr(), off, chunk.len())? };
     }
     Ok(page)

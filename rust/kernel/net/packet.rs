@@ -109,9 +109,8 @@ impl<T: PacketHandler> Registration<T> {
 #[pinned_drop]
 impl<T: PacketHandler> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: By the type invariant `pt` is registered; `dev_remove_pack`
-        // waits until no callback is running, so the handler and the device
-        // reference can be dropped after it.
+        // SAFETY: `pt` is registered (type invariant); `dev_remove_pack` waits
+        // for running callbacks, so handler and device can be dropped after it.
         unsafe { bindings::dev_remove_pack(self.pt.get()) };
     }
 }

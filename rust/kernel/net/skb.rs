@@ -146,9 +146,8 @@ impl SkBuff {
     /// The linear data, `headlen()` bytes from `skb->data`.
     pub fn data(&self) -> &[u8] {
         let skb = self.as_raw();
-        // SAFETY: `data` points at `headlen` initialised bytes that stay valid
-        // and unmodified while this reference exists: writers need `&mut
-        // self` and a private buffer.
+        // SAFETY: `data` points at `headlen` initialised bytes, unmodified while
+        // borrowed: writers need `&mut self` and a private buffer.
         unsafe { core::slice::from_raw_parts((*skb).data, self.headlen() as usize) }
     }
 
@@ -167,9 +166,8 @@ impl SkBuff {
     /// Makes the buffer private (unshares the reference and the data area)
     /// and linear, so that [`Self::data_mut`] succeeds. May copy.
     pub fn make_writable(self, flags: Flags) -> Result<SkBuff> {
-        // SAFETY: We pass our reference; `skb_share_check` returns a private
-        // reference (possibly a clone, dropping ours) or null after freeing
-        // ours.
+        // SAFETY: We pass our reference; `skb_share_check` returns a private one
+        // (possibly a clone, dropping ours) or null after freeing ours.
         let skb = unsafe { bindings::skb_share_check(self.into_raw(), flags.as_raw()) };
         let mut skb = SkBuff(NonNull::new(skb).ok_or(ENOMEM)?);
         // SAFETY: `skb` is now referenced only by us.
@@ -180,9 +178,8 @@ impl SkBuff {
 
     /// Pulls all paged data into the linear area.
     pub fn linearize(&mut self) -> Result {
-        // SAFETY: The buffer is valid and we may change its layout through
-        // `&mut self`; readers of shared data are unaffected because
-        // linearising a cloned buffer reallocates the head.
+        // SAFETY: `&mut self` may change the layout; a cloned buffer gets a new
+        // head, so readers of the shared data are unaffected.
         to_result(unsafe { bindings::skb_linearize(self.as_raw()) })
     }
 
@@ -232,9 +229,8 @@ impl SkBuff {
         if len > self.headlen() {
             return Err(EINVAL);
         }
-        // SAFETY: At least `len` linear bytes exist, so `skb_pull` moves the
-        // data pointer within the linear area. Pulling changes only this
-        // header, not the shared data.
+        // SAFETY: At least `len` linear bytes exist, so the data pointer stays in
+        // the linear area; only this header changes, not shared data.
         unsafe { bindings::skb_pull(self.as_raw(), len) };
         Ok(())
     }
@@ -300,9 +296,8 @@ impl SkBuff {
         if back > self.headroom() as usize || avail < super::ethernet::HLEN {
             return None;
         }
-        // SAFETY: `[data - back, data + headlen)` lies within the buffer's
-        // head allocation (`back` is within the headroom) and is initialised
-        // packet memory; we only read `HLEN` bytes of it.
+        // SAFETY: `back` is within the headroom, so `[data - back, data + headlen)`
+        // is initialised head memory; we read `HLEN` bytes of it.
         let bytes = unsafe {
             core::slice::from_raw_parts((*skb).data.sub(back), super::ethernet::HLEN)
         };

@@ -4,7 +4,8 @@
 use crate::export::Export;
 use std::sync::Arc;
 use polynic_abi::ebd::{
-    payload_per_frame, Direction, ExportInfo, Header, Opcode, Status, ETH_P_EBD_RESPONSE, FLAG_FUA, HEADER_LEN,
+    payload_per_frame, Direction, ExportInfo, Header, Opcode, Status, WireError, ETH_P_EBD_RESPONSE, FLAG_FUA,
+    HEADER_LEN,
 };
 
 /// Ethernet header length.
@@ -80,110 +81,104 @@ impl Server {
     /// Handles one received Ethernet frame, appending its responses to `out`.
     /// Malformed frames are counted and produce nothing.
     pub fn handle(&mut self, frame: &[u8], out: &mut Outbox) {
-        if frame.len() < ETH_HLEN {
-            self.counters.malformed += 1;
-            return;
-        }
-        let mut client = [0u8; 6];
-        client.copy_from_slice(&frame[6..12]);
-        let (h, payload) = match Header::parse(&frame[ETH_HLEN..], Direction::Request) {
+        let Server { exports, local, max_payload, counters } = self;
+        let parsed = frame
+            .get(ETH_HLEN..)
+            .ok_or(WireError::Short)
+            .and_then(|rest| Header::parse(rest, Direction::Request));
+        let (h, payload) = match parsed {
             Ok(parsed) => parsed,
             Err(_) => {
-                self.counters.malformed += 1;
+                counters.malformed += 1;
                 return;
             }
         };
-        self.counters.requests += 1;
-        let Some(export) = self.exports.get(usize::from(h.export)) else {
-            return self.reply(out, client, &h, Status::NoSuchExport, &[]);
+        counters.requests += 1;
+        let mut client = [0u8; 6];
+        client.copy_from_slice(&frame[6..12]);
+        let mut to = Replies { out, counters, dst: client, src: *local };
+        let Some(export) = exports.get(usize::from(h.export)) else {
+            return to.status(&h, Status::NoSuchExport);
         };
-        match h.opcode {
+        let done = match h.opcode {
             Opcode::Info => {
-                let mut info = [0u8; ExportInfo::LEN];
-                // Cannot fail: the buffer is exactly the encoded size.
-                let _ = export.info().encode(&mut info);
                 let reply = Header { length: ExportInfo::LEN as u32, frag_offset: 0, frag_len: ExportInfo::LEN as u32, ..h };
-                self.reply(out, client, &reply, Status::Ok, &info);
+                // Cannot fail: the payload area is exactly the encoded size.
+                let _ = export.info().encode(to.frame(&reply, Status::Ok, ExportInfo::LEN));
+                return;
             }
-            Opcode::Read => self.read(out, client, &h),
-            Opcode::Write => {
-                let at = h.offset + u64::from(h.frag_offset);
-                let status = status_of(export.write(at, payload, h.flags & FLAG_FUA != 0));
-                self.reply(out, client, &h, status, &[]);
-            }
-            Opcode::Flush => {
-                let status = status_of(export.flush());
-                self.reply(out, client, &h, status, &[]);
-            }
-            Opcode::Discard => {
-                let status = status_of(export.discard(h.offset, u64::from(h.length)));
-                self.reply(out, client, &h, status, &[]);
-            }
-            Opcode::WriteZeroes => {
-                let status = status_of(export.write_zeroes(h.offset, u64::from(h.length)));
-                self.reply(out, client, &h, status, &[]);
-            }
-        }
+            Opcode::Read => return read(export, *max_payload, &h, &mut to),
+            Opcode::Write => export.write(h.offset + u64::from(h.frag_offset), payload, h.flags & FLAG_FUA != 0),
+            Opcode::Flush => export.flush(),
+            Opcode::Discard => export.discard(h.offset, u64::from(h.length)),
+            Opcode::WriteZeroes => export.write_zeroes(h.offset, u64::from(h.length)),
+        };
+        to.status(&h, done.err().unwrap_or(Status::Ok));
     }
+}
 
-    /// A read answers in frames of the size the request's `frag_len` asks
-    /// for (the client's declustering unit).
-    fn read(&mut self, out: &mut Outbox, client: [u8; 6], h: &Header) {
-        let export = &self.exports[usize::from(h.export)];
-        let unit = h.frag_len;
-        if unit == 0 || unit > self.max_payload || (unit % 512 != 0 && unit != h.length) {
-            return self.reply(out, client, h, Status::Invalid, &[]);
-        }
-        if let Err(s) = export.check_range(h.offset, u64::from(h.length)) {
-            return self.reply(out, client, h, s, &[]);
-        }
-        let mut frag_offset = 0;
-        while frag_offset < h.length {
-            let frag_len = unit.min(h.length - frag_offset);
-            let buf = out.next();
-            write_prefix(buf, client, self.local);
-            let at = buf.len();
-            buf.resize(at + HEADER_LEN + frag_len as usize, 0);
-            let data = &mut buf[at + HEADER_LEN..];
-            let status = status_of(export.read(h.offset + u64::from(frag_offset), data));
-            if status != Status::Ok {
-                // Replace the partial data frame by one error response.
-                out.len -= 1;
-                return self.reply(out, client, h, status, &[]);
-            }
-            let reply = Header { status: Status::Ok, frag_offset, frag_len, ..*h };
-            // Cannot fail: the buffer holds the header.
-            let _ = reply.encode(&mut buf[at..]);
-            self.counters.responses += 1;
-            frag_offset += frag_len;
-        }
+/// A read answers in frames of the size the request's `frag_len` asks for
+/// (the client's declustering unit), each read from the export straight into
+/// its frame.
+fn read(export: &Export, max_payload: u32, h: &Header, to: &mut Replies<'_>) {
+    let unit = h.frag_len;
+    if unit == 0 || unit > max_payload || (unit % 512 != 0 && unit != h.length) {
+        return to.status(h, Status::Invalid);
     }
+    if let Err(s) = export.check_range(h.offset, u64::from(h.length)) {
+        return to.status(h, s);
+    }
+    let mut frag_offset = 0;
+    while frag_offset < h.length {
+        let frag_len = unit.min(h.length - frag_offset);
+        let reply = Header { frag_offset, frag_len, ..*h };
+        let data = to.frame(&reply, Status::Ok, frag_len as usize);
+        if let Err(status) = export.read(h.offset + u64::from(frag_offset), data) {
+            // One error response replaces the partial data frame.
+            to.retract();
+            return to.status(h, status);
+        }
+        frag_offset += frag_len;
+    }
+}
 
-    fn reply(&mut self, out: &mut Outbox, client: [u8; 6], h: &Header, status: Status, payload: &[u8]) {
-        let buf = out.next();
-        write_prefix(buf, client, self.local);
-        let at = buf.len();
-        buf.resize(at + HEADER_LEN, 0);
-        let reply = Header { status, ..*h };
-        // Cannot fail: the buffer holds the header.
-        let _ = reply.encode(&mut buf[at..]);
-        if status == Status::Ok {
-            buf.extend_from_slice(payload);
-        } else {
+/// Where the responses to one request go, and what they are counted as.
+struct Replies<'a> {
+    out: &'a mut Outbox,
+    counters: &'a mut Counters,
+    dst: [u8; 6],
+    src: [u8; 6],
+}
+
+impl Replies<'_> {
+    /// Appends a response frame with header `h` (status `status`) and
+    /// `payload_len` zeroed payload bytes; returns the payload to fill.
+    fn frame(&mut self, h: &Header, status: Status, payload_len: usize) -> &mut [u8] {
+        self.counters.responses += 1;
+        if status != Status::Ok {
             self.counters.errors += 1;
         }
-        self.counters.responses += 1;
+        let buf = self.out.next();
+        buf.extend_from_slice(&self.dst);
+        buf.extend_from_slice(&self.src);
+        buf.extend_from_slice(&ETH_P_EBD_RESPONSE.to_be_bytes());
+        let at = buf.len();
+        buf.resize(at + HEADER_LEN + payload_len, 0);
+        // Cannot fail: the buffer holds the header.
+        let _ = Header { status, ..*h }.encode(&mut buf[at..]);
+        &mut buf[at + HEADER_LEN..]
     }
-}
 
-fn status_of(r: Result<(), Status>) -> Status {
-    r.err().unwrap_or(Status::Ok)
-}
+    /// Appends a response without payload.
+    fn status(&mut self, h: &Header, status: Status) {
+        self.frame(h, status, 0);
+    }
 
-fn write_prefix(buf: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6]) {
-    buf.extend_from_slice(&dst);
-    buf.extend_from_slice(&src);
-    buf.extend_from_slice(&ETH_P_EBD_RESPONSE.to_be_bytes());
+    /// Takes back the last frame appended.
+    fn retract(&mut self) {
+        self.out.len = self.out.len.saturating_sub(1);
+        self.counters.responses = self.counters.responses.saturating_sub(1);
+    }
 }
 
 #[cfg(test)]

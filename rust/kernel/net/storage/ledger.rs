@@ -85,6 +85,8 @@ pub enum Expiry<R> {
     Retry {
         /// 1 for the first retransmission.
         attempt: u32,
+        /// The (doubled) timeout to wait for the retransmission's responses.
+        wait_ms: u64,
     },
     /// Retries are exhausted; the request left the ledger.
     GiveUp(R),
@@ -153,6 +155,9 @@ impl Fifo {
         }
     }
 }
+
+/// A request's response timeout doubles with each retry up to this many times.
+pub const MAX_BACKOFF_SHIFT: u32 = 4;
 
 /// Limits of a ledger.
 #[derive(Clone, Copy, Debug)]
@@ -428,18 +433,21 @@ impl<R> Ledger<R> {
     }
 
     /// Request `id`'s response timer expired at `now` (the clock of
-    /// [`Ledger::next_frame`]); `timeout_ms` is how long a response may take
-    /// after the last frame went out. `is_it` confirms that the request held
+    /// [`Ledger::next_frame`]); `base_timeout_ms` is how long a response may
+    /// take after the last frame went out, doubled for every retry so far,
+    /// up to `1 << MAX_BACKOFF_SHIFT` times. `is_it` confirms that the request held
     /// under `id` is the one whose timer fired (an id is reused as soon as
     /// its request completes).
-    pub fn expire(&mut self, id: u32, now: u64, timeout_ms: u64, is_it: impl FnOnce(&R) -> bool) -> Expiry<R> {
+    pub fn expire(&mut self, id: u32, now: u64, base_timeout_ms: u64, is_it: impl FnOnce(&R) -> bool) -> Expiry<R> {
         let max_retries = self.limits.max_retries;
+        let backoff = |retries: u32| base_timeout_ms.saturating_mul(1 << retries.min(MAX_BACKOFF_SHIFT));
         let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
             return Expiry::NotFound;
         };
         if !is_it(&slot.request) {
             return Expiry::NotFound;
         }
+        let timeout_ms = backoff(slot.retries);
         if slot.queued {
             return Expiry::NotYet(timeout_ms);
         }
@@ -462,7 +470,7 @@ impl<R> Ledger<R> {
         slot.cursor = 0;
         slot.queued = true;
         let _ = self.fifo.push(id);
-        Expiry::Retry { attempt }
+        Expiry::Retry { attempt, wait_ms: backoff(attempt) }
     }
 
     /// Bytes of bookkeeping the ledger holds for its whole life (slots and
@@ -470,11 +478,6 @@ impl<R> Ledger<R> {
     pub fn memory_bytes(&self) -> usize {
         self.slots.capacity() * core::mem::size_of::<Option<Slot<R>>>()
             + self.fifo.ids.capacity() * core::mem::size_of::<u32>()
-    }
-
-    /// Retransmissions request `id` has had so far (0 if none is held).
-    pub fn retries(&self, id: u32) -> u32 {
-        self.slots.get(id as usize).and_then(|s| s.as_ref()).map_or(0, |s| s.retries)
     }
 
     /// Removes and returns any one request, for tearing down.

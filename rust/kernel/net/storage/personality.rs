@@ -85,7 +85,8 @@ pub struct Config {
     pub window: u32,
     /// Retransmissions before a request fails with `EIO`.
     pub max_retries: u32,
-    /// First response timeout; doubled per retry, up to 16 times.
+    /// First response timeout; doubled per retry, up to
+    /// `1 << ledger::MAX_BACKOFF_SHIFT` times.
     pub timeout: Delta,
 }
 
@@ -108,6 +109,17 @@ struct Inner<B> {
     info_refused: Option<Status>,
     /// A transmit loop is running; others leave their frames to it.
     draining: bool,
+}
+
+impl<B> Inner<B> {
+    /// The server's answer to the Info request, once it came.
+    fn info_answer(&self) -> Option<Result<ExportInfo>> {
+        match (self.info, self.info_refused) {
+            (Some(info), _) => Some(Ok(info)),
+            (None, Some(status)) => Some(Err(status_error(status))),
+            (None, None) => None,
+        }
+    }
 }
 
 #[pin_data]
@@ -305,21 +317,19 @@ impl<D: StorageDriver> Personality<D> {
     /// [`Config::max_retries`] are spent. Process or softirq context.
     pub fn expire(&self, id: u32, is_it: impl FnOnce(&D::Buffer) -> bool) -> TimerAction {
         let core = &*self.core;
-        let attempt = core.inner.lock().ledger.retries(id);
-        // The response timeout doubles with every retry, up to 16 times.
-        let timeout_ms = core.timeout.as_millis().max(1).saturating_mul(1i64 << attempt.min(4));
-        let verdict = core.inner.lock().ledger.expire(id, now_ms(), timeout_ms as u64, is_it);
+        let base_ms = core.timeout.as_millis().max(1).unsigned_abs();
+        let verdict = core.inner.lock().ledger.expire(id, now_ms(), base_ms, is_it);
+        let rearm = |ms: u64| TimerAction::Rearm(Delta::from_millis(i64::try_from(ms).unwrap_or(i64::MAX)));
         match verdict {
             Expiry::NotFound => TimerAction::Stop,
             Expiry::NotYet(wait_ms) => {
                 core.drain();
-                TimerAction::Rearm(Delta::from_millis(wait_ms as i64))
+                rearm(wait_ms)
             }
-            Expiry::Retry { attempt } => {
+            Expiry::Retry { wait_ms, .. } => {
                 Stats::bump(&core.stats.retransmits);
                 core.drain();
-                let factor = 1i64 << attempt.min(4);
-                TimerAction::Rearm(Delta::from_millis(core.timeout.as_millis().saturating_mul(factor)))
+                rearm(wait_ms)
             }
             Expiry::GiveUp(buffer) => {
                 Stats::bump(&core.stats.timeouts);
@@ -338,11 +348,8 @@ impl<D: StorageDriver> Personality<D> {
         for attempt in 0..attempts {
             let (dev, dst) = {
                 let g = core.inner.lock();
-                if let Some(info) = g.info {
-                    return Ok(info);
-                }
-                if let Some(status) = g.info_refused {
-                    return Err(status_error(status));
+                if let Some(answer) = g.info_answer() {
+                    return answer;
                 }
                 (g.dev.clone().ok_or(ENODEV)?, g.server.unwrap_or(MacAddr::BROADCAST))
             };
@@ -368,12 +375,8 @@ impl<D: StorageDriver> Personality<D> {
             while waited < interval.as_millis() {
                 fsleep(step);
                 waited += 10;
-                let g = core.inner.lock();
-                if let Some(info) = g.info {
-                    return Ok(info);
-                }
-                if let Some(status) = g.info_refused {
-                    return Err(status_error(status));
+                if let Some(answer) = core.inner.lock().info_answer() {
+                    return answer;
                 }
             }
         }
@@ -440,52 +443,54 @@ impl<D: StorageDriver> Core<D> {
 
     /// Sends queued frames, in order, while the device's transmit queues
     /// run and the window has room. One caller drains at a time; frames
-    /// queued meanwhile are picked up by its next turn.
+    /// queued meanwhile are picked up by its next turn. Frames are built
+    /// under the lock and handed to the device without it.
     fn drain(&self) {
+        let mut g = self.inner.lock();
+        if g.draining {
+            return;
+        }
         loop {
-            let mut batch: [Option<SkBuff>; TX_BATCH] = core::array::from_fn(|_| None);
-            let dev = {
-                let mut g = self.inner.lock();
-                if g.draining {
-                    return;
-                }
-                let (Some(dev), Some(server)) = (g.dev.clone(), g.server) else {
-                    return;
-                };
-                let mut n = 0;
-                while n < TX_BATCH && !Self::device_busy(&dev) {
-                    let Some(job) = g.ledger.next_frame(now_ms()) else {
-                        break;
-                    };
-                    let data = match job.data {
-                        Some((offset, len)) => match g.ledger.request(job.id) {
-                            Some(buffer) => Some((buffer, offset, len)),
-                            None => continue,
-                        },
-                        None => None,
-                    };
-                    match self.build_frame(&dev, server, job.header, data, GFP_ATOMIC) {
-                        Ok(skb) => {
-                            batch[n] = Some(skb);
-                            n += 1;
-                        }
-                        // Counted as lost; the request's timer resends it.
-                        Err(_) => Stats::bump(&self.stats.tx_errors),
-                    }
-                }
-                if n == 0 {
-                    return;
-                }
-                g.draining = true;
-                dev
+            let (Some(dev), Some(server)) = (g.dev.clone(), g.server) else {
+                g.draining = false;
+                return;
             };
+            let mut batch: [Option<SkBuff>; TX_BATCH] = core::array::from_fn(|_| None);
+            let mut n = 0;
+            while n < TX_BATCH && !Self::device_busy(&dev) {
+                let Some(job) = g.ledger.next_frame(now_ms()) else {
+                    break;
+                };
+                let data = match job.data {
+                    Some((offset, len)) => match g.ledger.request(job.id) {
+                        Some(buffer) => Some((buffer, offset, len)),
+                        None => continue,
+                    },
+                    None => None,
+                };
+                match self.build_frame(&dev, server, job.header, data, GFP_ATOMIC) {
+                    Ok(skb) => {
+                        batch[n] = Some(skb);
+                        n += 1;
+                    }
+                    // Counted as lost; the request's timer resends it.
+                    Err(_) => Stats::bump(&self.stats.tx_errors),
+                }
+            }
+            if n == 0 {
+                g.draining = false;
+                return;
+            }
+            g.draining = true;
+            drop(g);
             for skb in batch.into_iter().flatten() {
                 match skb.transmit(&dev) {
                     Ok(_) => Stats::bump(&self.stats.tx_frames),
                     Err(_) => Stats::bump(&self.stats.tx_errors),
                 }
             }
-            self.inner.lock().draining = false;
+            drop(dev);
+            g = self.inner.lock();
         }
     }
 
