@@ -11,7 +11,7 @@ use crate::{
 use kernel::{
     block::mq::{
         gen_disk::{GenDisk, GenDiskBuilder},
-        TagSet,
+        QueueOptions, TagSet,
     },
     net::{
         device::NetDevice,
@@ -134,10 +134,13 @@ impl EbdDisk {
 
         // Largest request: what fits the frame budget, in whole pages.
         let max_bytes = MAX_REQUEST_LEN.min(payload.saturating_mul(MAX_FRAMES)) & !4095;
-        let tagset = Arc::pin_init(
-            TagSet::new_with_timeout(1, s.queue_depth, 1, Delta::from_millis(i64::from(s.timeout_ms))),
-            GFP_KERNEL,
-        )?;
+        // No I/O scheduler: the personality keeps its own FIFO and paces
+        // it by the link; a scheduler would only defer each dispatch.
+        let options = QueueOptions {
+            timeout: Some(Delta::from_millis(i64::from(s.timeout_ms))),
+            no_default_scheduler: true,
+        };
+        let tagset = Arc::pin_init(TagSet::new_with(1, s.queue_depth, 1, options), GFP_KERNEL)?;
         let mut builder = GenDiskBuilder::new()
             .capacity_sectors(info.size / 512)
             .logical_block_size(info.block_size)?

@@ -12,7 +12,7 @@ use kernel::{
     block::mq::{
         self,
         gen_disk::{GenDisk, GenDiskBuilder},
-        Op, Operations, TagSet, TimeoutAction,
+        Op, Operations, QueueOptions, TagSet, TimeoutAction,
     },
     error::code::{EIO, EOPNOTSUPP, ETIMEDOUT},
     new_spinlock,
@@ -151,7 +151,8 @@ impl kernel::Module for BlkTest {
         let bytes = usize::try_from(bytes).map_err(|_| EINVAL)?;
         let hole = module_parameters::black_hole_sector.value();
         let backing = KVVec::from_elem(0u8, bytes, GFP_KERNEL)?;
-        let tagset = Arc::pin_init(TagSet::new_with_timeout(1, 64, 1, Delta::from_millis(1500)), GFP_KERNEL)?;
+        let timeout_options = QueueOptions { timeout: Some(Delta::from_millis(1500)), ..Default::default() };
+        let tagset = Arc::pin_init(TagSet::new_with(1, 64, 1, timeout_options), GFP_KERNEL)?;
         let lookup = tagset.clone();
         let state = Arc::pin_init(
             pin_init!(Ramdisk {

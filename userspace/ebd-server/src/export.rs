@@ -6,10 +6,14 @@ use polynic_abi::ebd::{
 };
 use std::{
     fs::{File, OpenOptions},
+    io::IoSliceMut,
     os::unix::{fs::FileExt, io::AsRawFd},
     path::PathBuf,
     str::FromStr,
 };
+
+/// Most buffers one vectored system call takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
 
 /// `PATH` or `PATH,ro` from the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,10 +100,33 @@ impl Export {
         }
     }
 
-    /// Reads exactly `buf.len()` bytes at `offset`.
-    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), Status> {
-        self.check_range(offset, buf.len() as u64)?;
-        self.file.read_exact_at(buf, offset).map_err(|_| Status::IoError)
+    /// Fills `bufs`, in order, from the bytes at `offset`: one system call
+    /// for all of them unless the export returns less.
+    pub fn read_vectored(&self, offset: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<(), Status> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        self.check_range(offset, total as u64)?;
+        let (mut bufs, mut at) = (bufs, offset);
+        while !bufs.is_empty() {
+            let off = libc::off_t::try_from(at).map_err(|_| Status::OutOfRange)?;
+            let count = bufs.len().min(IOV_MAX);
+            // SAFETY: `IoSliceMut` is ABI-compatible with `iovec`; the first
+            // `count` slices are live, writable and exclusively borrowed for
+            // the call.
+            let got = unsafe { libc::preadv(self.file.as_raw_fd(), bufs.as_ptr().cast(), count as libc::c_int, off) };
+            match got {
+                0 => return Err(Status::IoError),
+                n if n < 0 => {
+                    if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                        return Err(Status::IoError);
+                    }
+                }
+                n => {
+                    IoSliceMut::advance_slices(&mut bufs, n as usize);
+                    at += n as u64;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes `data` at `offset`; with `fua`, durable before returning.

@@ -1,8 +1,8 @@
 //! Turning request frames into response frames. No I/O on the network
 //! here, so the protocol handling is testable on its own.
 
-use crate::export::Export;
-use std::sync::Arc;
+use crate::{export::Export, socket::MAX_FRAME};
+use std::{io::IoSliceMut, sync::Arc};
 use polynic_abi::ebd::{
     payload_per_frame, Direction, ExportInfo, Header, Opcode, Status, WireError, ETH_P_EBD_RESPONSE, FLAG_FUA,
     HEADER_LEN,
@@ -10,6 +10,9 @@ use polynic_abi::ebd::{
 
 /// Ethernet header length.
 pub const ETH_HLEN: usize = 14;
+
+/// What precedes a response's payload: the Ethernet and EBD headers.
+const RESPONSE_PREFIX: usize = ETH_HLEN + HEADER_LEN;
 
 /// Counters the server prints when it stops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,28 +36,44 @@ impl std::ops::AddAssign for Counters {
     }
 }
 
-/// Reusable response frame buffers.
+/// Reusable response frame buffers. Each keeps its full size once
+/// allocated, so building a frame never clears or zero-fills the payload
+/// that a read is about to overwrite anyway.
 #[derive(Default)]
 pub struct Outbox {
     frames: Vec<Vec<u8>>,
+    lens: Vec<usize>,
     len: usize,
 }
 
 impl Outbox {
-    /// A fresh, cleared frame buffer.
-    fn next(&mut self) -> &mut Vec<u8> {
+    /// A frame of `size` bytes (at most [`MAX_FRAME`]), contents unspecified.
+    fn next(&mut self, size: usize) -> &mut [u8] {
         if self.len == self.frames.len() {
-            self.frames.push(Vec::new());
+            self.frames.push(vec![0; MAX_FRAME]);
+            self.lens.push(0);
         }
-        let f = &mut self.frames[self.len];
+        self.lens[self.len] = size;
+        let f = &mut self.frames[self.len][..size];
         self.len += 1;
-        f.clear();
         f
     }
 
     /// The frames produced since the last [`Outbox::clear`].
-    pub fn frames(&self) -> &[Vec<u8>] {
-        &self.frames[..self.len]
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.frames[..self.len].iter().zip(&self.lens).map(|(f, &n)| &f[..n])
+    }
+
+    /// How many frames were produced since the last [`Outbox::clear`].
+    fn count(&self) -> usize {
+        self.len
+    }
+
+    /// The bytes from `at` on of every frame from `first` on: the payloads
+    /// of a run of frames, to be filled by one vectored read.
+    fn tails_from(&mut self, first: usize, at: usize) -> Vec<IoSliceMut<'_>> {
+        let (frames, lens) = (&mut self.frames[first..self.len], &self.lens[first..self.len]);
+        frames.iter_mut().zip(lens).map(|(f, &n)| IoSliceMut::new(&mut f[at..n])).collect()
     }
 
     /// Forgets the frames, keeping their memory.
@@ -118,8 +137,8 @@ impl Server {
 }
 
 /// A read answers in frames of the size the request's `frag_len` asks for
-/// (the client's declustering unit), each read from the export straight into
-/// its frame.
+/// (the client's declustering unit). Their headers are written first; then
+/// one vectored read fills every payload straight from the export.
 fn read(export: &Export, max_payload: u32, h: &Header, to: &mut Replies<'_>) {
     let unit = h.frag_len;
     if unit == 0 || unit > max_payload || (unit % 512 != 0 && unit != h.length) {
@@ -128,17 +147,19 @@ fn read(export: &Export, max_payload: u32, h: &Header, to: &mut Replies<'_>) {
     if let Err(s) = export.check_range(h.offset, u64::from(h.length)) {
         return to.status(h, s);
     }
+    let first = to.out.count();
     let mut frag_offset = 0;
     while frag_offset < h.length {
         let frag_len = unit.min(h.length - frag_offset);
-        let reply = Header { frag_offset, frag_len, ..*h };
-        let data = to.frame(&reply, Status::Ok, frag_len as usize);
-        if let Err(status) = export.read(h.offset + u64::from(frag_offset), data) {
-            // One error response replaces the partial data frame.
-            to.retract();
-            return to.status(h, status);
-        }
+        to.frame(&Header { frag_offset, frag_len, ..*h }, Status::Ok, frag_len as usize);
         frag_offset += frag_len;
+    }
+    let mut payloads = to.out.tails_from(first, RESPONSE_PREFIX);
+    if let Err(status) = export.read_vectored(h.offset, &mut payloads) {
+        drop(payloads);
+        // One error response replaces the data frames.
+        to.retract_to(first);
+        to.status(h, status);
     }
 }
 
@@ -151,22 +172,21 @@ struct Replies<'a> {
 }
 
 impl Replies<'_> {
-    /// Appends a response frame with header `h` (status `status`) and
-    /// `payload_len` zeroed payload bytes; returns the payload to fill.
+    /// Appends a response frame with header `h` (status `status`) and room
+    /// for `payload_len` payload bytes (at most a jumbo frame's), which the
+    /// caller fills; returns that payload.
     fn frame(&mut self, h: &Header, status: Status, payload_len: usize) -> &mut [u8] {
         self.counters.responses += 1;
         if status != Status::Ok {
             self.counters.errors += 1;
         }
-        let buf = self.out.next();
-        buf.extend_from_slice(&self.dst);
-        buf.extend_from_slice(&self.src);
-        buf.extend_from_slice(&ETH_P_EBD_RESPONSE.to_be_bytes());
-        let at = buf.len();
-        buf.resize(at + HEADER_LEN + payload_len, 0);
+        let buf = self.out.next(RESPONSE_PREFIX + payload_len);
+        buf[0..6].copy_from_slice(&self.dst);
+        buf[6..12].copy_from_slice(&self.src);
+        buf[12..ETH_HLEN].copy_from_slice(&ETH_P_EBD_RESPONSE.to_be_bytes());
         // Cannot fail: the buffer holds the header.
-        let _ = Header { status, ..*h }.encode(&mut buf[at..]);
-        &mut buf[at + HEADER_LEN..]
+        let _ = Header { status, ..*h }.encode(&mut buf[ETH_HLEN..]);
+        &mut buf[RESPONSE_PREFIX..]
     }
 
     /// Appends a response without payload.
@@ -174,10 +194,11 @@ impl Replies<'_> {
         self.frame(h, status, 0);
     }
 
-    /// Takes back the last frame appended.
-    fn retract(&mut self) {
-        self.out.len = self.out.len.saturating_sub(1);
-        self.counters.responses = self.counters.responses.saturating_sub(1);
+    /// Takes back every frame appended from the `first` on.
+    fn retract_to(&mut self, first: usize) {
+        let n = self.out.len.saturating_sub(first);
+        self.out.len -= n;
+        self.counters.responses = self.counters.responses.saturating_sub(n as u64);
     }
 }
 
@@ -217,7 +238,6 @@ mod tests {
 
     fn responses(out: &Outbox) -> Vec<(Header, Vec<u8>)> {
         out.frames()
-            .iter()
             .map(|f| {
                 assert_eq!(&f[0..6], &CLIENT);
                 assert_eq!(&f[12..14], &ETH_P_EBD_RESPONSE.to_be_bytes());
@@ -283,7 +303,7 @@ mod tests {
         s.handle(&bad, &mut out);
         s.handle(&bad[..20], &mut out);
         s.handle(&[0u8; 4], &mut out);
-        assert!(out.frames().is_empty());
+        assert_eq!(out.count(), 0);
         assert_eq!(s.counters.malformed, 3);
     }
 

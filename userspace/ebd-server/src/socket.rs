@@ -177,11 +177,12 @@ impl PacketSocket {
 
     /// Sends every frame, in batches; frames the device drops are lost (the
     /// client retransmits). Returns how many were refused.
-    pub fn send_all(&self, frames: &[Vec<u8>]) -> io::Result<usize> {
+    pub fn send_all<'a>(&self, frames: impl IntoIterator<Item = &'a [u8]>) -> io::Result<usize> {
         let mut refused = 0;
-        for chunk in frames.chunks(64) {
-            let mut iov: Vec<libc::iovec> =
-                chunk.iter().map(|f| libc::iovec { iov_base: f.as_ptr() as *mut _, iov_len: f.len() }).collect();
+        let iov_all: Vec<libc::iovec> =
+            frames.into_iter().map(|f| libc::iovec { iov_base: f.as_ptr() as *mut _, iov_len: f.len() }).collect();
+        for chunk in iov_all.chunks(64) {
+            let mut iov = chunk.to_vec();
             // SAFETY: All-zero is a valid mmsghdr.
             let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; chunk.len()];
             for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
