@@ -73,10 +73,40 @@ mod tests {
         assert_eq!(l.in_flight(), 3);
         // One acknowledgement frees one slot of the window: the fourth frame.
         let h = Header { opcode: Opcode::Write, flags: 0, tag: 0, generation: 1, export: 0, status: Status::Ok, offset: 1 << 20, length: 4 * PAYLOAD, frag_offset: 0, frag_len: PAYLOAD };
-        assert_eq!(l.match_response(&h), Ok(Matched::Frame { id: 0, index: 0, data: None }));
-        assert_eq!(l.answer(0, 0), None);
+        assert_eq!(l.match_response(&h), Ok(Matched::Frames { id: 0, frames: 0..1, data: None }));
+        assert_eq!(l.answer(0, 0..1), None);
         assert_eq!(l.next_frame(0).map(|j| (j.id, j.header.frag_offset)), Some((0, 3 * PAYLOAD)));
         assert_eq!(l.next_frame(0).map(|j| j.id), None);
+    }
+
+    #[test]
+    fn write_acknowledgements_may_cover_runs_of_fragments() {
+        let mut l = ledger(4, 8);
+        admit(&mut l, 1, cmd(Opcode::Write, 4 * PAYLOAD - 512));
+        let mut last = None;
+        while let Some(job) = l.next_frame(0) {
+            last = Some(job.header);
+        }
+        let h = last.unwrap_or_else(|| panic!("no frame"));
+        assert_eq!(l.in_flight(), 4);
+        let ack = |frag_offset, frag_len| Header { frag_offset, frag_len, ..h };
+        // Runs that do not start and end on fragment boundaries match nothing.
+        for (o, n) in [(0, PAYLOAD + 512), (512, PAYLOAD), (0, 4 * PAYLOAD), (0, 0)] {
+            assert_eq!(l.match_response(&ack(o, n)), Err(Unmatched::Mismatch));
+        }
+        assert_eq!(l.match_response(&ack(0, 2 * PAYLOAD)), Ok(Matched::Frames { id: 1, frames: 0..2, data: None }));
+        assert_eq!(l.answer(1, 0..2), None);
+        assert_eq!(l.in_flight(), 2);
+        assert_eq!(l.match_response(&ack(PAYLOAD, PAYLOAD)), Err(Unmatched::Duplicate));
+        // Overlapping an answered fragment: only the new one counts.
+        assert_eq!(l.match_response(&ack(PAYLOAD, 2 * PAYLOAD)), Ok(Matched::Frames { id: 1, frames: 1..3, data: None }));
+        assert_eq!(l.answer(1, 1..3), None);
+        assert_eq!(l.in_flight(), 1);
+        // The last, shorter fragment completes the request.
+        let tail = ack(3 * PAYLOAD, PAYLOAD - 512);
+        assert_eq!(l.match_response(&tail), Ok(Matched::Frames { id: 1, frames: 3..4, data: None }));
+        assert_eq!(l.answer(1, 3..4), Some(101));
+        assert_eq!((l.len(), l.in_flight()), (0, 0));
     }
 
     #[test]
@@ -107,9 +137,9 @@ mod tests {
         for (i, expect_done) in [(2u32, false), (0, false), (2, false), (1, true)] {
             let r = response(&h, i * PAYLOAD, PAYLOAD);
             match l.match_response(&r) {
-                Ok(Matched::Frame { id, index, data }) => {
-                    assert_eq!((id, index, data), (2, i, Some((i * PAYLOAD, PAYLOAD))));
-                    assert_eq!(l.answer(id, index).is_some(), expect_done);
+                Ok(Matched::Frames { id, frames, data }) => {
+                    assert_eq!((id, frames.clone(), data), (2, i..i + 1, Some((i * PAYLOAD, PAYLOAD))));
+                    assert_eq!(l.answer(id, frames).is_some(), expect_done);
                 }
                 Err(Unmatched::Duplicate) => assert_eq!(i, 2),
                 other => panic!("unexpected {:?}", other),
@@ -136,6 +166,8 @@ mod tests {
             (response(&h, 512, PAYLOAD), Unmatched::Mismatch),
             (response(&h, PAYLOAD, 512), Unmatched::Mismatch),
             (response(&h, 2 * PAYLOAD, PAYLOAD), Unmatched::Mismatch),
+            // A read's response never covers two frames.
+            (response(&h, 0, 2 * PAYLOAD), Unmatched::Mismatch),
         ];
         for (r, why) in bad {
             assert_eq!(l.match_response(&r), Err(why));

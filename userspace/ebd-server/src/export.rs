@@ -6,8 +6,8 @@ use polynic_abi::ebd::{
 };
 use std::{
     fs::{File, OpenOptions},
-    io::IoSliceMut,
-    os::unix::{fs::FileExt, io::AsRawFd},
+    io::{IoSlice, IoSliceMut},
+    os::unix::io::AsRawFd,
     path::PathBuf,
     str::FromStr,
 };
@@ -101,39 +101,46 @@ impl Export {
     }
 
     /// Fills `bufs`, in order, from the bytes at `offset`: one system call
-    /// for all of them unless the export returns less.
-    pub fn read_vectored(&self, offset: u64, bufs: &mut [IoSliceMut<'_>]) -> Result<(), Status> {
+    /// for all of them unless the export returns less. `bufs` is used up on
+    /// the way.
+    pub fn read_vectored(&self, offset: u64, mut bufs: &mut [IoSliceMut<'_>]) -> Result<(), Status> {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         self.check_range(offset, total as u64)?;
-        let (mut bufs, mut at) = (bufs, offset);
-        while !bufs.is_empty() {
-            let off = libc::off_t::try_from(at).map_err(|_| Status::OutOfRange)?;
-            let count = bufs.len().min(IOV_MAX);
+        transfer_all(offset, total, |off| {
+            let count = bufs.len().min(IOV_MAX) as libc::c_int;
             // SAFETY: `IoSliceMut` is ABI-compatible with `iovec`; the first
             // `count` slices are live, writable and exclusively borrowed for
             // the call.
-            let got = unsafe { libc::preadv(self.file.as_raw_fd(), bufs.as_ptr().cast(), count as libc::c_int, off) };
-            match got {
-                0 => return Err(Status::IoError),
-                n if n < 0 => {
-                    if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                        return Err(Status::IoError);
-                    }
-                }
-                n => {
-                    IoSliceMut::advance_slices(&mut bufs, n as usize);
-                    at += n as u64;
-                }
+            let n = unsafe { libc::preadv(self.file.as_raw_fd(), bufs.as_ptr().cast(), count, off) };
+            if n > 0 {
+                IoSliceMut::advance_slices(&mut bufs, n as usize);
             }
-        }
-        Ok(())
+            n
+        })
     }
 
     /// Writes `data` at `offset`; with `fua`, durable before returning.
     pub fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), Status> {
+        self.write_vectored(offset, &mut [IoSlice::new(data)], fua)
+    }
+
+    /// Writes `bufs`, in order, from `offset` on: one system call for all
+    /// of them unless the export takes less; with `fua`, durable before
+    /// returning. `bufs` is used up on the way.
+    pub fn write_vectored(&self, offset: u64, mut bufs: &mut [IoSlice<'_>], fua: bool) -> Result<(), Status> {
         self.writable()?;
-        self.check_range(offset, data.len() as u64)?;
-        self.file.write_all_at(data, offset).map_err(|_| Status::IoError)?;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        self.check_range(offset, total as u64)?;
+        transfer_all(offset, total, |off| {
+            let count = bufs.len().min(IOV_MAX) as libc::c_int;
+            // SAFETY: `IoSlice` is ABI-compatible with `iovec`; the first
+            // `count` slices are live and only read by the call.
+            let n = unsafe { libc::pwritev(self.file.as_raw_fd(), bufs.as_ptr().cast(), count, off) };
+            if n > 0 {
+                IoSlice::advance_slices(&mut bufs, n as usize);
+            }
+            n
+        })?;
         if fua {
             self.file.sync_data().map_err(|_| Status::IoError)?;
         }
@@ -197,6 +204,31 @@ impl Export {
             Err(Status::IoError)
         }
     }
+}
+
+/// Moves `total` bytes from position `at` on with `call`, one positioned
+/// vectored system call each time, which carries on where the previous one
+/// stopped and returns what the system call did. A system call that moves
+/// nothing (end of file) or fails is an I/O error; an interrupted one is
+/// repeated.
+fn transfer_all(mut at: u64, total: usize, mut call: impl FnMut(libc::off_t) -> isize) -> Result<(), Status> {
+    let mut left = total;
+    while left > 0 {
+        let off = libc::off_t::try_from(at).map_err(|_| Status::OutOfRange)?;
+        match call(off) {
+            0 => return Err(Status::IoError),
+            n if n < 0 => {
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    return Err(Status::IoError);
+                }
+            }
+            n => {
+                at += n as u64;
+                left = left.saturating_sub(n as usize);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn block_device_size(file: &File) -> std::io::Result<u64> {

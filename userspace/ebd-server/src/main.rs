@@ -61,11 +61,8 @@ fn serve(socket: PacketSocket, mut server: Server, batch: usize) -> Result<(Coun
             Err(e) => return Err(e).context("receiving"),
         };
         out.clear();
-        for i in 0..got {
-            if lens[i] > 0 {
-                server.handle(&bufs[i][..lens[i]], &mut out);
-            }
-        }
+        let frames = bufs[..got].iter().zip(&lens[..got]).filter(|(_, &n)| n > 0).map(|(b, &n)| &b[..n]);
+        server.handle_batch(frames, &mut out);
         refused += socket.send_all(out.frames()).context("sending")?;
     }
     Ok((server.counters, refused))

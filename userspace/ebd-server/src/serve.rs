@@ -2,7 +2,10 @@
 //! here, so the protocol handling is testable on its own.
 
 use crate::{export::Export, socket::MAX_FRAME};
-use std::{io::IoSliceMut, sync::Arc};
+use std::{
+    io::{IoSlice, IoSliceMut},
+    sync::Arc,
+};
 use polynic_abi::ebd::{
     payload_per_frame, Direction, ExportInfo, Header, Opcode, Status, WireError, ETH_P_EBD_RESPONSE, FLAG_FUA,
     HEADER_LEN,
@@ -10,6 +13,9 @@ use polynic_abi::ebd::{
 
 /// Ethernet header length.
 pub const ETH_HLEN: usize = 14;
+
+/// Most fragments written by one vectored write (Linux's `UIO_MAXIOV`).
+const MAX_RUN: usize = 1024;
 
 /// What precedes a response's payload: the Ethernet and EBD headers.
 const RESPONSE_PREFIX: usize = ETH_HLEN + HEADER_LEN;
@@ -98,41 +104,129 @@ impl Server {
     }
 
     /// Handles one received Ethernet frame, appending its responses to `out`.
-    /// Malformed frames are counted and produce nothing.
-    pub fn handle(&mut self, frame: &[u8], out: &mut Outbox) {
-        let Server { exports, local, max_payload, counters } = self;
+    #[cfg(test)]
+    fn handle(&mut self, frame: &[u8], out: &mut Outbox) {
+        self.handle_batch([frame], out);
+    }
+
+    /// Handles received Ethernet frames in order, appending their responses
+    /// to `out`. Consecutive fragments of one write that arrive together
+    /// are written with one vectored write and acknowledged with one
+    /// response covering them all. Malformed frames are counted and
+    /// produce nothing.
+    pub fn handle_batch<'f>(&mut self, frames: impl IntoIterator<Item = &'f [u8]>, out: &mut Outbox) {
+        let mut run: Option<WriteRun<'f>> = None;
+        for frame in frames {
+            let Some(request) = self.parse(frame) else {
+                continue;
+            };
+            if let Some(r) = run.as_mut() {
+                if r.extend(&request) {
+                    continue;
+                }
+            }
+            if let Some(r) = run.take() {
+                self.write(r, out);
+            }
+            if request.header.opcode == Opcode::Write {
+                run = Some(WriteRun::new(request));
+            } else {
+                self.respond(&request, out);
+            }
+        }
+        if let Some(r) = run {
+            self.write(r, out);
+        }
+    }
+
+    /// Parses a request frame; counts it as a request or as malformed.
+    fn parse<'f>(&mut self, frame: &'f [u8]) -> Option<Request<'f>> {
         let parsed = frame
             .get(ETH_HLEN..)
             .ok_or(WireError::Short)
             .and_then(|rest| Header::parse(rest, Direction::Request));
-        let (h, payload) = match parsed {
-            Ok(parsed) => parsed,
-            Err(_) => {
-                counters.malformed += 1;
-                return;
-            }
+        let Ok((header, payload)) = parsed else {
+            self.counters.malformed += 1;
+            return None;
         };
-        counters.requests += 1;
+        self.counters.requests += 1;
         let mut client = [0u8; 6];
         client.copy_from_slice(&frame[6..12]);
-        let mut to = Replies { out, counters, dst: client, src: *local };
+        Some(Request { client, header, payload })
+    }
+
+    /// Answers every request but a write.
+    fn respond(&mut self, request: &Request<'_>, out: &mut Outbox) {
+        let Server { exports, local, max_payload, counters } = self;
+        let h = &request.header;
+        let mut to = Replies { out, counters, dst: request.client, src: *local };
         let Some(export) = exports.get(usize::from(h.export)) else {
-            return to.status(&h, Status::NoSuchExport);
+            return to.status(h, Status::NoSuchExport);
         };
         let done = match h.opcode {
             Opcode::Info => {
-                let reply = Header { length: ExportInfo::LEN as u32, frag_offset: 0, frag_len: ExportInfo::LEN as u32, ..h };
+                let reply = Header { length: ExportInfo::LEN as u32, frag_offset: 0, frag_len: ExportInfo::LEN as u32, ..*h };
                 // Cannot fail: the payload area is exactly the encoded size.
                 let _ = export.info().encode(to.frame(&reply, Status::Ok, ExportInfo::LEN));
                 return;
             }
-            Opcode::Read => return read(export, *max_payload, &h, &mut to),
-            Opcode::Write => export.write(h.offset + u64::from(h.frag_offset), payload, h.flags & FLAG_FUA != 0),
+            Opcode::Read => return read(export, *max_payload, h, &mut to),
+            Opcode::Write => Err(Status::Invalid),
             Opcode::Flush => export.flush(),
             Opcode::Discard => export.discard(h.offset, u64::from(h.length)),
             Opcode::WriteZeroes => export.write_zeroes(h.offset, u64::from(h.length)),
         };
+        to.status(h, done.err().unwrap_or(Status::Ok));
+    }
+
+    /// Writes a run of fragments and acknowledges them with one response.
+    fn write(&mut self, mut run: WriteRun<'_>, out: &mut Outbox) {
+        let Server { exports, local, counters, .. } = self;
+        let mut to = Replies { out, counters, dst: run.client, src: *local };
+        let h = Header { frag_len: run.end - run.first.frag_offset, ..run.first };
+        let Some(export) = exports.get(usize::from(h.export)) else {
+            return to.status(&h, Status::NoSuchExport);
+        };
+        let done = export.write_vectored(h.offset + u64::from(h.frag_offset), &mut run.parts, h.flags & FLAG_FUA != 0);
         to.status(&h, done.err().unwrap_or(Status::Ok));
+    }
+}
+
+/// A parsed request frame.
+struct Request<'f> {
+    client: [u8; 6],
+    header: Header,
+    payload: &'f [u8],
+}
+
+/// Consecutive fragments of one write, received together.
+struct WriteRun<'f> {
+    client: [u8; 6],
+    /// The first fragment's header.
+    first: Header,
+    /// Where in the request the run ends.
+    end: u32,
+    parts: Vec<IoSlice<'f>>,
+}
+
+impl<'f> WriteRun<'f> {
+    fn new(r: Request<'f>) -> Self {
+        WriteRun { client: r.client, first: r.header, end: r.header.frag_offset + r.header.frag_len, parts: vec![IoSlice::new(r.payload)] }
+    }
+
+    /// Appends `r` if it is the next fragment of the same write.
+    fn extend(&mut self, r: &Request<'f>) -> bool {
+        let (a, b) = (&self.first, &r.header);
+        let same = r.client == self.client
+            && b.opcode == Opcode::Write
+            && (b.tag, b.generation, b.export, b.offset, b.length, b.flags) == (a.tag, a.generation, a.export, a.offset, a.length, a.flags)
+            && b.frag_offset == self.end
+            && self.parts.len() < MAX_RUN;
+        if same {
+            self.end += b.frag_len;
+            self.parts.push(IoSlice::new(r.payload));
+        }
+        same
     }
 }
 
@@ -275,6 +369,30 @@ mod tests {
         let data = std::fs::read(f.path()).unwrap();
         assert!(data[9216..10240].iter().all(|&b| b == 0xab));
         assert_eq!(data[9215], (9215 % 251) as u8);
+    }
+
+    #[test]
+    fn consecutive_write_fragments_are_acknowledged_together() {
+        let (mut s, f) = server(1 << 16, false);
+        let mut out = Outbox::default();
+        let w = |frag: u32, fill: u8| request(header(Opcode::Write, 4096, 4096, frag * 1024, 1024), &[fill; 1024]);
+        // Fragments 0, 1 and 3 of one write, then 2 alone: a run of two,
+        // then two single acknowledgements.
+        let batch = [w(0, 1), w(1, 2), w(3, 4), w(2, 3)];
+        s.handle_batch(batch.iter().map(|f| &f[..]), &mut out);
+        let acks: Vec<(u32, u32, Status)> =
+            responses(&out).iter().map(|(h, p)| { assert!(p.is_empty()); (h.frag_offset, h.frag_len, h.status) }).collect();
+        assert_eq!(acks, [(0, 2048, Status::Ok), (3072, 1024, Status::Ok), (2048, 1024, Status::Ok)]);
+        assert_eq!((s.counters.requests, s.counters.responses), (4, 3));
+        let data = std::fs::read(f.path()).unwrap();
+        for (k, fill) in [1u8, 2, 3, 4].into_iter().enumerate() {
+            assert!(data[4096 + k * 1024..][..1024].iter().all(|&b| b == fill), "fragment {k}");
+        }
+        // Another request's fragment never joins the run.
+        out.clear();
+        let other = request(Header { tag: 8, ..header(Opcode::Write, 4096, 4096, 1024, 1024) }, &[9; 1024]);
+        s.handle_batch([&w(0, 1)[..], &other[..]], &mut out);
+        assert_eq!(out.count(), 2);
     }
 
     #[test]

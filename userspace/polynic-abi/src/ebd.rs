@@ -50,7 +50,8 @@ pub enum Opcode {
     /// Read `length` bytes at `offset`; the response frames carry the data.
     Read = 2,
     /// Write `length` bytes at `offset`; the request frames carry the data
-    /// and each is acknowledged by a response frame without payload.
+    /// and are acknowledged by response frames without payload, each
+    /// covering one fragment or a run of consecutive fragments.
     Write = 3,
     /// Make every acknowledged write stable; acknowledged once it is.
     Flush = 4,

@@ -33,6 +33,10 @@ const WORDS: usize = (MAX_FRAMES as usize).div_ceil(64);
 /// assert_eq!(plan.frame(2), Some((8192, 2048)));
 /// assert_eq!(plan.index_of(4096, 4096), Some(1));
 /// assert_eq!(plan.index_of(4096, 2048), None);
+/// assert_eq!(plan.span_of(4096, 6144), Some(1..3));
+/// assert_eq!(plan.span_of(0, 4096), Some(0..1));
+/// assert_eq!(plan.span_of(0, 6144), None);
+/// assert_eq!(plan.span_of(0, 0), None);
 /// assert_eq!(FramePlan::without_data().frame(0), Some((0, 0)));
 /// # Ok::<(), Error>(())
 /// ```
@@ -91,6 +95,20 @@ impl FramePlan {
             0
         };
         (self.frame(index)? == (offset, len)).then_some(index)
+    }
+
+    /// The run of consecutive frames that together cover exactly
+    /// `(offset, len)`, if any: how an acknowledgement of several fragments
+    /// at once is matched. One frame's own range gives that frame alone.
+    pub fn span_of(&self, offset: u32, len: u32) -> Option<core::ops::Range<u32>> {
+        if !self.data || len == 0 {
+            return self.index_of(offset, len).map(|i| i..i + 1);
+        }
+        let end = offset.checked_add(len)?;
+        if offset % self.payload != 0 || end > self.length || (end % self.payload != 0 && end != self.length) {
+            return None;
+        }
+        Some(offset / self.payload..end.div_ceil(self.payload))
     }
 }
 

@@ -39,15 +39,16 @@ pub enum Refused<R> {
 }
 
 /// A response the ledger matched to a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Matched {
-    /// Frame `index` of request `id` answered successfully; for a read,
-    /// `data` is the request byte range its payload fills.
-    Frame {
+    /// Frames `frames` of request `id` answered successfully: one frame for
+    /// a read, whose `data` is the request byte range its payload fills;
+    /// a run of consecutive fragments for a write acknowledged at once.
+    Frames {
         /// The request.
         id: u32,
-        /// The frame within the request.
-        index: u32,
+        /// The frames within the request, at least one.
+        frames: core::ops::Range<u32>,
         /// Where the payload goes, for reads.
         data: Option<(u32, u32)>,
     },
@@ -382,25 +383,33 @@ impl<R> Ledger<R> {
         if h.status != Status::Ok {
             return Ok(Matched::Failed { id: h.tag, status: h.status });
         }
-        let index = slot.plan.index_of(h.frag_offset, h.frag_len).ok_or(Unmatched::Mismatch)?;
-        if slot.answered.contains(index) {
+        // A read's response carries exactly one frame's data; a write's
+        // acknowledgement may cover a run of its fragments.
+        let frames = if c.opcode == Opcode::Read {
+            slot.plan.index_of(h.frag_offset, h.frag_len).map(|i| i..i + 1)
+        } else {
+            slot.plan.span_of(h.frag_offset, h.frag_len)
+        }
+        .ok_or(Unmatched::Mismatch)?;
+        if frames.clone().all(|i| slot.answered.contains(i)) {
             return Err(Unmatched::Duplicate);
         }
         let data = (c.opcode == Opcode::Read).then_some((h.frag_offset, h.frag_len));
-        Ok(Matched::Frame { id: h.tag, index, data })
+        Ok(Matched::Frames { id: h.tag, frames, data })
     }
 
-    /// Records that frame `index` of request `id` was answered; returns the
-    /// request once every frame has been.
-    pub fn answer(&mut self, id: u32, index: u32) -> Option<R> {
+    /// Records that frames `frames` of request `id` were answered (those
+    /// answered before are ignored); returns the request once every frame
+    /// has been.
+    pub fn answer(&mut self, id: u32, frames: core::ops::Range<u32>) -> Option<R> {
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
-        if !slot.answered.insert(index) {
+        let fresh = frames.filter(|&i| slot.answered.insert(i)).count() as u32;
+        if fresh == 0 {
             return None;
         }
-        if slot.charged > 0 {
-            slot.charged -= 1;
-            self.charged = self.charged.saturating_sub(1);
-        }
+        let released = fresh.min(slot.charged);
+        slot.charged -= released;
+        self.charged = self.charged.saturating_sub(released);
         if slot.answered.count() == slot.plan.count() {
             return self.remove(id);
         }

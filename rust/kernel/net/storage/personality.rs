@@ -544,14 +544,14 @@ impl<D: StorageDriver> Core<D> {
                 Ok(Matched::Failed { id, status }) => {
                     done = g.ledger.remove(id).map(|b| (b, Err(status_error(status))));
                 }
-                Ok(Matched::Frame { id, index, data }) => {
+                Ok(Matched::Frames { id, frames, data }) => {
                     if let (Some((offset, len)), Some(buffer)) = (data, g.ledger.request(id)) {
                         if buffer.fill_from(offset, &skb, HEADER_LEN as u32, len).is_err() {
                             self.stats.count_malformed(WireError::BadLength);
                             return;
                         }
                     }
-                    done = g.ledger.answer(id, index).map(|b| (b, Ok(())));
+                    done = g.ledger.answer(id, frames).map(|b| (b, Ok(())));
                 }
             }
             space = g.ledger.take_space_signal();
