@@ -3,11 +3,14 @@
 
     bench_report.py RAW_DIR OUT_DIR
 
-RAW_DIR holds the guest's fio JSON files (NAME-WORKLOAD.json), iperf3's
-link-tcp.json and memory.json. Every figure is from that one run; the
-targets are stated as ratios against the anchors measured in the same run.
+RAW_DIR holds the guest's fio JSON files (NAME-WORKLOAD.rROUND.json), one
+iperf3 link-tcp.rROUND.json per round and memory.json. The devices were
+measured in interleaved rounds of one VM run; each figure is the median of
+its rounds, and each target ratio is the median of the per-round ratios
+(device and anchor measured minutes apart), shown with its range.
 """
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +22,13 @@ WORKLOADS = [
     ("randread", "read", "IOPS"),
     ("randwrite", "write", "IOPS"),
 ]
+# (key, label, workload, anchor, target)
+TARGETS = [
+    ("seqread_ebd_over_nbd", "EBD / NBD seq read", "seqread", "nbd", 1.0),
+    ("seqwrite_ebd_over_nbd", "EBD / NBD seq write", "seqwrite", "nbd", 1.0),
+    ("randread_ebd_over_aoe", "EBD / AoE 4K read IOPS", "randread", "aoe", 1.5),
+    ("randwrite_ebd_over_aoe", "EBD / AoE 4K write IOPS", "randwrite", "aoe", 1.5),
+]
 
 
 def fio_figure(path: Path, direction: str, unit: str) -> float:
@@ -26,37 +36,41 @@ def fio_figure(path: Path, direction: str, unit: str) -> float:
     return job["bw_bytes"] / 2**20 if unit == "MiB/s" else job["iops"]
 
 
+def rounds_in(raw: Path) -> list[int]:
+    return sorted(int(p.name.split(".r")[1].split(".")[0]) for p in raw.glob("link-tcp.r*.json"))
+
+
 def main() -> int:
     raw, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    results = {d: {} for d in DEVICES}
+    rounds = rounds_in(raw)
+    if not rounds:
+        print(f"no rounds in {raw}", file=sys.stderr)
+        return 1
+    per_round = {d: {w: [] for w, _, _ in WORKLOADS} for d in DEVICES}
     for d in DEVICES:
         for w, direction, unit in WORKLOADS:
-            f = raw / f"{d}-{w}.json"
-            if not f.exists():
-                print(f"missing {f}", file=sys.stderr)
-                return 1
-            results[d][w] = round(fio_figure(f, direction, unit), 1)
-    link = json.loads((raw / "link-tcp.json").read_text())
-    link_mib = round(link["end"]["sum_received"]["bits_per_second"] / 8 / 2**20, 1)
+            for r in rounds:
+                f = raw / f"{d}-{w}.r{r}.json"
+                if not f.exists():
+                    print(f"missing {f}", file=sys.stderr)
+                    return 1
+                per_round[d][w].append(fio_figure(f, direction, unit))
+    results = {d: {w: round(statistics.median(v), 1) for w, v in per_round[d].items()} for d in DEVICES}
+    links = [json.loads((raw / f"link-tcp.r{r}.json").read_text())["end"]["sum_received"]["bits_per_second"] / 8 / 2**20
+             for r in rounds]
+    link_mib = round(statistics.median(links), 1)
     memory = json.loads((raw / "memory.json").read_text())
 
-    e, a, n = results["ebd"], results["aoe"], results["nbd"]
-    ratios = {
-        "seqread_ebd_over_nbd": round(e["seqread"] / n["seqread"], 2),
-        "seqwrite_ebd_over_nbd": round(e["seqwrite"] / n["seqwrite"], 2),
-        "randread_ebd_over_aoe": round(e["randread"] / a["randread"], 2),
-        "randwrite_ebd_over_aoe": round(e["randwrite"] / a["randwrite"], 2),
-        "seqread_ebd_over_link": round(e["seqread"] / link_mib, 2),
-    }
-    targets = {
-        "seqread: EBD >= NBD": ratios["seqread_ebd_over_nbd"] >= 1.0,
-        "seqwrite: EBD >= NBD": ratios["seqwrite_ebd_over_nbd"] >= 1.0,
-        "randread: EBD >= 1.5x AoE": ratios["randread_ebd_over_aoe"] >= 1.5,
-        "randwrite: EBD >= 1.5x AoE": ratios["randwrite_ebd_over_aoe"] >= 1.5,
-    }
-    doc = {"results": results, "link_tcp_mib_s": link_mib, "ratios": ratios, "targets_met": targets,
-           "memory": memory}
+    ratios, spread, targets = {}, {}, {}
+    for key, label, w, anchor, target in TARGETS:
+        each = [e / a for e, a in zip(per_round["ebd"][w], per_round[anchor][w])]
+        ratios[key] = round(statistics.median(each), 2)
+        spread[key] = [round(min(each), 2), round(max(each), 2)]
+        targets[label] = ratios[key] >= target
+    ratios["seqread_ebd_over_link"] = round(results["ebd"]["seqread"] / link_mib, 2)
+    doc = {"rounds": len(rounds), "results": results, "per_round": per_round, "link_tcp_mib_s": link_mib,
+           "ratios": ratios, "ratio_range": spread, "targets_met": targets, "memory": memory}
     (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
 
     lines = [
@@ -68,15 +82,17 @@ def main() -> int:
         lines.append(f"| {d.upper()} | {r['seqread']} | {r['seqwrite']} | {r['randread']:.0f} | {r['randwrite']:.0f} |")
     lines += [
         "",
-        f"Link ceiling (iperf3 TCP, same veth, MTU 9000): {link_mib} MiB/s.",
+        f"Medians of {len(rounds)} interleaved rounds. Link ceiling (iperf3 TCP, same veth, MTU 9000): "
+        f"{link_mib} MiB/s.",
         "",
-        "| ratio (same run) | value | target | met |",
-        "|---|---:|---:|:---:|",
-        f"| EBD / NBD seq read | {ratios['seqread_ebd_over_nbd']} | >= 1.0 | {'yes' if targets['seqread: EBD >= NBD'] else 'no'} |",
-        f"| EBD / NBD seq write | {ratios['seqwrite_ebd_over_nbd']} | >= 1.0 | {'yes' if targets['seqwrite: EBD >= NBD'] else 'no'} |",
-        f"| EBD / AoE 4K read IOPS | {ratios['randread_ebd_over_aoe']} | >= 1.5 | {'yes' if targets['randread: EBD >= 1.5x AoE'] else 'no'} |",
-        f"| EBD / AoE 4K write IOPS | {ratios['randwrite_ebd_over_aoe']} | >= 1.5 | {'yes' if targets['randwrite: EBD >= 1.5x AoE'] else 'no'} |",
-        f"| EBD seq read / link | {ratios['seqread_ebd_over_link']} | | |",
+        "| ratio (median of rounds) | value | range over rounds | target | met |",
+        "|---|---:|---:|---:|:---:|",
+    ]
+    for key, label, _, _, target in TARGETS:
+        lo, hi = spread[key]
+        lines.append(f"| {label} | {ratios[key]} | {lo} - {hi} | >= {target} | {'yes' if targets[label] else 'no'} |")
+    lines += [
+        f"| EBD seq read / link | {ratios['seqread_ebd_over_link']} | | | |",
         "",
         f"Memory pinned per EBD disk (queue depth 64): {memory['ebd_pinned_bytes'] / 1024:.1f} KiB of personality state "
         f"while attached, plus at most {memory['ebd_window_bytes'] / 1024:.0f} KiB of frames in flight (the response window).",
@@ -94,7 +110,7 @@ def main() -> int:
     script = f"""
 set terminal pngcairo size 900,500 noenhanced
 set output '{out / 'results.png'}'
-set title 'polynic bench (same run): MiB/s for sequential, IOPS/100 for 4K random; link {link_mib} MiB/s'
+set title 'polynic bench (medians of one run): MiB/s for sequential, IOPS/100 for 4K random; link {link_mib} MiB/s'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1

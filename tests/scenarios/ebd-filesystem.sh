@@ -21,6 +21,8 @@ dev=$(ebdctl attach --name disk0 --netdev pnk0) || fail "attach"
 [[ -b /dev/ebd0 ]] || fail "/dev/ebd0 is not a block device"
 [[ $(blockdev --getsize64 /dev/ebd0) == $((256 << 20)) ]] || fail "size $(blockdev --getsize64 /dev/ebd0)"
 ebdctl list --json | grep -q '"disk": "ebd0"' || fail "list --json does not show ebd0"
+# The personality paces its own FIFO; the disk starts without a scheduler.
+grep -q '\[none\]' /sys/block/ebd0/queue/scheduler || fail "scheduler: $(cat /sys/block/ebd0/queue/scheduler)"
 
 mkfs.ext4 -q -F /dev/ebd0 || fail "mkfs.ext4"
 mount /dev/ebd0 "$EBD_MNT" || fail "mount"
