@@ -3,8 +3,8 @@
 # (aoe.ko + vblade) and NBD (nbd.ko + nbd-server) over the same veth link
 # (MTU 9000) to the same kind of backing file in a server namespace, and
 # iperf3 TCP on that link as the ceiling. All three devices are attached at
-# once and measured in interleaved rounds (EBD, AoE, NBD, then again), so a
-# slow spell of the host affects every device alike; the report takes the
+# once and measured in interleaved rounds (EBD, AoE, NBD, then AoE, NBD,
+# EBD, ...), so a slow spell of the host affects every device alike; the report takes the
 # median of the rounds. Results go to $POLYNIC_OUT/bench/.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/ebd.sh"
@@ -86,9 +86,14 @@ ip netns exec ebdsrv iperf3 -s -D -B 10.99.0.2 || fail "iperf3 server"
 sleep 1
 
 for round in $(seq "$ROUNDS"); do
-  echo "== round $round of $ROUNDS: link (iperf3 TCP, ${RUNTIME} s), then ${devices[*]}"
+  # Each round starts with the next device, so drift within a round does
+  # not always favour the same one.
+  n=${#devices[@]}
+  order=()
+  for i in $(seq 0 $((n - 1))); do order+=("${devices[$(((round - 1 + i) % n))]}"); done
+  echo "== round $round of $ROUNDS: link (iperf3 TCP, ${RUNTIME} s), then ${order[*]}"
   iperf3 -c 10.99.0.2 -t "$RUNTIME" -J >"$res/link-tcp.r$round.json" || fail "iperf3"
-  for d in "${devices[@]}"; do
+  for d in "${order[@]}"; do
     dev_var="DEV_$d"
     run_suite "$d" "${!dev_var}" "$round"
   done

@@ -71,8 +71,13 @@ mod tests {
         assert_eq!(sent.len(), 3);
         assert_eq!(sent[2], (0, 2 * PAYLOAD, Some((2 * PAYLOAD, PAYLOAD))));
         assert_eq!(l.in_flight(), 3);
-        // One acknowledgement frees one slot of the window: the fourth frame.
         let h = Header { opcode: Opcode::Write, flags: 0, tag: 0, generation: 1, export: 0, status: Status::Ok, offset: 1 << 20, length: 4 * PAYLOAD, frag_offset: 0, frag_len: PAYLOAD };
+        // The fourth fragment was never sent, so nothing may acknowledge it,
+        // alone or in a run.
+        for (o, n) in [(3 * PAYLOAD, PAYLOAD), (0, 4 * PAYLOAD), (2 * PAYLOAD, 2 * PAYLOAD)] {
+            assert_eq!(l.match_response(&Header { frag_offset: o, frag_len: n, ..h }), Err(Unmatched::Mismatch));
+        }
+        // One acknowledgement frees one slot of the window: the fourth frame.
         assert_eq!(l.match_response(&h), Ok(Matched::Frames { id: 0, frames: 0..1, data: None }));
         assert_eq!(l.answer(0, 0..1), None);
         assert_eq!(l.next_frame(0).map(|j| (j.id, j.header.frag_offset)), Some((0, 3 * PAYLOAD)));
@@ -173,8 +178,8 @@ mod tests {
             assert_eq!(l.match_response(&r), Err(why));
         }
         // Nothing was disturbed: the real responses still complete it.
-        assert!(l.answer(1, 0).is_none());
-        assert_eq!(l.answer(1, 1), Some(101));
+        assert!(l.answer(1, 0..1).is_none());
+        assert_eq!(l.answer(1, 1..2), Some(101));
         // A server error fails the request.
         admit(&mut l, 0, cmd(Opcode::Write, 512));
         let w = l.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
@@ -194,7 +199,7 @@ mod tests {
         // Another request under the same id is not this one.
         assert!(matches!(l.expire(0, 500, 100, |&r| r == 7), Expiry::NotFound));
         // Frame 0 acknowledged; a retry resends only frame 1.
-        assert!(l.answer(0, 0).is_none());
+        assert!(l.answer(0, 0..1).is_none());
         assert!(matches!(l.expire(0, 500, 100, |_| true), Expiry::Retry { attempt: 1, .. }));
         assert_eq!(l.in_flight(), 0);
         let resent = l.next_frame(600).map(|j| j.header.frag_offset);

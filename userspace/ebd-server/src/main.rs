@@ -8,7 +8,7 @@ mod socket;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use export::{Export, ExportSpec};
-use serve::{Counters, Outbox, Server};
+use serve::{Counters, Server};
 use socket::PacketSocket;
 use std::{
     io::ErrorKind,
@@ -52,7 +52,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 fn serve(socket: PacketSocket, mut server: Server, batch: usize) -> Result<(Counters, usize)> {
     let mut bufs = vec![Vec::new(); batch];
     let mut lens = vec![0usize; batch];
-    let mut out = Outbox::default();
+    let mut out = server.outbox();
     let mut refused = 0;
     while !STOP.load(Ordering::Relaxed) {
         let got = match socket.recv_batch(&mut bufs, &mut lens) {

@@ -42,27 +42,31 @@ impl std::ops::AddAssign for Counters {
     }
 }
 
-/// Reusable response frame buffers. Each keeps its full size once
-/// allocated, so building a frame never clears or zero-fills the payload
-/// that a read is about to overwrite anyway.
-#[derive(Default)]
+/// Reusable response frame buffers, made by [`Server::outbox`]. Each keeps
+/// the size of the server's largest response once allocated, so building a
+/// frame never clears or zero-fills the payload that a read is about to
+/// overwrite anyway.
 pub struct Outbox {
     frames: Vec<Vec<u8>>,
     lens: Vec<usize>,
     len: usize,
+    frame_size: usize,
 }
 
 impl Outbox {
-    /// A frame of `size` bytes (at most [`MAX_FRAME`]), contents unspecified.
+    /// A frame of `size` bytes, contents unspecified.
     fn next(&mut self, size: usize) -> &mut [u8] {
         if self.len == self.frames.len() {
-            self.frames.push(vec![0; MAX_FRAME]);
+            self.frames.push(vec![0; self.frame_size]);
             self.lens.push(0);
         }
+        let f = &mut self.frames[self.len];
+        if f.len() < size {
+            f.resize(size, 0);
+        }
         self.lens[self.len] = size;
-        let f = &mut self.frames[self.len][..size];
         self.len += 1;
-        f
+        &mut f[..size]
     }
 
     /// The frames produced since the last [`Outbox::clear`].
@@ -98,9 +102,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server answering from `local` on a link of `mtu`.
+    /// A server answering from `local` on a link of `mtu`. Its frames are
+    /// at most [`MAX_FRAME`] bytes, what it can receive, whatever the MTU.
     pub fn new(exports: Arc<[Export]>, local: [u8; 6], mtu: u32) -> Option<Self> {
+        let mtu = mtu.min((MAX_FRAME - ETH_HLEN) as u32);
         Some(Server { exports, local, max_payload: payload_per_frame(mtu)?, counters: Counters::default() })
+    }
+
+    /// Response buffers for this server: each holds its largest response.
+    pub fn outbox(&self) -> Outbox {
+        Outbox { frames: Vec::new(), lens: Vec::new(), len: 0, frame_size: RESPONSE_PREFIX + self.max_payload as usize }
     }
 
     /// Handles one received Ethernet frame, appending its responses to `out`.
@@ -344,7 +355,7 @@ mod tests {
     #[test]
     fn read_is_declustered_into_the_requested_unit() {
         let (mut s, _f) = server(1 << 16, false);
-        let mut out = Outbox::default();
+        let mut out = s.outbox();
         s.handle(&request(header(Opcode::Read, 4096, 2560, 0, 1024), &[]), &mut out);
         let r = responses(&out);
         assert_eq!(r.len(), 3);
@@ -361,7 +372,7 @@ mod tests {
     #[test]
     fn write_lands_at_its_fragment_and_is_acknowledged() {
         let (mut s, f) = server(1 << 16, false);
-        let mut out = Outbox::default();
+        let mut out = s.outbox();
         s.handle(&request(header(Opcode::Write, 8192, 2048, 1024, 1024), &[0xab; 1024]), &mut out);
         let r = responses(&out);
         assert_eq!(r.len(), 1);
@@ -374,7 +385,7 @@ mod tests {
     #[test]
     fn consecutive_write_fragments_are_acknowledged_together() {
         let (mut s, f) = server(1 << 16, false);
-        let mut out = Outbox::default();
+        let mut out = s.outbox();
         let w = |frag: u32, fill: u8| request(header(Opcode::Write, 4096, 4096, frag * 1024, 1024), &[fill; 1024]);
         // Fragments 0, 1 and 3 of one write, then 2 alone: a run of two,
         // then two single acknowledgements.
@@ -398,7 +409,7 @@ mod tests {
     #[test]
     fn bad_requests_get_error_responses() {
         let (mut s, _f) = server(8192, true);
-        let mut out = Outbox::default();
+        let mut out = s.outbox();
         s.handle(&request(header(Opcode::Write, 0, 512, 0, 512), &[1; 512]), &mut out);
         s.handle(&request(header(Opcode::Read, 8192, 512, 0, 512), &[]), &mut out);
         s.handle(&request(Header { export: 9, ..header(Opcode::Read, 0, 512, 0, 512) }, &[]), &mut out);
@@ -413,9 +424,28 @@ mod tests {
     }
 
     #[test]
+    fn responses_never_exceed_what_the_server_can_frame() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&vec![7u8; 1 << 16]).unwrap();
+        let export = Export::open(&ExportSpec { path: f.path().into(), read_only: false }).unwrap();
+        // A link with a 64 KiB MTU: the server still answers in frames it
+        // could receive itself, and refuses larger units.
+        let mut s = Server::new(vec![export].into(), SERVER, 65535).unwrap();
+        let mut out = s.outbox();
+        s.handle(&request(header(Opcode::Read, 0, 32768, 0, 16384), &[]), &mut out);
+        let r = responses(&out);
+        assert_eq!((r.len(), r[0].0.status), (1, Status::Invalid));
+        out.clear();
+        let unit = payload_per_frame((MAX_FRAME - ETH_HLEN) as u32).unwrap();
+        s.handle(&request(header(Opcode::Read, 0, 2 * unit, 0, unit), &[]), &mut out);
+        assert!(out.frames().all(|f| f.len() <= MAX_FRAME));
+        assert_eq!(responses(&out).len(), 2);
+    }
+
+    #[test]
     fn malformed_frames_are_counted_and_ignored() {
         let (mut s, _f) = server(8192, false);
-        let mut out = Outbox::default();
+        let mut out = s.outbox();
         let mut bad = request(header(Opcode::Read, 0, 512, 0, 512), &[]);
         bad[ETH_HLEN] = 9; // version
         s.handle(&bad, &mut out);
@@ -428,7 +458,7 @@ mod tests {
     #[test]
     fn info_reports_geometry() {
         let (mut s, _f) = server(1 << 20, true);
-        let mut out = Outbox::default();
+        let mut out = s.outbox();
         s.handle(&request(header(Opcode::Info, 0, 0, 0, 0), &[]), &mut out);
         let r = responses(&out);
         let info = ExportInfo::parse(&r[0].1).unwrap();

@@ -5,8 +5,9 @@
 //! A request larger than a frame's payload travels as several frames, each
 //! carrying one fixed-size slice of the request (the last may be shorter).
 //! Because every slice starts at a multiple of the payload size, a received
-//! `(frag_offset, frag_len)` pair names exactly one frame or none, which is
-//! how responses are matched without trusting the sender.
+//! `(frag_offset, frag_len)` pair names exactly one frame, one run of
+//! consecutive frames, or none, which is how responses are matched without
+//! trusting the sender.
 
 use crate::prelude::*;
 

@@ -68,9 +68,10 @@ pub enum Unmatched {
     /// for an earlier use of the tag).
     Stale,
     /// The frame contradicts its request (opcode, offset, length, or a
-    /// fragment that is not one of the request's frames).
+    /// fragment that is not one of the request's frames, or for a write a
+    /// run of them, all sent).
     Mismatch,
-    /// That frame was already answered.
+    /// Every frame it answers was already answered.
     Duplicate,
 }
 
@@ -112,6 +113,9 @@ struct Slot<R> {
     answered: FrameSet,
     /// Next frame index to consider sending.
     cursor: u32,
+    /// Frames below this index have been sent at least once; only they can
+    /// be acknowledged.
+    sent_below: u32,
     /// Whether the slot's id is in the FIFO.
     queued: bool,
     /// Response frames this request holds of the window.
@@ -168,7 +172,8 @@ pub struct Limits {
     pub max_queue: u32,
     /// Payload bytes per frame (declustering unit).
     pub payload: u32,
-    /// Most response frames outstanding at once; the pacing that keeps the
+    /// Most frames awaiting an answer at once (a read's data frames, a
+    /// write's unacknowledged fragments); the pacing that keeps the
     /// personality from flooding the transmitter and the peer.
     pub window: u32,
     /// Retransmissions before a request fails.
@@ -236,7 +241,7 @@ impl<R> Ledger<R> {
         self.high_water
     }
 
-    /// Response frames outstanding (the part of the window in use).
+    /// Frames awaiting an answer (the part of the window in use).
     pub fn in_flight(&self) -> u32 {
         self.charged
     }
@@ -266,6 +271,7 @@ impl<R> Ledger<R> {
             plan,
             answered: FrameSet::new(),
             cursor: 0,
+            sent_below: 0,
             queued: true,
             charged: 0,
             sent_at: 0,
@@ -301,7 +307,8 @@ impl<R> Ledger<R> {
     ///
     /// A write sends one data frame per unanswered fragment; every other
     /// request sends one frame. Each frame is charged to the window with the
-    /// responses it asks for (one per fragment for a read).
+    /// frames it asks to be answered (one per fragment for a read); an
+    /// acknowledgement of a run of write fragments releases one per fragment.
     ///
     /// `now` (milliseconds, any monotonic clock) is when the frame goes
     /// out; [`Ledger::expire`] measures timeouts from the last frame sent.
@@ -344,6 +351,7 @@ impl<R> Ledger<R> {
             };
             let write = slot.command.opcode == Opcode::Write;
             slot.cursor = index + 1;
+            slot.sent_below = if write { slot.sent_below.max(index + 1) } else { count };
             if !write || slot.cursor >= count {
                 slot.queued = false;
                 self.fifo.pop();
@@ -390,6 +398,7 @@ impl<R> Ledger<R> {
         } else {
             slot.plan.span_of(h.frag_offset, h.frag_len)
         }
+        .filter(|f| f.end <= slot.sent_below)
         .ok_or(Unmatched::Mismatch)?;
         if frames.clone().all(|i| slot.answered.contains(i)) {
             return Err(Unmatched::Duplicate);

@@ -81,7 +81,7 @@ pub struct Config {
     pub frame_size: u32,
     /// Most requests held at once; request ids run below it.
     pub max_queue: u32,
-    /// Most response frames outstanding at once.
+    /// Most frames awaiting an answer at once (see [`Limits::window`]).
     pub window: u32,
     /// Retransmissions before a request fails with `EIO`.
     pub max_retries: u32,
