@@ -19,6 +19,7 @@ rm -f "$res"/*.json "$res"/*.txt
 
 # Tuning runs measure EBD alone (BENCH_ONLY=ebd); the report needs all three.
 devices=(ebd aoe nbd)
+declare -A DEV # device name -> its block device, set by attach_NAME
 [[ ${BENCH_ONLY:-} == ebd ]] && devices=(ebd)
 
 ebd_setup "$SIZE_MIB"
@@ -34,7 +35,7 @@ attach_ebd() {
   # its window lets be in flight (the kernel's own accounting of both).
   echo "{\"ebd_pinned_bytes\": $(ebd_stat bench pinned_bytes), \"ebd_window_bytes\": $(ebd_stat bench window_bytes)}" \
     >"$res/memory.json"
-  DEV_ebd=/dev/ebd0
+  DEV[ebd]=/dev/ebd0
 }
 
 attach_aoe() {
@@ -47,7 +48,7 @@ attach_aoe() {
     sleep 0.2
   done
   [[ -b /dev/etherd/e0.1 ]] || fail "AoE device did not appear"
-  DEV_aoe=/dev/etherd/e0.1
+  DEV[aoe]=/dev/etherd/e0.1
 }
 
 attach_nbd() {
@@ -60,7 +61,7 @@ CONF
   ip netns exec ebdsrv nbd-server -C /tmp/nbd.conf 10.99.0.2@10809 || fail "nbd-server"
   sleep 1
   nbd-client -N bench 10.99.0.2 10809 /dev/nbd0 -b 4096 -C 1 >/dev/null 2>&1 || fail "nbd-client"
-  DEV_nbd=/dev/nbd0
+  DEV[nbd]=/dev/nbd0
 }
 
 # The four workloads on one device, once. run_suite NAME DEVICE ROUND
@@ -78,9 +79,8 @@ run_suite() {
 echo "== attaching ${devices[*]} over pnk0 (MTU 9000)"
 for d in "${devices[@]}"; do
   "attach_$d"
-  dev_var="DEV_$d"
   # Fill each device once so that reads hit allocated blocks.
-  dd if=/dev/zero of="${!dev_var}" bs=1M count=256 oflag=direct status=none || fail "$d: prefill"
+  dd if=/dev/zero of="${DEV[$d]}" bs=1M count=256 oflag=direct status=none || fail "$d: prefill"
 done
 ip netns exec ebdsrv iperf3 -s -D -B 10.99.0.2 || fail "iperf3 server"
 sleep 1
@@ -94,8 +94,7 @@ for round in $(seq "$ROUNDS"); do
   echo "== round $round of $ROUNDS: link (iperf3 TCP, ${RUNTIME} s), then ${order[*]}"
   iperf3 -c 10.99.0.2 -t "$RUNTIME" -J >"$res/link-tcp.r$round.json" || fail "iperf3"
   for d in "${order[@]}"; do
-    dev_var="DEV_$d"
-    run_suite "$d" "${!dev_var}" "$round"
+    run_suite "$d" "${DEV[$d]}" "$round"
   done
 done
 ebdctl stats bench >"$res/ebd-stats.txt"

@@ -47,8 +47,8 @@ impl std::ops::AddAssign for Counters {
 /// frame never clears or zero-fills the payload that a read is about to
 /// overwrite anyway.
 pub struct Outbox {
-    frames: Vec<Vec<u8>>,
-    lens: Vec<usize>,
+    /// Frame buffers with the length of the frame each holds now.
+    frames: Vec<(Vec<u8>, usize)>,
     len: usize,
     frame_size: usize,
 }
@@ -57,21 +57,20 @@ impl Outbox {
     /// A frame of `size` bytes, contents unspecified.
     fn next(&mut self, size: usize) -> &mut [u8] {
         if self.len == self.frames.len() {
-            self.frames.push(vec![0; self.frame_size]);
-            self.lens.push(0);
+            self.frames.push((vec![0; self.frame_size], 0));
         }
-        let f = &mut self.frames[self.len];
+        let (f, n) = &mut self.frames[self.len];
         if f.len() < size {
             f.resize(size, 0);
         }
-        self.lens[self.len] = size;
+        *n = size;
         self.len += 1;
         &mut f[..size]
     }
 
     /// The frames produced since the last [`Outbox::clear`].
     pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> {
-        self.frames[..self.len].iter().zip(&self.lens).map(|(f, &n)| &f[..n])
+        self.frames[..self.len].iter().map(|(f, n)| &f[..*n])
     }
 
     /// How many frames were produced since the last [`Outbox::clear`].
@@ -82,8 +81,7 @@ impl Outbox {
     /// The bytes from `at` on of every frame from `first` on: the payloads
     /// of a run of frames, to be filled by one vectored read.
     fn tails_from(&mut self, first: usize, at: usize) -> Vec<IoSliceMut<'_>> {
-        let (frames, lens) = (&mut self.frames[first..self.len], &self.lens[first..self.len]);
-        frames.iter_mut().zip(lens).map(|(f, &n)| IoSliceMut::new(&mut f[at..n])).collect()
+        self.frames[first..self.len].iter_mut().map(|(f, n)| IoSliceMut::new(&mut f[at..*n])).collect()
     }
 
     /// Forgets the frames, keeping their memory.
@@ -111,7 +109,7 @@ impl Server {
 
     /// Response buffers for this server: each holds its largest response.
     pub fn outbox(&self) -> Outbox {
-        Outbox { frames: Vec::new(), lens: Vec::new(), len: 0, frame_size: RESPONSE_PREFIX + self.max_payload as usize }
+        Outbox { frames: Vec::new(), len: 0, frame_size: RESPONSE_PREFIX + self.max_payload as usize }
     }
 
     /// Handles one received Ethernet frame, appending its responses to `out`.

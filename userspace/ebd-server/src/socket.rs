@@ -179,13 +179,12 @@ impl PacketSocket {
     /// client retransmits). Returns how many were refused.
     pub fn send_all<'a>(&self, frames: impl IntoIterator<Item = &'a [u8]>) -> io::Result<usize> {
         let mut refused = 0;
-        let iov_all: Vec<libc::iovec> =
+        let mut iov: Vec<libc::iovec> =
             frames.into_iter().map(|f| libc::iovec { iov_base: f.as_ptr() as *mut _, iov_len: f.len() }).collect();
-        for chunk in iov_all.chunks(64) {
-            let mut iov = chunk.to_vec();
+        for chunk in iov.chunks_mut(64) {
             // SAFETY: All-zero is a valid mmsghdr.
             let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; chunk.len()];
-            for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+            for (m, v) in msgs.iter_mut().zip(chunk.iter_mut()) {
                 m.msg_hdr.msg_iov = v;
                 m.msg_hdr.msg_iovlen = 1;
             }
