@@ -7,6 +7,12 @@
 # incrementally; unchanged inputs skip make entirely.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# One build at a time per cache: several checkouts (or CI beside a session)
+# share it.
+mkdir -p "$POLYNIC_CACHE"
+exec 9>"$POLYNIC_CACHE/kernel.lock"
+flock 9
+
 deb=$("$POLYNIC_ROOT/scripts/fetch-kernel.sh")
 version=$(dpkg-deb -f "$deb" Version)
 top="$POLYNIC_CACHE/kernel/$version"

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Ethernet Block Device (EBD) wire protocol, version 1.
+//! Ethernet Block Device (EBD) wire protocol, version 2.
 //!
 //! This file is `core`-only on purpose: the kernel crate compiles it verbatim
 //! as `kernel::net::storage::wire` (the storage personality speaks it; the
@@ -16,6 +16,12 @@
 //!
 //! Parsing treats its input as hostile: [`Header::parse`] checks every field
 //! before anything uses it and says exactly why a frame was refused.
+//!
+//! Version 2 adds to version 1 what makes a late duplicate harmless and keeps
+//! disks apart: each disk attachment is a *session* with its own random id
+//! and its own request sequence, and every request frame tells the server
+//! which of the session's requests the client has finished ([`Finished`]),
+//! so the server never executes a frame of a finished request.
 
 /// Ethertype of frames sent by a client to a server.
 pub const ETH_P_EBD_REQUEST: u16 = 0x0666;
@@ -23,10 +29,19 @@ pub const ETH_P_EBD_REQUEST: u16 = 0x0666;
 pub const ETH_P_EBD_RESPONSE: u16 = 0x0667;
 
 /// The protocol version this file defines.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Size of the EBD header that follows the Ethernet header.
-pub const HEADER_LEN: usize = 36;
+pub const HEADER_LEN: usize = 64;
+
+/// Size of a version 1 header, which a version 2 server still recognises in
+/// order to refuse a version 1 client clearly ([`v1_refusal`]).
+pub const V1_HEADER_LEN: usize = 36;
+
+/// Most frames one request may be declustered into: a read request whose
+/// `frag_len` would make the server send more response frames is malformed,
+/// so a few bytes on the wire cannot make a server send thousands of frames.
+pub const MAX_FRAGMENTS: u32 = 1024;
 
 /// Sector size the protocol counts offsets in multiples of.
 pub const SECTOR_SIZE: u32 = 512;
@@ -110,6 +125,8 @@ pub enum Status {
     Unsupported = 5,
     /// No export has that number.
     NoSuchExport = 6,
+    /// The export does not serve this client (its address is not allowed).
+    Denied = 7,
 }
 
 impl Status {
@@ -123,6 +140,7 @@ impl Status {
             4 => Self::OutOfRange,
             5 => Self::Unsupported,
             6 => Self::NoSuchExport,
+            7 => Self::Denied,
             _ => return None,
         })
     }
@@ -158,6 +176,8 @@ pub enum WireError {
     BadRange,
     /// A buffer to encode into is smaller than the frame.
     NoSpace,
+    /// Reserved bytes are not zero, or a request's session id is zero.
+    BadReserved,
 }
 
 /// The fixed header of every EBD frame.
@@ -169,9 +189,11 @@ pub struct Header {
     pub flags: u16,
     /// Client's slot for the request; echoed by the server.
     pub tag: u32,
-    /// Incremented each time the client reuses a tag, so that a late response
-    /// to an earlier request in the same slot can be told apart.
-    pub generation: u32,
+    /// The request's number in its session: one more than the session's
+    /// previous request (wrapping). Echoed by the server; with the tag it
+    /// identifies the request, so a late response to an earlier use of the
+    /// same tag can be told apart.
+    pub seq: u32,
     /// Export number on the server.
     pub export: u16,
     /// Outcome (responses only; requests carry [`Status::Ok`]).
@@ -185,6 +207,161 @@ pub struct Header {
     pub frag_offset: u32,
     /// Number of bytes this frame carries or acknowledges.
     pub frag_len: u32,
+    /// The client's session: chosen at random (never zero) each time a disk
+    /// attaches, echoed by the server. Server-side state is per client
+    /// address, export and session.
+    pub session: u32,
+    /// Requests: which requests of the session the client had finished when
+    /// it sent the frame. Responses: all zero, ignored.
+    pub finished: Finished,
+}
+
+/// Number of requests after [`Finished::below`] that [`Finished::mask`]
+/// describes.
+pub const FINISHED_MASK_BITS: u32 = 128;
+
+/// Widest spread of sequence numbers a client may have unfinished at once:
+/// a client never sends a frame of request `seq` unless
+/// `seq - below < FINISHED_SPAN` (wrapping), so every request it may still
+/// send is either at `below` or covered by the mask.
+pub const FINISHED_SPAN: u32 = FINISHED_MASK_BITS + 1;
+
+/// Which requests of a session the client has *finished*: completed, failed
+/// or abandoned, so that it will never again send or accept a frame of
+/// theirs.
+///
+/// Every request whose sequence number is before `below` (serial number
+/// arithmetic: `seq.wrapping_sub(below)` read as an `i32` is negative) is
+/// finished; `below` itself is not (it is the oldest unfinished request, or
+/// the next sequence number if none is unfinished); request `below + 1 + i`
+/// is finished if bit `i` of `mask` is set.
+///
+/// Finishing is permanent, so what frames say can be merged in any order
+/// ([`Finished::merge`]): a server that has learnt of a request's finish
+/// from any frame drops the request's late duplicates. Since a client sends
+/// a request that overlaps an earlier write only after that write finished,
+/// every frame of the later request tells the server so, before the server
+/// executes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// Oldest request not known to be finished.
+    pub below: u32,
+    /// Bit `i`: request `below + 1 + i` is finished.
+    pub mask: u128,
+}
+
+impl Finished {
+    /// Nothing finished before `next`, the first sequence number a session
+    /// will use.
+    pub const fn starting_at(next: u32) -> Self {
+        Finished { below: next, mask: 0 }
+    }
+
+    /// Whether request `seq` is known to be finished.
+    pub const fn contains(&self, seq: u32) -> bool {
+        let ahead = seq.wrapping_sub(self.below);
+        if (ahead as i32) < 0 {
+            return true;
+        }
+        if ahead == 0 || ahead > FINISHED_MASK_BITS {
+            return false;
+        }
+        self.mask & (1u128 << (ahead - 1)) != 0
+    }
+
+    /// Whether a client may send a frame of request `seq` (see
+    /// [`FINISHED_SPAN`]).
+    pub const fn admits(&self, seq: u32) -> bool {
+        let ahead = seq.wrapping_sub(self.below);
+        (ahead as i32) >= 0 && ahead < FINISHED_SPAN
+    }
+
+    /// Records that request `seq` finished; moves `below` past it and past
+    /// every finished request that follows. Does nothing for a request
+    /// outside the span (already finished, or one a client could not have
+    /// sent yet).
+    pub fn finish(&mut self, seq: u32) {
+        let ahead = seq.wrapping_sub(self.below);
+        if ahead == 0 {
+            loop {
+                // Bit 0 tells whether the request after `below` is finished;
+                // after the shift bit `i` again describes `below + 1 + i`.
+                let next_finished = self.mask & 1 != 0;
+                self.mask >>= 1;
+                self.below = self.below.wrapping_add(1);
+                if !next_finished {
+                    return;
+                }
+            }
+        } else if ahead <= FINISHED_MASK_BITS {
+            self.mask |= 1u128 << (ahead - 1);
+        }
+    }
+
+    /// Adds what `other` knows: afterwards `self` contains every request
+    /// either contained.
+    pub fn merge(&mut self, other: &Finished) {
+        if *other == *self {
+            return;
+        }
+        if (other.below.wrapping_sub(self.below) as i32) > 0 {
+            // Everything before `other.below` is finished: re-base on it,
+            // keeping what we knew of the requests from there on.
+            let ours = *self;
+            *self = Finished::starting_at(other.below);
+            for i in 0..FINISHED_MASK_BITS {
+                if ours.contains(other.below.wrapping_add(1 + i)) {
+                    self.mask |= 1u128 << i;
+                }
+            }
+            if ours.contains(other.below) {
+                self.finish(other.below);
+            }
+        }
+        let mut bits = other.mask;
+        while bits != 0 {
+            let i = bits.trailing_zeros();
+            bits &= bits - 1;
+            self.finish(other.below.wrapping_add(1 + i));
+        }
+    }
+
+    fn encode(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&self.below.to_be_bytes());
+        out[4..20].copy_from_slice(&self.mask.to_be_bytes());
+    }
+
+    fn decode(b: &[u8]) -> Self {
+        let mut mask = [0u8; 16];
+        mask.copy_from_slice(&b[4..20]);
+        Finished { below: be32(b, 0), mask: u128::from_be_bytes(mask) }
+    }
+}
+
+/// The version byte of an EBD frame payload, without checking anything else:
+/// lets a receiver tell a peer that speaks another version from garbage.
+pub fn peek_version(frame: &[u8]) -> Option<u8> {
+    frame.first().copied()
+}
+
+/// Builds, into `out`, the version 1 response that refuses the version 1
+/// request whose header starts `request` (status [`Status::Unsupported`]),
+/// so that a version 1 client fails at once with a clear error instead of
+/// waiting for answers it cannot parse. Returns the response's length
+/// ([`V1_HEADER_LEN`]); `None` if `request` is not a version 1 Info request
+/// (only attaches are answered: a version 1 client sends nothing else before
+/// its Info request is answered).
+pub fn v1_refusal(request: &[u8], out: &mut [u8]) -> Option<usize> {
+    let hdr = request.get(..V1_HEADER_LEN)?;
+    if hdr[0] != 1 || hdr[1] != Opcode::Info as u8 {
+        return None;
+    }
+    let out = out.get_mut(..V1_HEADER_LEN)?;
+    out.copy_from_slice(hdr);
+    out[14..16].copy_from_slice(&(Status::Unsupported as u16).to_be_bytes());
+    // A version 1 response carries no payload for an error: nothing follows.
+    out[28..36].fill(0);
+    Some(V1_HEADER_LEN)
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -236,19 +413,27 @@ impl Header {
         if dir == Direction::Request && status != Status::Ok {
             return Err(WireError::BadStatus);
         }
+        if frame[60..HEADER_LEN].iter().any(|&b| b != 0) {
+            return Err(WireError::BadReserved);
+        }
         let h = Header {
             opcode,
             flags,
             tag: be32(frame, 4),
-            generation: be32(frame, 8),
+            seq: be32(frame, 8),
             export: be16(frame, 12),
             status,
             offset: be64(frame, 16),
             length: be32(frame, 24),
             frag_offset: be32(frame, 28),
             frag_len: be32(frame, 32),
+            session: be32(frame, 36),
+            finished: Finished::decode(&frame[40..60]),
         };
-        h.check_range()?;
+        if dir == Direction::Request && h.session == 0 {
+            return Err(WireError::BadReserved);
+        }
+        h.check_range(dir)?;
         Ok(h)
     }
 
@@ -266,15 +451,22 @@ impl Header {
         }
     }
 
-    /// Checks that the fragment lies within the request and the request is
-    /// well-formed for its opcode.
-    fn check_range(&self) -> Result<(), WireError> {
+    /// Checks that the fragment lies within the request, the request is
+    /// well-formed for its opcode, and a read request does not ask for more
+    /// than [`MAX_FRAGMENTS`] response frames.
+    fn check_range(&self, dir: Direction) -> Result<(), WireError> {
         let end = self
             .frag_offset
             .checked_add(self.frag_len)
             .ok_or(WireError::BadRange)?;
         if end > self.length {
             return Err(WireError::BadRange);
+        }
+        if dir == Direction::Request && self.opcode == Opcode::Read && self.length > 0 {
+            // `frag_len` is the payload per response frame the client wants.
+            if self.frag_len == 0 || self.length.div_ceil(self.frag_len) > MAX_FRAGMENTS {
+                return Err(WireError::BadRange);
+            }
         }
         if self.opcode.addresses_range() {
             if self.length > MAX_REQUEST_LEN
@@ -297,13 +489,16 @@ impl Header {
         out[1] = self.opcode as u8;
         out[2..4].copy_from_slice(&self.flags.to_be_bytes());
         out[4..8].copy_from_slice(&self.tag.to_be_bytes());
-        out[8..12].copy_from_slice(&self.generation.to_be_bytes());
+        out[8..12].copy_from_slice(&self.seq.to_be_bytes());
         out[12..14].copy_from_slice(&self.export.to_be_bytes());
         out[14..16].copy_from_slice(&(self.status as u16).to_be_bytes());
         out[16..24].copy_from_slice(&self.offset.to_be_bytes());
         out[24..28].copy_from_slice(&self.length.to_be_bytes());
         out[28..32].copy_from_slice(&self.frag_offset.to_be_bytes());
         out[32..36].copy_from_slice(&self.frag_len.to_be_bytes());
+        out[36..40].copy_from_slice(&self.session.to_be_bytes());
+        self.finished.encode(&mut out[40..60]);
+        out[60..HEADER_LEN].fill(0);
         Ok(())
     }
 }
