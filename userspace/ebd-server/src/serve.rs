@@ -7,7 +7,7 @@ use std::{
     sync::Arc,
 };
 use polynic_abi::ebd::{
-    payload_per_frame, Direction, ExportInfo, Header, Opcode, Status, WireError, ETH_P_EBD_RESPONSE, FLAG_FUA,
+    payload_per_frame, Direction, ExportInfo, Finished, Header, Opcode, Status, WireError, ETH_P_EBD_RESPONSE, FLAG_FUA,
     HEADER_LEN,
 };
 
@@ -228,7 +228,7 @@ impl<'f> WriteRun<'f> {
         let (a, b) = (&self.first, &r.header);
         let same = r.client == self.client
             && b.opcode == Opcode::Write
-            && (b.tag, b.generation, b.export, b.offset, b.length, b.flags) == (a.tag, a.generation, a.export, a.offset, a.length, a.flags)
+            && (b.tag, b.seq, b.session, b.export, b.offset, b.length, b.flags) == (a.tag, a.seq, a.session, a.export, a.offset, a.length, a.flags)
             && b.frag_offset == self.end
             && self.parts.len() < MAX_RUN;
         if same {
@@ -288,7 +288,7 @@ impl Replies<'_> {
         buf[6..12].copy_from_slice(&self.src);
         buf[12..ETH_HLEN].copy_from_slice(&ETH_P_EBD_RESPONSE.to_be_bytes());
         // Cannot fail: the buffer holds the header.
-        let _ = Header { status, ..*h }.encode(&mut buf[ETH_HLEN..]);
+        let _ = Header { status, finished: Finished::default(), ..*h }.encode(&mut buf[ETH_HLEN..]);
         &mut buf[RESPONSE_PREFIX..]
     }
 
@@ -336,7 +336,20 @@ mod tests {
     }
 
     fn header(opcode: Opcode, offset: u64, length: u32, frag_offset: u32, frag_len: u32) -> Header {
-        Header { opcode, flags: 0, tag: 7, generation: 3, export: 0, status: Status::Ok, offset, length, frag_offset, frag_len }
+        Header {
+            opcode,
+            flags: 0,
+            tag: 7,
+            seq: 3,
+            export: 0,
+            status: Status::Ok,
+            offset,
+            length,
+            frag_offset,
+            frag_len,
+            session: 0x5e55,
+            finished: Finished::starting_at(3),
+        }
     }
 
     fn responses(out: &Outbox) -> Vec<(Header, Vec<u8>)> {
@@ -360,7 +373,7 @@ mod tests {
         let expect: Vec<u8> = (4096..4096 + 2560).map(|i| (i % 251) as u8).collect();
         let mut got = vec![0u8; 2560];
         for (h, p) in &r {
-            assert_eq!((h.tag, h.generation, h.status), (7, 3, Status::Ok));
+            assert_eq!((h.tag, h.seq, h.status), (7, 3, Status::Ok));
             got[h.frag_offset as usize..][..p.len()].copy_from_slice(p);
         }
         assert_eq!(got, expect);
