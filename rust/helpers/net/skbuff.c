@@ -86,6 +86,11 @@ __rust_helper int rust_helper_polynic_skb_iif(const struct sk_buff *skb)
 	return skb->skb_iif;
 }
 
+__rust_helper unsigned char rust_helper_polynic_skb_pkt_type(const struct sk_buff *skb)
+{
+	return skb->pkt_type;
+}
+
 __rust_helper void rust_helper_skb_reset_mac_header(struct sk_buff *skb)
 {
 	skb_reset_mac_header(skb);

@@ -275,6 +275,14 @@ impl SkBuff {
         unsafe { bindings::polynic_skb_iif(self.as_raw()) }
     }
 
+    /// Whether a received frame was addressed to this host's own link-layer
+    /// address (`PACKET_HOST`), as opposed to broadcast, multicast, or
+    /// another host's address seen in promiscuous mode.
+    pub fn is_to_host(&self) -> bool {
+        // SAFETY: The buffer is valid.
+        u32::from(unsafe { bindings::polynic_skb_pkt_type(self.as_raw()) }) == bindings::PACKET_HOST
+    }
+
     /// Marks the start of the data as the start of the link-layer header.
     pub fn reset_mac_header(&mut self) {
         // SAFETY: The buffer is valid and the header is ours to change.
