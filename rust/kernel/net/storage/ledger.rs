@@ -362,13 +362,15 @@ impl<R> Ledger<R> {
                     opcode: slot.command.opcode,
                     flags: if slot.command.fua { FLAG_FUA } else { 0 },
                     tag: id,
-                    generation: slot.generation,
+                    seq: slot.generation,
                     export: 0,
                     status: Status::Ok,
                     offset: slot.command.offset,
                     length: slot.command.length,
                     frag_offset,
                     frag_len,
+                    session: 0,
+                    finished: Default::default(),
                 },
                 data: write.then_some((frag_offset, frag_len)),
             });
@@ -382,7 +384,7 @@ impl<R> Ledger<R> {
             .slots
             .get(h.tag as usize)
             .and_then(|s| s.as_ref())
-            .filter(|s| s.generation == h.generation)
+            .filter(|s| s.generation == h.seq)
             .ok_or(Unmatched::Stale)?;
         let c = &slot.command;
         if h.opcode != c.opcode || h.offset != c.offset || h.length != c.length {

@@ -176,6 +176,7 @@ fn status_error(s: Status) -> Error {
         Status::OutOfRange => ENOSPC,
         Status::Unsupported => EOPNOTSUPP,
         Status::NoSuchExport => ENXIO,
+        Status::Denied => EACCES,
     }
 }
 
@@ -357,13 +358,15 @@ impl<D: StorageDriver> Personality<D> {
                 opcode: Opcode::Info,
                 flags: 0,
                 tag: INFO_TAG,
-                generation: attempt,
+                seq: attempt,
                 export: core.export,
                 status: Status::Ok,
                 offset: 0,
                 length: 0,
                 frag_offset: 0,
                 frag_len: 0,
+                session: 0,
+                finished: Default::default(),
             };
             match core.build_frame(&dev, dst, header, None, GFP_KERNEL).and_then(|skb| skb.transmit(&dev)) {
                 Ok(_) => Stats::bump(&core.stats.tx_frames),

@@ -86,7 +86,7 @@ impl Stats {
         let c = match e {
             WireError::Short => &self.drop_short,
             WireError::BadVersion => &self.drop_version,
-            WireError::BadOpcode | WireError::BadFlags | WireError::BadStatus => &self.drop_field,
+            WireError::BadOpcode | WireError::BadFlags | WireError::BadStatus | WireError::BadReserved => &self.drop_field,
             WireError::BadRange => &self.drop_range,
             WireError::BadLength | WireError::NoSpace => &self.drop_length,
         };
