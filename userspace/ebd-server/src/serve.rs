@@ -196,7 +196,12 @@ impl Server {
         let Some(export) = exports.get(usize::from(h.export)) else {
             return to.status(&h, Status::NoSuchExport);
         };
-        let done = export.write_vectored(h.offset + u64::from(h.frag_offset), &mut run.parts, h.flags & FLAG_FUA != 0);
+        // The whole request must lie on the export, as for reads: a write
+        // that runs past the end is refused in every fragment, not written
+        // in the fragments that happen to fit.
+        let done = export
+            .check_range(h.offset, u64::from(h.length))
+            .and_then(|()| export.write_vectored(h.offset + u64::from(h.frag_offset), &mut run.parts, h.flags & FLAG_FUA != 0));
         to.status(&h, done.err().unwrap_or(Status::Ok));
     }
 }
@@ -451,6 +456,21 @@ mod tests {
         s.handle(&request(header(Opcode::Read, 0, 2 * unit, 0, unit), &[]), &mut out);
         assert!(out.frames().all(|f| f.len() <= MAX_FRAME));
         assert_eq!(responses(&out).len(), 2);
+    }
+
+    #[test]
+    fn a_write_running_past_the_end_is_refused_whole() {
+        let (mut s, f) = server(8192, false);
+        let mut out = s.outbox();
+        // A 4 KiB write at 6 KiB on an 8 KiB export: its first fragment lies
+        // inside the export, its second does not. Neither may be written.
+        s.handle(&request(header(Opcode::Write, 6144, 4096, 0, 1024), &[0xee; 1024]), &mut out);
+        s.handle(&request(header(Opcode::Write, 6144, 4096, 2048, 1024), &[0xee; 1024]), &mut out);
+        let statuses: Vec<Status> = responses(&out).iter().map(|(h, _)| h.status).collect();
+        assert_eq!(statuses, [Status::OutOfRange, Status::OutOfRange]);
+        let data = std::fs::read(f.path()).unwrap();
+        assert_eq!(data.len(), 8192);
+        assert!(data[6144..].iter().enumerate().all(|(i, &b)| b == ((6144 + i) % 251) as u8));
     }
 
     #[test]
