@@ -96,9 +96,15 @@ enum Exit {
 }
 
 /// Link trouble seen by one thread, reported to the log at most once per
-/// [`notice::NOTICE_INTERVAL`] per kind.
+/// [`notice::NOTICE_INTERVAL`] per kind (and per MTU, for MTU changes, so
+/// that a lowered and a restored MTU are both told).
 fn link_notice(service: &Service, what: &'static str, text: impl FnOnce() -> String) {
-    service.notices().note(what, [0; 6], text);
+    link_notice_about(service, what, 0, text);
+}
+
+fn link_notice_about(service: &Service, what: &'static str, about: u32, text: impl FnOnce() -> String) {
+    let [a, b, c, d] = about.to_be_bytes();
+    service.notices().note(what, [0, 0, a, b, c, d], text);
 }
 
 /// One serving thread: receive a batch, answer it (sending as the outbox
@@ -130,7 +136,7 @@ fn serve(
                 Ok(now) if now.ifindex == socket.link.ifindex => {
                     if server.set_link(now.mac, now.mtu) {
                         let payload = server.max_payload();
-                        link_notice(&service, "mtu", || {
+                        link_notice_about(&service, "mtu", now.mtu, || {
                             format!("{}: MTU {}, reads answered in frames of up to {payload} bytes", socket.name, now.mtu)
                         });
                     }
@@ -222,6 +228,9 @@ fn reopen_sockets(service: &Service, interface: &str, threads: u16, group: u16) 
         }
         match open_sockets(interface, threads, group) {
             Ok(s) => return Some(s),
+            Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().and_then(|e| e.raw_os_error()) == Some(libc::ENODEV)) => {
+                link_notice(service, "reopen", || format!("{interface} is gone; waiting for it to come back"))
+            }
             Err(e) => link_notice(service, "reopen", || format!("{interface}: {e:#}; retrying")),
         }
         std::thread::sleep(LINK_DOWN_WAIT);
