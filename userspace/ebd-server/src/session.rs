@@ -173,6 +173,25 @@ mod tests {
         SessionKey { client: [2, 0, 0, 0, 0, 1], export: 0, session }
     }
 
+    /// The bound the docs state: a full table stays under 1 MiB. Each
+    /// session costs a hash entry (with the map's spare capacity, at most
+    /// twice), an ordering entry (B-tree nodes are at least half full) and
+    /// its shared allocation.
+    #[test]
+    fn a_full_table_stays_under_a_mebibyte() {
+        use std::mem::size_of;
+        let hash_entry = size_of::<SessionKey>() + size_of::<(Arc<Session>, u64)>() + 1;
+        let order_entry = size_of::<u64>() + size_of::<SessionKey>() + size_of::<usize>();
+        let shared = size_of::<Session>() + 2 * size_of::<usize>();
+        let per_session = 2 * hash_entry + 2 * order_entry + shared;
+        assert!(MAX_SESSIONS * per_session < 1 << 20, "{per_session} bytes per session");
+        let s = Sessions::new(MAX_SESSIONS);
+        for id in 0..2 * MAX_SESSIONS as u32 {
+            s.get(key(id + 1), &Finished::default());
+        }
+        assert_eq!(s.len(), MAX_SESSIONS);
+    }
+
     #[test]
     fn a_finished_request_is_not_executed() {
         let s = Sessions::new(8);
