@@ -4,9 +4,9 @@
 //! A frame goes through these gates, in order, and is counted at the first
 //! that stops it:
 //!
-//! 1. **source**: a group (multicast or broadcast) or all-zero source
-//!    address is no client's; answering it would spray responses over the
-//!    segment (`bad_source`);
+//! 1. **source**: a group (multicast or broadcast), all-zero or the
+//!    server's own source address is no client's; answering it would spray
+//!    responses over the segment or back at the server (`bad_source`);
 //! 2. **version**: a version 1 frame is counted (`v1`), logged once a minute
 //!    per client, and a version 1 Info request is refused in version 1 so
 //!    that an old client fails at once; any other version or malformed
@@ -77,7 +77,8 @@ pub struct Counters {
     pub stale: u64,
     /// Frames of protocol version 1.
     pub v1: u64,
-    /// Frames from a group (multicast, broadcast) or all-zero address.
+    /// Frames from a group (multicast, broadcast), all-zero or the
+    /// server's own address.
     pub bad_source: u64,
     /// Frames not addressed to the server: another host's (promiscuous
     /// mode), multicast, or broadcast other than an Info request.
@@ -226,7 +227,7 @@ impl Server {
         };
         let mut client = [0u8; 6];
         client.copy_from_slice(src);
-        if client[0] & 1 != 0 || client == [0; 6] {
+        if client[0] & 1 != 0 || client == [0; 6] || client == self.local {
             self.counters.bad_source += 1;
             return None;
         }

@@ -376,7 +376,7 @@ fn version_1_clients_are_refused_clearly_and_logged_once() {
 }
 
 #[test]
-fn group_and_zero_source_addresses_are_refused() {
+fn group_zero_and_own_source_addresses_are_refused() {
     let (mut s, f) = server(8192, false);
     let write = encoded(header(Opcode::Write, 0, 512, 0, 512), &[7; 512]);
     let info = encoded(header(Opcode::Info, 0, 0, 0, 0), &[]);
@@ -387,10 +387,11 @@ fn group_and_zero_source_addresses_are_refused() {
             frame(SERVER, [0x01, 0, 0x5e, 0, 0, 1], &info),
             frame(SERVER, [0x33, 0x33, 0, 0, 0, 1], &write),
             frame(SERVER, [0; 6], &info),
+            frame(SERVER, SERVER, &write),
         ],
     );
     assert!(sent.is_empty());
-    assert_eq!((s.counters.bad_source, s.counters.requests), (4, 0));
+    assert_eq!((s.counters.bad_source, s.counters.requests), (5, 0));
     assert_eq!(std::fs::read(f.path()).unwrap()[0], pattern(0));
 }
 
