@@ -296,6 +296,8 @@ fn a_late_duplicate_of_a_finished_write_is_never_executed() {
 #[test]
 fn what_a_frame_says_is_learnt_before_the_frames_after_it_run() {
     let (mut s, f) = server(1 << 16, false);
+    // The session exists already, knowing nothing finished.
+    assert_eq!(one(&mut s, request(in_seq(header(Opcode::Read, 0, 512, 0, 512), 3, 3), &[])).len(), 1);
     let sent = run(
         &mut s,
         &[
