@@ -1,24 +1,54 @@
 //! `ebd-server`: serves files and block devices to polynic EBD clients over
 //! raw Ethernet frames on one interface.
+//!
+//! # Memory
+//!
+//! What the server holds is bounded whatever its clients send:
+//!
+//! - per serving thread, `--batch` receive buffers of
+//!   [`socket::MAX_FRAME`] bytes (64 × 9280 B ≈ 0.6 MB by default);
+//! - per serving thread, an outbox of at most [`outbox::OUTBOX_BYTES`]
+//!   (4 MiB) of response buffers in at most [`outbox::OUTBOX_FRAMES`] (512)
+//!   frames, flushed to the socket whenever it is full, and shrunk back to
+//!   [`outbox::RETAINED_BYTES`] (1 MiB) once a burst is over;
+//! - shared, a table of at most [`session::MAX_SESSIONS`] (4096) sessions,
+//!   under 1 MiB, and rate-limited log state of a few KiB.
+//!
+//! So with the defaults (two threads) about 2 × (0.6 + 4) + 1 ≈ 10 MB
+//! beyond the program itself, at most.
 
+mod access;
 mod export;
+mod link;
+mod notice;
+mod outbox;
 mod serve;
+mod session;
 mod socket;
 
+use access::{Access, AllowRule};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use export::{Export, ExportSpec};
-use serve::{Counters, Server};
-use socket::PacketSocket;
+use link::{classify, Recovery, LINK_CHECK_INTERVAL, LINK_DOWN_WAIT};
+use notice::Notices;
+use outbox::Outbox;
+use serve::{Counters, Server, Service};
+use socket::{PacketSocket, SendReport};
 use std::{
-    io::ErrorKind,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
+    time::Instant,
 };
 
 /// Serve EBD exports on a network interface.
+///
+/// Only frames addressed to the interface's own MAC address are served,
+/// and broadcast Info requests (discovery); the server keeps serving while
+/// the interface goes down and up, changes its MTU, or is deleted and
+/// re-created under the same name.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -29,6 +59,13 @@ struct Args {
     /// 0, the next export 1, and so on.
     #[arg(short, long = "export", required = true, value_name = "PATH[,ro]")]
     exports: Vec<ExportSpec>,
+    /// Allow client MAC to use export EXPORT (read-only with ",ro").
+    /// Repeatable. An export named by any --allow serves only the clients
+    /// listed for it and answers every other client's requests, Info
+    /// included, with status Denied; an export named by none serves every
+    /// client.
+    #[arg(long = "allow", value_name = "EXPORT=MAC[,ro]")]
+    allow: Vec<AllowRule>,
     /// Frames received per batch.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: u16,
@@ -48,34 +85,163 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-/// One serving thread: receive a batch, answer it, send the answers.
-fn serve(socket: PacketSocket, mut server: Server, batch: usize) -> Result<(Counters, usize)> {
+/// Why a serving thread returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// The interface was re-created: every thread returns so that all the
+    /// sockets are opened anew, in a new fanout group.
+    Reopen,
+}
+
+/// Link trouble seen by one thread, reported to the log at most once per
+/// [`notice::NOTICE_INTERVAL`] per kind (and per MTU, for MTU changes, so
+/// that a lowered and a restored MTU are both told).
+fn link_notice(service: &Service, what: &'static str, text: impl FnOnce() -> String) {
+    link_notice_about(service, what, 0, text);
+}
+
+fn link_notice_about(service: &Service, what: &'static str, about: u32, text: impl FnOnce() -> String) {
+    let [a, b, c, d] = about.to_be_bytes();
+    service.notices().note(what, [0, 0, a, b, c, d], text);
+}
+
+/// One serving thread: receive a batch, answer it (sending as the outbox
+/// fills), and ride out whatever the link does.
+fn serve(
+    socket: PacketSocket,
+    mut server: Server,
+    service: Arc<Service>,
+    reopen: Arc<AtomicBool>,
+    batch: usize,
+) -> Result<(Server, u64, Exit)> {
     let mut bufs = vec![Vec::new(); batch];
     let mut lens = vec![0usize; batch];
-    let mut out = server.outbox();
-    let mut refused = 0;
-    while !STOP.load(Ordering::Relaxed) {
+    let mut out = Outbox::new();
+    let mut dropped = 0u64;
+    let mut checked = Instant::now();
+    let mut check_now = false;
+    loop {
+        if STOP.load(Ordering::Relaxed) {
+            return Ok((server, dropped, Exit::Stop));
+        }
+        if reopen.load(Ordering::Relaxed) {
+            return Ok((server, dropped, Exit::Reopen));
+        }
+        if check_now || checked.elapsed() >= LINK_CHECK_INTERVAL {
+            check_now = false;
+            checked = Instant::now();
+            match socket.query() {
+                Ok(now) if now.ifindex == socket.link.ifindex => {
+                    if server.set_link(now.mac, now.mtu) {
+                        let payload = server.max_payload();
+                        link_notice_about(&service, "mtu", now.mtu, || {
+                            format!("{}: MTU {}, reads answered in frames of up to {payload} bytes", socket.name, now.mtu)
+                        });
+                    }
+                }
+                Ok(_) => {
+                    // Re-created (another index): this socket will never
+                    // receive again.
+                    reopen.store(true, Ordering::Relaxed);
+                    return Ok((server, dropped, Exit::Reopen));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+                    // Deleted: wait for it to come back, in the supervisor.
+                    reopen.store(true, Ordering::Relaxed);
+                    return Ok((server, dropped, Exit::Reopen));
+                }
+                Err(_) => {}
+            }
+        }
         let got = match socket.recv_batch(&mut bufs, &mut lens) {
             Ok(got) => got,
-            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(e) => return Err(e).context("receiving"),
+            Err(e) => {
+                match classify(&e) {
+                    Recovery::Retry | Recovery::DropFrame => out.settle(),
+                    Recovery::LinkDown => {
+                        link_notice(&service, "down", || format!("{}: {e}; waiting for the link", socket.name));
+                        std::thread::sleep(LINK_DOWN_WAIT);
+                        check_now = true;
+                    }
+                    Recovery::Replan | Recovery::Reopen => check_now = true,
+                    Recovery::Fatal => return Err(e).context("receiving"),
+                }
+                continue;
+            }
         };
-        out.clear();
+        let mut report = SendReport::default();
+        let mut send = |o: &Outbox| {
+            if report.fatal.is_none() {
+                let r = socket.send_all(o.frames());
+                report.dropped += r.dropped;
+                report.too_big += r.too_big;
+                report.link_down |= r.link_down;
+                report.gone |= r.gone;
+                report.fatal = r.fatal;
+            }
+        };
         let frames = bufs[..got].iter().zip(&lens[..got]).filter(|(_, &n)| n > 0).map(|(b, &n)| &b[..n]);
-        server.handle_batch(frames, &mut out);
-        refused += socket.send_all(out.frames()).context("sending")?;
+        server.handle_batch(frames, &mut out, &mut send);
+        dropped += (report.dropped + report.too_big) as u64;
+        if let Some(e) = report.fatal {
+            return Err(e).context("sending");
+        }
+        if report.too_big > 0 {
+            link_notice(&service, "msgsize", || {
+                format!("{}: {} frame(s) larger than the MTU dropped; re-reading it", socket.name, report.too_big)
+            });
+            check_now = true;
+        }
+        if report.link_down || report.gone {
+            link_notice(&service, "down", || format!("{}: link down while sending; waiting for it", socket.name));
+            std::thread::sleep(LINK_DOWN_WAIT);
+            check_now = true;
+        }
     }
-    Ok((server.counters, refused))
+}
+
+/// Opens one socket per thread on `interface`, in fanout group `group`.
+fn open_sockets(interface: &str, threads: u16, group: u16) -> Result<Vec<PacketSocket>> {
+    let mut sockets = Vec::new();
+    for _ in 0..threads {
+        let socket = PacketSocket::open(interface)
+            .with_context(|| format!("cannot open a packet socket on {interface} (needs CAP_NET_RAW)"))?;
+        if threads > 1 {
+            socket.join_fanout(group).context("joining the packet fanout group")?;
+        }
+        socket.set_receive_timeout(200).context("setting the receive timeout")?;
+        sockets.push(socket);
+    }
+    if threads > 1 {
+        sockets[0].steer_fanout_by_request().context("installing the fanout steering program")?;
+    }
+    Ok(sockets)
+}
+
+/// Waits until `interface` can be opened again (or a stop is asked for).
+fn reopen_sockets(service: &Service, interface: &str, threads: u16, group: u16) -> Option<Vec<PacketSocket>> {
+    loop {
+        if STOP.load(Ordering::Relaxed) {
+            return None;
+        }
+        match open_sockets(interface, threads, group) {
+            Ok(s) => return Some(s),
+            Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().and_then(|e| e.raw_os_error()) == Some(libc::ENODEV)) => {
+                link_notice(service, "reopen", || format!("{interface} is gone; waiting for it to come back"))
+            }
+            Err(e) => link_notice(service, "reopen", || format!("{interface}: {e:#}; retrying")),
+        }
+        std::thread::sleep(LINK_DOWN_WAIT);
+    }
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let exports: Arc<[Export]> = args
-        .exports
-        .iter()
-        .map(Export::open)
-        .collect::<Result<Vec<_>, _>>()?
-        .into();
+    let exports: Vec<Export> = args.exports.iter().map(Export::open).collect::<Result<_, _>>()?;
+    let access = Access::new(&args.allow, exports.len())?;
+    let service = Arc::new(Service::new(exports, access, Notices::stderr()));
     for sig in [libc::SIGTERM, libc::SIGINT] {
         // SAFETY: The handler only stores to an atomic, which is
         // async-signal-safe. No SA_RESTART, so a blocked receive returns.
@@ -85,50 +251,74 @@ fn main() -> Result<()> {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
-    let group = (std::process::id() & 0xffff) as u16;
-    let mut workers = Vec::new();
-    let mut mtu = 0;
+    let base_group = (std::process::id() & 0xffff) as u16;
+    let mut sockets = open_sockets(&args.interface, args.threads, base_group)?;
+    let link = sockets[0].link;
+    let mut servers = Vec::new();
     for _ in 0..args.threads {
-        let socket = PacketSocket::open(&args.interface)
-            .with_context(|| format!("cannot open a packet socket on {} (needs CAP_NET_RAW)", args.interface))?;
-        if args.threads > 1 {
-            socket.join_fanout(group).context("joining the packet fanout group")?;
-        }
-        socket.set_receive_timeout(200).context("setting the receive timeout")?;
-        mtu = socket.mtu;
-        let Some(server) = Server::new(exports.clone(), socket.mac, socket.mtu) else {
-            bail!("the MTU of {} ({}) cannot carry one sector per frame", args.interface, socket.mtu);
+        let Some(server) = Server::new(service.clone(), link.mac, link.mtu) else {
+            bail!("the MTU of {} ({}) cannot carry one sector per frame", args.interface, link.mtu);
         };
-        workers.push((socket, server));
-    }
-    if args.threads > 1 {
-        workers[0].0.steer_fanout_by_request().context("installing the fanout steering program")?;
+        servers.push(server);
     }
     eprintln!(
         "ebd-server: serving {} export(s) on {} (mtu {}) with {} thread(s)",
         args.exports.len(),
         args.interface,
-        mtu,
+        link.mtu,
         args.threads
     );
     if let Some(p) = &args.pid_file {
         std::fs::write(p, format!("{}\n", std::process::id())).with_context(|| format!("writing {}", p.display()))?;
     }
     let batch = usize::from(args.batch);
-    let handles: Vec<_> = workers
-        .into_iter()
-        .map(|(socket, server)| std::thread::spawn(move || serve(socket, server, batch)))
-        .collect();
+    let mut dropped = 0;
+    for generation in 1u16.. {
+        let reopen = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = sockets
+            .drain(..)
+            .zip(servers.drain(..))
+            .map(|(socket, mut server)| {
+                server.set_link(socket.link.mac, socket.link.mtu);
+                let (service, reopen) = (service.clone(), reopen.clone());
+                std::thread::spawn(move || serve(socket, server, service, reopen, batch))
+            })
+            .collect();
+        let mut exits = Vec::new();
+        for h in handles {
+            let (server, d, exit) = h.join().map_err(|_| anyhow::anyhow!("a serving thread panicked"))??;
+            servers.push(server);
+            dropped += d;
+            exits.push(exit);
+        }
+        if STOP.load(Ordering::Relaxed) || exits.iter().all(|&e| e == Exit::Stop) {
+            break;
+        }
+        eprintln!("ebd-server: {} was deleted or re-created; opening it again", args.interface);
+        // A new group: the old one may still be bound to the old device.
+        match reopen_sockets(&service, &args.interface, args.threads, base_group.wrapping_add(generation)) {
+            Some(s) => sockets = s,
+            None => break,
+        }
+    }
     let mut total = Counters::default();
-    let mut refused = 0;
-    for h in handles {
-        let (c, r) = h.join().map_err(|_| anyhow::anyhow!("a serving thread panicked"))??;
-        total += c;
-        refused += r;
+    for s in &servers {
+        total += s.counters;
     }
     eprintln!(
-        "ebd-server: stopped; {} requests, {} responses ({} errors, {} refused by the device), {} malformed",
-        total.requests, total.responses, total.errors, refused, total.malformed
+        "ebd-server: stopped; {} requests, {} responses ({} errors, {} not sent), {} malformed, {} stale, \
+         {} denied, {} from bad sources, {} misaddressed, {} v1, {} unframeable",
+        total.requests,
+        total.responses,
+        total.errors,
+        dropped,
+        total.malformed,
+        total.stale,
+        total.denied,
+        total.bad_source,
+        total.misaddressed,
+        total.v1,
+        total.unframeable
     );
     Ok(())
 }

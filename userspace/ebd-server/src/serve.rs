@@ -1,14 +1,43 @@
 //! Turning request frames into response frames. No I/O on the network
 //! here, so the protocol handling is testable on its own.
+//!
+//! A frame goes through these gates, in order, and is counted at the first
+//! that stops it:
+//!
+//! 1. **source**: a group (multicast or broadcast), all-zero or the
+//!    server's own source address is no client's; answering it would spray
+//!    responses over the segment or back at the server (`bad_source`);
+//! 2. **version**: a version 1 frame is counted (`v1`), logged once a minute
+//!    per client, and a version 1 Info request is refused in version 1 so
+//!    that an old client fails at once; any other version or malformed
+//!    header is `malformed`;
+//! 3. **addressing**: only frames sent to the interface's own address, and
+//!    Info requests broadcast for discovery, are served; in promiscuous mode
+//!    the socket sees other hosts' traffic too (`misaddressed`);
+//! 4. **export and access**: no such export, or a client the export's
+//!    `--allow` rules do not list (`denied`), is answered with that status;
+//!    Info is answered here, outside the request sequence;
+//! 5. **session**: the frame's finished window is merged into its session
+//!    (see [`crate::session`]) and a frame of a finished request is dropped
+//!    without an answer (`stale`);
+//! 6. the request is executed and answered.
 
-use crate::{export::Export, socket::MAX_FRAME};
-use std::{
-    io::{IoSlice, IoSliceMut},
-    sync::Arc,
+use crate::{
+    access::{Access, Grant},
+    export::Export,
+    notice::{mac_string, Notices},
+    outbox::Outbox,
+    session::{Session, SessionKey, Sessions, MAX_SESSIONS},
+    socket::MAX_FRAME,
 };
 use polynic_abi::ebd::{
-    payload_per_frame, Direction, ExportInfo, Finished, Header, Opcode, Status, WireError, ETH_P_EBD_RESPONSE, FLAG_FUA,
-    HEADER_LEN,
+    payload_per_frame, peek_version, v1_refusal, Direction, ExportInfo, Finished, Header, Opcode, Status,
+    ETH_P_EBD_RESPONSE, EXPORT_DISCARD, EXPORT_READ_ONLY, EXPORT_WRITE_ZEROES, FLAG_FUA, HEADER_LEN, SECTOR_SIZE,
+    V1_HEADER_LEN,
+};
+use std::{
+    io::IoSlice,
+    sync::Arc,
 };
 
 /// Ethernet header length.
@@ -20,17 +49,45 @@ const MAX_RUN: usize = 1024;
 /// What precedes a response's payload: the Ethernet and EBD headers.
 const RESPONSE_PREFIX: usize = ETH_HLEN + HEADER_LEN;
 
+/// The broadcast address: only Info requests (discovery) may use it.
+const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// Largest read payload per frame the server could ever send: its frames
+/// are at most [`MAX_FRAME`] bytes, what it can receive itself. A read
+/// asking for more is malformed; one asking for more than the link carries
+/// *now* (its MTU was lowered) is only unanswered.
+const LARGEST_PAYLOAD: u32 = match payload_per_frame((MAX_FRAME - ETH_HLEN) as u32) {
+    Some(p) => p,
+    None => 0,
+};
+
 /// Counters the server prints when it stops.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Request frames handled.
+    /// Request frames handled (well-formed and addressed to the server).
     pub requests: u64,
-    /// Frames dropped as malformed.
+    /// Frames dropped as malformed (including unknown versions).
     pub malformed: u64,
     /// Responses carrying an error status.
     pub errors: u64,
     /// Response frames produced.
     pub responses: u64,
+    /// Frames of requests the client had finished: late duplicates, never
+    /// executed, never answered.
+    pub stale: u64,
+    /// Frames of protocol version 1.
+    pub v1: u64,
+    /// Frames from a group (multicast, broadcast), all-zero or the
+    /// server's own address.
+    pub bad_source: u64,
+    /// Frames not addressed to the server: another host's (promiscuous
+    /// mode), multicast, or broadcast other than an Info request.
+    pub misaddressed: u64,
+    /// Requests of clients an export's rules do not allow.
+    pub denied: u64,
+    /// Reads asking for larger frames than the link carries now (its MTU
+    /// was lowered); left unanswered for the client to retransmit.
+    pub unframeable: u64,
 }
 
 impl std::ops::AddAssign for Counters {
@@ -39,94 +96,98 @@ impl std::ops::AddAssign for Counters {
         self.malformed += o.malformed;
         self.errors += o.errors;
         self.responses += o.responses;
+        self.stale += o.stale;
+        self.v1 += o.v1;
+        self.bad_source += o.bad_source;
+        self.misaddressed += o.misaddressed;
+        self.denied += o.denied;
+        self.unframeable += o.unframeable;
     }
 }
 
-/// Reusable response frame buffers, made by [`Server::outbox`]. Each keeps
-/// the size of the server's largest response once allocated, so building a
-/// frame never clears or zero-fills the payload that a read is about to
-/// overwrite anyway.
-pub struct Outbox {
-    /// Frame buffers with the length of the frame each holds now.
-    frames: Vec<(Vec<u8>, usize)>,
-    len: usize,
-    frame_size: usize,
+/// What every serving thread shares: the exports, who may use them, the
+/// sessions and the rate-limited log.
+pub struct Service {
+    exports: Vec<Export>,
+    access: Access,
+    sessions: Sessions,
+    notices: Notices,
 }
 
-impl Outbox {
-    /// A frame of `size` bytes, contents unspecified.
-    fn next(&mut self, size: usize) -> &mut [u8] {
-        if self.len == self.frames.len() {
-            self.frames.push((vec![0; self.frame_size], 0));
-        }
-        let (f, n) = &mut self.frames[self.len];
-        if f.len() < size {
-            f.resize(size, 0);
-        }
-        *n = size;
-        self.len += 1;
-        &mut f[..size]
+impl Service {
+    /// Serves `exports` under `access`, logging to `notices`.
+    pub fn new(exports: Vec<Export>, access: Access, notices: Notices) -> Self {
+        Service { exports, access, sessions: Sessions::new(MAX_SESSIONS), notices }
     }
 
-    /// The frames produced since the last [`Outbox::clear`].
-    pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> {
-        self.frames[..self.len].iter().map(|(f, n)| &f[..*n])
-    }
-
-    /// How many frames were produced since the last [`Outbox::clear`].
-    fn count(&self) -> usize {
-        self.len
-    }
-
-    /// The bytes from `at` on of every frame from `first` on: the payloads
-    /// of a run of frames, to be filled by one vectored read.
-    fn tails_from(&mut self, first: usize, at: usize) -> Vec<IoSliceMut<'_>> {
-        self.frames[first..self.len].iter_mut().map(|(f, n)| IoSliceMut::new(&mut f[at..*n])).collect()
-    }
-
-    /// Forgets the frames, keeping their memory.
-    pub fn clear(&mut self) {
-        self.len = 0;
+    /// The rate-limited log.
+    pub fn notices(&self) -> &Notices {
+        &self.notices
     }
 }
 
-/// Serves every export to every client on one interface.
+/// Where a full outbox goes: sent on the socket in the daemon, collected
+/// in tests.
+pub type Send<'s> = dyn FnMut(&Outbox) + 's;
+
+/// Serves every export to every allowed client on one interface; one per
+/// serving thread.
 pub struct Server {
-    exports: Arc<[Export]>,
+    service: Arc<Service>,
     local: [u8; 6],
+    /// Largest read payload per frame the link carries now (0: not even a
+    /// sector).
     max_payload: u32,
     /// What it has done so far.
     pub counters: Counters,
 }
 
+/// Largest read payload per frame on a link of `mtu`, capped at what the
+/// server can receive itself.
+fn plan(mtu: u32) -> Option<u32> {
+    payload_per_frame(mtu.min((MAX_FRAME - ETH_HLEN) as u32))
+}
+
 impl Server {
-    /// A server answering from `local` on a link of `mtu`. Its frames are
-    /// at most [`MAX_FRAME`] bytes, what it can receive, whatever the MTU.
-    pub fn new(exports: Arc<[Export]>, local: [u8; 6], mtu: u32) -> Option<Self> {
-        let mtu = mtu.min((MAX_FRAME - ETH_HLEN) as u32);
-        Some(Server { exports, local, max_payload: payload_per_frame(mtu)?, counters: Counters::default() })
+    /// A server answering from `local` on a link of `mtu`; `None` if the
+    /// link cannot carry one sector per frame.
+    pub fn new(service: Arc<Service>, local: [u8; 6], mtu: u32) -> Option<Self> {
+        Some(Server { service, local, max_payload: plan(mtu)?, counters: Counters::default() })
     }
 
-    /// Response buffers for this server: each holds its largest response.
-    pub fn outbox(&self) -> Outbox {
-        Outbox { frames: Vec::new(), len: 0, frame_size: RESPONSE_PREFIX + self.max_payload as usize }
+    /// Follows the interface's address and MTU (re-read after an error and
+    /// periodically): reads are answered in frames the link carries now.
+    /// Returns whether the frame size changed.
+    pub fn set_link(&mut self, local: [u8; 6], mtu: u32) -> bool {
+        self.local = local;
+        let before = self.max_payload;
+        self.max_payload = plan(mtu).unwrap_or(0);
+        before != self.max_payload
     }
 
-    /// Handles one received Ethernet frame, appending its responses to `out`.
-    #[cfg(test)]
-    fn handle(&mut self, frame: &[u8], out: &mut Outbox) {
-        self.handle_batch([frame], out);
+    /// Largest read payload per frame it answers with now.
+    pub fn max_payload(&self) -> u32 {
+        self.max_payload
     }
 
-    /// Handles received Ethernet frames in order, appending their responses
-    /// to `out`. Consecutive fragments of one write that arrive together
-    /// are written with one vectored write and acknowledged with one
-    /// response covering them all. Malformed frames are counted and
-    /// produce nothing.
-    pub fn handle_batch<'f>(&mut self, frames: impl IntoIterator<Item = &'f [u8]>, out: &mut Outbox) {
+    /// Handles received Ethernet frames in order. Responses go to `out`,
+    /// which is handed to `send` whenever it is full and once at the end
+    /// (and is then cleared and settled), so memory stays within the
+    /// outbox's bound however much a batch asks for. Consecutive fragments
+    /// of one write that arrive together are written with one vectored
+    /// write and acknowledged with one response covering them all.
+    pub fn handle_batch<'f>(
+        &mut self,
+        frames: impl IntoIterator<Item = &'f [u8]>,
+        out: &mut Outbox,
+        send: &mut Send<'_>,
+    ) {
         let mut run: Option<WriteRun<'f>> = None;
         for frame in frames {
-            let Some(request) = self.parse(frame) else {
+            let Some(request) = self.admit(frame, out, send) else {
+                continue;
+            };
+            let Some(request) = self.route(request, out, send) else {
                 continue;
             };
             if let Some(r) = run.as_mut() {
@@ -135,82 +196,267 @@ impl Server {
                 }
             }
             if let Some(r) = run.take() {
-                self.write(r, out);
+                self.write(r, out, send);
             }
-            if request.header.opcode == Opcode::Write {
+            if request.request.header.opcode == Opcode::Write {
                 run = Some(WriteRun::new(request));
             } else {
-                self.respond(&request, out);
+                self.execute(&request, out, send);
             }
         }
         if let Some(r) = run {
-            self.write(r, out);
+            self.write(r, out, send);
         }
+        if out.count() > 0 {
+            send(out);
+        }
+        out.clear();
+        out.settle();
     }
 
-    /// Parses a request frame; counts it as a request or as malformed.
-    fn parse<'f>(&mut self, frame: &'f [u8]) -> Option<Request<'f>> {
-        let parsed = frame
-            .get(ETH_HLEN..)
-            .ok_or(WireError::Short)
-            .and_then(|rest| Header::parse(rest, Direction::Request));
-        let Ok((header, payload)) = parsed else {
+    fn replies<'a>(&'a mut self, dst: [u8; 6], out: &'a mut Outbox, send: &'a mut Send<'_>) -> Replies<'a> {
+        Replies { out, send, counters: &mut self.counters, dst, src: self.local }
+    }
+
+    /// Gates 1 to 3: source, version, addressing. Returns the parsed
+    /// request, counted, if it passes.
+    fn admit<'f>(&mut self, frame: &'f [u8], out: &mut Outbox, send: &mut Send<'_>) -> Option<Request<'f>> {
+        let (Some(dst), Some(src), Some(payload)) = (frame.get(0..6), frame.get(6..12), frame.get(ETH_HLEN..)) else {
             self.counters.malformed += 1;
             return None;
         };
-        self.counters.requests += 1;
         let mut client = [0u8; 6];
-        client.copy_from_slice(&frame[6..12]);
+        client.copy_from_slice(src);
+        if client[0] & 1 != 0 || client == [0; 6] || client == self.local {
+            self.counters.bad_source += 1;
+            return None;
+        }
+        let to_us = dst == self.local;
+        let broadcast = dst == BROADCAST;
+        if peek_version(payload) == Some(1) {
+            if !to_us && !broadcast {
+                self.counters.misaddressed += 1;
+            } else {
+                self.refuse_v1(client, payload, out, send);
+            }
+            return None;
+        }
+        let Ok((header, payload)) = Header::parse(payload, Direction::Request) else {
+            self.counters.malformed += 1;
+            return None;
+        };
+        let served = to_us || (broadcast && header.opcode == Opcode::Info);
+        if !served {
+            self.counters.misaddressed += 1;
+            return None;
+        }
+        self.counters.requests += 1;
         Some(Request { client, header, payload })
     }
 
-    /// Answers every request but a write.
-    fn respond(&mut self, request: &Request<'_>, out: &mut Outbox) {
-        let Server { exports, local, max_payload, counters } = self;
-        let h = &request.header;
-        let mut to = Replies { out, counters, dst: request.client, src: *local };
-        let Some(export) = exports.get(usize::from(h.export)) else {
-            return to.status(h, Status::NoSuchExport);
-        };
-        let done = match h.opcode {
-            Opcode::Info => {
-                let reply = Header { length: ExportInfo::LEN as u32, frag_offset: 0, frag_len: ExportInfo::LEN as u32, ..*h };
-                // Cannot fail: the payload area is exactly the encoded size.
-                let _ = export.info().encode(to.frame(&reply, Status::Ok, ExportInfo::LEN));
-                return;
-            }
-            Opcode::Read => return read(export, *max_payload, h, &mut to),
-            Opcode::Write => Err(Status::Invalid),
-            Opcode::Flush => export.flush(),
-            Opcode::Discard => export.discard(h.offset, u64::from(h.length)),
-            Opcode::WriteZeroes => export.write_zeroes(h.offset, u64::from(h.length)),
-        };
-        to.status(h, done.err().unwrap_or(Status::Ok));
+    /// A version 1 client: logged (rate-limited), and its Info request
+    /// answered with a version 1 refusal so it fails at once.
+    fn refuse_v1(&mut self, client: [u8; 6], payload: &[u8], out: &mut Outbox, send: &mut Send<'_>) {
+        self.counters.v1 += 1;
+        self.service.notices.note("v1", client, || {
+            format!("client {} speaks EBD protocol v1; this server speaks v2", mac_string(&client))
+        });
+        let mut refusal = [0u8; V1_HEADER_LEN];
+        if let Some(n) = v1_refusal(payload, &mut refusal) {
+            self.replies(client, out, send).raw(&refusal[..n]);
+        }
     }
 
-    /// Writes a run of fragments and acknowledges them with one response.
-    fn write(&mut self, mut run: WriteRun<'_>, out: &mut Outbox) {
-        let Server { exports, local, counters, .. } = self;
-        let mut to = Replies { out, counters, dst: run.client, src: *local };
-        let h = Header { frag_len: run.end - run.first.frag_offset, ..run.first };
-        let Some(export) = exports.get(usize::from(h.export)) else {
-            return to.status(&h, Status::NoSuchExport);
+    /// Gates 4 and 5: export, access, session. Answers Info (and refusals)
+    /// itself; returns a request to execute.
+    fn route<'f>(&mut self, r: Request<'f>, out: &mut Outbox, send: &mut Send<'_>) -> Option<Admitted<'f>> {
+        let service = self.service.clone();
+        let h = r.header;
+        let Some(export) = service.exports.get(usize::from(h.export)) else {
+            self.replies(r.client, out, send).status(&h, Status::NoSuchExport);
+            return None;
         };
-        let done = export.write_vectored(h.offset + u64::from(h.frag_offset), &mut run.parts, h.flags & FLAG_FUA != 0);
-        to.status(&h, done.err().unwrap_or(Status::Ok));
+        let grant = service.access.grant(h.export, &r.client);
+        if grant == Grant::Denied {
+            self.counters.denied += 1;
+            self.replies(r.client, out, send).status(&h, Status::Denied);
+            return None;
+        }
+        if h.opcode == Opcode::Info {
+            let mut info = export.info();
+            if grant == Grant::ReadOnly {
+                info.flags = (info.flags | EXPORT_READ_ONLY) & !(EXPORT_DISCARD | EXPORT_WRITE_ZEROES);
+            }
+            let reply = Header { length: ExportInfo::LEN as u32, frag_offset: 0, frag_len: ExportInfo::LEN as u32, ..h };
+            let mut to = self.replies(r.client, out, send);
+            // Cannot fail: the payload area is exactly the encoded size.
+            let _ = info.encode(to.frame(&reply, Status::Ok, ExportInfo::LEN));
+            return None;
+        }
+        // A client never sends a frame of a request outside its window's
+        // span; one that says its own request is finished is stale.
+        if !h.finished.admits(h.seq) {
+            if h.finished.contains(h.seq) {
+                self.counters.stale += 1;
+            } else {
+                self.counters.malformed += 1;
+            }
+            return None;
+        }
+        let key = SessionKey { client: r.client, export: h.export, session: h.session };
+        let session = service.sessions.get(key, &h.finished);
+        // Rule 1 of `crate::session`: learn before executing.
+        session.learn(&h.finished);
+        Some(Admitted { request: r, session, read_only: grant == Grant::ReadOnly })
+    }
+
+    /// Executes and answers every request but Info and Write, unless its
+    /// request is finished.
+    fn execute(&mut self, a: &Admitted<'_>, out: &mut Outbox, send: &mut Send<'_>) {
+        let service = self.service.clone();
+        let h = &a.request.header;
+        let Some(export) = service.exports.get(usize::from(h.export)) else {
+            return;
+        };
+        let done = match h.opcode {
+            Opcode::Read | Opcode::Flush => {
+                // Neither changes the export, so the check need not cover
+                // the execution.
+                if a.session.unless_finished(h.seq, || ()).is_none() {
+                    self.counters.stale += 1;
+                    return;
+                }
+                if h.opcode == Opcode::Read {
+                    return self.read(export, a.request.client, h, out, send);
+                }
+                export.flush()
+            }
+            Opcode::Discard | Opcode::WriteZeroes => {
+                // Rule 2 of `crate::session`: check and execute under the
+                // session's read lock; answer after releasing it.
+                let done = a.session.unless_finished(h.seq, || {
+                    if a.read_only {
+                        Err(Status::ReadOnly)
+                    } else if h.opcode == Opcode::Discard {
+                        export.discard(h.offset, u64::from(h.length))
+                    } else {
+                        export.write_zeroes(h.offset, u64::from(h.length))
+                    }
+                });
+                let Some(done) = done else {
+                    self.counters.stale += 1;
+                    return;
+                };
+                done
+            }
+            Opcode::Info | Opcode::Write => Err(Status::Invalid),
+        };
+        self.replies(a.request.client, out, send).status(h, done.err().unwrap_or(Status::Ok));
+    }
+
+    /// Writes a run of fragments and acknowledges them with one response,
+    /// unless the write is finished.
+    fn write(&mut self, mut run: WriteRun<'_>, out: &mut Outbox, send: &mut Send<'_>) {
+        let service = self.service.clone();
+        let h = Header { frag_len: run.end - run.first.frag_offset, ..run.first };
+        let Some(export) = service.exports.get(usize::from(h.export)) else {
+            return;
+        };
+        let frames = run.parts.len() as u64;
+        // Rule 2 of `crate::session`.
+        let done = run.session.clone().unless_finished(h.seq, || {
+            if run.read_only {
+                return Err(Status::ReadOnly);
+            }
+            // The whole request must lie on the export, as for reads: a
+            // write that runs past the end is refused in every fragment, not
+            // written in the fragments that happen to fit.
+            export.check_range(h.offset, u64::from(h.length))?;
+            export.write_vectored(h.offset + u64::from(h.frag_offset), &mut run.parts, h.flags & FLAG_FUA != 0)
+        });
+        let Some(done) = done else {
+            self.counters.stale += frames;
+            return;
+        };
+        self.replies(run.client, out, send).status(&h, done.err().unwrap_or(Status::Ok));
+    }
+
+    /// A read answers in frames of the size the request's `frag_len` asks
+    /// for (the client's declustering unit). The frames are built in runs
+    /// that fit the outbox: each run's headers first, then one vectored read
+    /// fills every payload of the run straight from the export.
+    fn read(&mut self, export: &Export, client: [u8; 6], h: &Header, out: &mut Outbox, send: &mut Send<'_>) {
+        let unit = h.frag_len;
+        if unit == 0 || unit > LARGEST_PAYLOAD || unit % SECTOR_SIZE != 0 {
+            return self.replies(client, out, send).status(h, Status::Invalid);
+        }
+        if unit > self.max_payload {
+            // The link's MTU was lowered under the client's frame size:
+            // answering would only meet EMSGSIZE, and refusing would fail
+            // the client's I/O for what may be a passing change. Left
+            // unanswered, the client retransmits.
+            self.counters.unframeable += 1;
+            let max = self.max_payload;
+            self.service.notices.note("unframeable", client, || {
+                format!(
+                    "client {} reads in {unit}-byte frames; the link carries {max} now (MTU lowered?): not answered",
+                    mac_string(&client)
+                )
+            });
+            return;
+        }
+        let mut to = self.replies(client, out, send);
+        if let Err(s) = export.check_range(h.offset, u64::from(h.length)) {
+            return to.status(h, s);
+        }
+        let mut frag_offset = 0;
+        while frag_offset < h.length {
+            to.room(RESPONSE_PREFIX + unit.min(h.length - frag_offset) as usize);
+            let first = to.out.count();
+            let start = frag_offset;
+            // The first frame of a run always goes in (room was made for
+            // it), so every pass makes progress.
+            while frag_offset < h.length {
+                let frag_len = unit.min(h.length - frag_offset);
+                if frag_offset > start && !to.out.fits(RESPONSE_PREFIX + frag_len as usize) {
+                    break;
+                }
+                to.frame(&Header { frag_offset, frag_len, ..*h }, Status::Ok, frag_len as usize);
+                frag_offset += frag_len;
+            }
+            let mut payloads = to.out.tails_from(first, RESPONSE_PREFIX);
+            if let Err(status) = export.read_vectored(h.offset + u64::from(start), &mut payloads) {
+                drop(payloads);
+                // One error response replaces this run's data frames (runs
+                // sent already are answered by it too: the client fails the
+                // whole request).
+                to.retract_to(first);
+                return to.status(h, status);
+            }
+        }
     }
 }
 
-/// A parsed request frame.
+/// A parsed request frame that passed the source, version and address
+/// gates.
 struct Request<'f> {
     client: [u8; 6],
     header: Header,
     payload: &'f [u8],
 }
 
+/// A request of a client allowed to use its export, in its session.
+struct Admitted<'f> {
+    request: Request<'f>,
+    session: Arc<Session>,
+    read_only: bool,
+}
+
 /// Consecutive fragments of one write, received together.
 struct WriteRun<'f> {
     client: [u8; 6],
+    session: Arc<Session>,
+    read_only: bool,
     /// The first fragment's header.
     first: Header,
     /// Where in the request the run ends.
@@ -219,77 +465,79 @@ struct WriteRun<'f> {
 }
 
 impl<'f> WriteRun<'f> {
-    fn new(r: Request<'f>) -> Self {
-        WriteRun { client: r.client, first: r.header, end: r.header.frag_offset + r.header.frag_len, parts: vec![IoSlice::new(r.payload)] }
+    fn new(a: Admitted<'f>) -> Self {
+        let h = a.request.header;
+        WriteRun {
+            client: a.request.client,
+            session: a.session,
+            read_only: a.read_only,
+            first: h,
+            end: h.frag_offset + h.frag_len,
+            parts: vec![IoSlice::new(a.request.payload)],
+        }
     }
 
-    /// Appends `r` if it is the next fragment of the same write.
-    fn extend(&mut self, r: &Request<'f>) -> bool {
-        let (a, b) = (&self.first, &r.header);
-        let same = r.client == self.client
+    /// Appends `a` if it is the next fragment of the same write.
+    fn extend(&mut self, a: &Admitted<'f>) -> bool {
+        let (f, b) = (&self.first, &a.request.header);
+        let same = a.request.client == self.client
             && b.opcode == Opcode::Write
-            && (b.tag, b.seq, b.session, b.export, b.offset, b.length, b.flags) == (a.tag, a.seq, a.session, a.export, a.offset, a.length, a.flags)
+            && (b.tag, b.seq, b.session, b.export, b.offset, b.length, b.flags)
+                == (f.tag, f.seq, f.session, f.export, f.offset, f.length, f.flags)
             && b.frag_offset == self.end
             && self.parts.len() < MAX_RUN;
         if same {
             self.end += b.frag_len;
-            self.parts.push(IoSlice::new(r.payload));
+            self.parts.push(IoSlice::new(a.request.payload));
         }
         same
-    }
-}
-
-/// A read answers in frames of the size the request's `frag_len` asks for
-/// (the client's declustering unit). Their headers are written first; then
-/// one vectored read fills every payload straight from the export.
-fn read(export: &Export, max_payload: u32, h: &Header, to: &mut Replies<'_>) {
-    let unit = h.frag_len;
-    if unit == 0 || unit > max_payload || (unit % 512 != 0 && unit != h.length) {
-        return to.status(h, Status::Invalid);
-    }
-    if let Err(s) = export.check_range(h.offset, u64::from(h.length)) {
-        return to.status(h, s);
-    }
-    let first = to.out.count();
-    let mut frag_offset = 0;
-    while frag_offset < h.length {
-        let frag_len = unit.min(h.length - frag_offset);
-        to.frame(&Header { frag_offset, frag_len, ..*h }, Status::Ok, frag_len as usize);
-        frag_offset += frag_len;
-    }
-    let mut payloads = to.out.tails_from(first, RESPONSE_PREFIX);
-    if let Err(status) = export.read_vectored(h.offset, &mut payloads) {
-        drop(payloads);
-        // One error response replaces the data frames.
-        to.retract_to(first);
-        to.status(h, status);
     }
 }
 
 /// Where the responses to one request go, and what they are counted as.
 struct Replies<'a> {
     out: &'a mut Outbox,
+    send: &'a mut Send<'a>,
     counters: &'a mut Counters,
     dst: [u8; 6],
     src: [u8; 6],
 }
 
 impl Replies<'_> {
+    /// Makes room for a frame of `size` bytes: sends what the outbox holds
+    /// if the frame would take it past its bounds.
+    fn room(&mut self, size: usize) {
+        if !self.out.fits(size) {
+            if self.out.count() > 0 {
+                (self.send)(self.out);
+                self.out.clear();
+            }
+            self.out.make_room(size);
+        }
+    }
+
+    /// The Ethernet header of a response, then room for `len` more bytes.
+    fn push(&mut self, len: usize) -> &mut [u8] {
+        self.room(ETH_HLEN + len);
+        self.counters.responses += 1;
+        let buf = self.out.push(ETH_HLEN + len);
+        buf[0..6].copy_from_slice(&self.dst);
+        buf[6..12].copy_from_slice(&self.src);
+        buf[12..ETH_HLEN].copy_from_slice(&ETH_P_EBD_RESPONSE.to_be_bytes());
+        &mut buf[ETH_HLEN..]
+    }
+
     /// Appends a response frame with header `h` (status `status`) and room
     /// for `payload_len` payload bytes (at most a jumbo frame's), which the
     /// caller fills; returns that payload.
     fn frame(&mut self, h: &Header, status: Status, payload_len: usize) -> &mut [u8] {
-        self.counters.responses += 1;
         if status != Status::Ok {
             self.counters.errors += 1;
         }
-        let buf = self.out.next(RESPONSE_PREFIX + payload_len);
-        buf[0..6].copy_from_slice(&self.dst);
-        buf[6..12].copy_from_slice(&self.src);
-        buf[12..ETH_HLEN].copy_from_slice(&ETH_P_EBD_RESPONSE.to_be_bytes());
+        let buf = self.push(HEADER_LEN + payload_len);
         // Cannot fail: the buffer holds the header.
-        let _ = Header { status, finished: Finished::default(), ..*h }.encode(&mut buf[ETH_HLEN..]);
-        &mut buf[RESPONSE_PREFIX..]
+        let _ = Header { status, finished: Finished::default(), ..*h }.encode(buf);
+        &mut buf[HEADER_LEN..]
     }
 
     /// Appends a response without payload.
@@ -297,183 +545,18 @@ impl Replies<'_> {
         self.frame(h, status, 0);
     }
 
+    /// Appends a response whose EBD part is `payload` as is (an error).
+    fn raw(&mut self, payload: &[u8]) {
+        self.counters.errors += 1;
+        self.push(payload.len()).copy_from_slice(payload);
+    }
+
     /// Takes back every frame appended from the `first` on.
     fn retract_to(&mut self, first: usize) {
-        let n = self.out.len.saturating_sub(first);
-        self.out.len -= n;
+        let n = self.out.retract_to(first);
         self.counters.responses = self.counters.responses.saturating_sub(n as u64);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::export::ExportSpec;
-    use polynic_abi::ebd::{EXPORT_READ_ONLY, ETH_P_EBD_REQUEST};
-    use std::io::Write;
-
-    const CLIENT: [u8; 6] = [2, 0, 0, 0, 0, 1];
-    const SERVER: [u8; 6] = [2, 0, 0, 0, 0, 2];
-
-    fn server(size: usize, read_only: bool) -> (Server, tempfile::NamedTempFile) {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        f.write_all(&data).unwrap();
-        let export = Export::open(&ExportSpec { path: f.path().into(), read_only }).unwrap();
-        (Server::new(vec![export].into(), SERVER, 1500).unwrap(), f)
-    }
-
-    fn request(h: Header, payload: &[u8]) -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&SERVER);
-        f.extend_from_slice(&CLIENT);
-        f.extend_from_slice(&ETH_P_EBD_REQUEST.to_be_bytes());
-        let at = f.len();
-        f.resize(at + HEADER_LEN, 0);
-        h.encode(&mut f[at..]).unwrap();
-        f.extend_from_slice(payload);
-        f
-    }
-
-    fn header(opcode: Opcode, offset: u64, length: u32, frag_offset: u32, frag_len: u32) -> Header {
-        Header {
-            opcode,
-            flags: 0,
-            tag: 7,
-            seq: 3,
-            export: 0,
-            status: Status::Ok,
-            offset,
-            length,
-            frag_offset,
-            frag_len,
-            session: 0x5e55,
-            finished: Finished::starting_at(3),
-        }
-    }
-
-    fn responses(out: &Outbox) -> Vec<(Header, Vec<u8>)> {
-        out.frames()
-            .map(|f| {
-                assert_eq!(&f[0..6], &CLIENT);
-                assert_eq!(&f[12..14], &ETH_P_EBD_RESPONSE.to_be_bytes());
-                let (h, p) = Header::parse(&f[ETH_HLEN..], Direction::Response).unwrap();
-                (h, p.to_vec())
-            })
-            .collect()
-    }
-
-    #[test]
-    fn read_is_declustered_into_the_requested_unit() {
-        let (mut s, _f) = server(1 << 16, false);
-        let mut out = s.outbox();
-        s.handle(&request(header(Opcode::Read, 4096, 2560, 0, 1024), &[]), &mut out);
-        let r = responses(&out);
-        assert_eq!(r.len(), 3);
-        let expect: Vec<u8> = (4096..4096 + 2560).map(|i| (i % 251) as u8).collect();
-        let mut got = vec![0u8; 2560];
-        for (h, p) in &r {
-            assert_eq!((h.tag, h.seq, h.status), (7, 3, Status::Ok));
-            got[h.frag_offset as usize..][..p.len()].copy_from_slice(p);
-        }
-        assert_eq!(got, expect);
-        assert_eq!(r[2].0.frag_len, 512);
-    }
-
-    #[test]
-    fn write_lands_at_its_fragment_and_is_acknowledged() {
-        let (mut s, f) = server(1 << 16, false);
-        let mut out = s.outbox();
-        s.handle(&request(header(Opcode::Write, 8192, 2048, 1024, 1024), &[0xab; 1024]), &mut out);
-        let r = responses(&out);
-        assert_eq!(r.len(), 1);
-        assert_eq!((r[0].0.status, r[0].0.frag_offset, r[0].0.frag_len, r[0].1.len()), (Status::Ok, 1024, 1024, 0));
-        let data = std::fs::read(f.path()).unwrap();
-        assert!(data[9216..10240].iter().all(|&b| b == 0xab));
-        assert_eq!(data[9215], (9215 % 251) as u8);
-    }
-
-    #[test]
-    fn consecutive_write_fragments_are_acknowledged_together() {
-        let (mut s, f) = server(1 << 16, false);
-        let mut out = s.outbox();
-        let w = |frag: u32, fill: u8| request(header(Opcode::Write, 4096, 4096, frag * 1024, 1024), &[fill; 1024]);
-        // Fragments 0, 1 and 3 of one write, then 2 alone: a run of two,
-        // then two single acknowledgements.
-        let batch = [w(0, 1), w(1, 2), w(3, 4), w(2, 3)];
-        s.handle_batch(batch.iter().map(|f| &f[..]), &mut out);
-        let acks: Vec<(u32, u32, Status)> =
-            responses(&out).iter().map(|(h, p)| { assert!(p.is_empty()); (h.frag_offset, h.frag_len, h.status) }).collect();
-        assert_eq!(acks, [(0, 2048, Status::Ok), (3072, 1024, Status::Ok), (2048, 1024, Status::Ok)]);
-        assert_eq!((s.counters.requests, s.counters.responses), (4, 3));
-        let data = std::fs::read(f.path()).unwrap();
-        for (k, fill) in [1u8, 2, 3, 4].into_iter().enumerate() {
-            assert!(data[4096 + k * 1024..][..1024].iter().all(|&b| b == fill), "fragment {k}");
-        }
-        // Another request's fragment never joins the run.
-        out.clear();
-        let other = request(Header { tag: 8, ..header(Opcode::Write, 4096, 4096, 1024, 1024) }, &[9; 1024]);
-        s.handle_batch([&w(0, 1)[..], &other[..]], &mut out);
-        assert_eq!(out.count(), 2);
-    }
-
-    #[test]
-    fn bad_requests_get_error_responses() {
-        let (mut s, _f) = server(8192, true);
-        let mut out = s.outbox();
-        s.handle(&request(header(Opcode::Write, 0, 512, 0, 512), &[1; 512]), &mut out);
-        s.handle(&request(header(Opcode::Read, 8192, 512, 0, 512), &[]), &mut out);
-        s.handle(&request(Header { export: 9, ..header(Opcode::Read, 0, 512, 0, 512) }, &[]), &mut out);
-        s.handle(&request(header(Opcode::Read, 0, 4096, 0, 4096), &[]), &mut out);
-        s.handle(&request(header(Opcode::Discard, 0, 512, 0, 0), &[]), &mut out);
-        let statuses: Vec<Status> = responses(&out).iter().map(|(h, _)| h.status).collect();
-        assert_eq!(
-            statuses,
-            [Status::ReadOnly, Status::OutOfRange, Status::NoSuchExport, Status::Invalid, Status::ReadOnly]
-        );
-        assert_eq!(s.counters.errors, 5);
-    }
-
-    #[test]
-    fn responses_never_exceed_what_the_server_can_frame() {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(&vec![7u8; 1 << 16]).unwrap();
-        let export = Export::open(&ExportSpec { path: f.path().into(), read_only: false }).unwrap();
-        // A link with a 64 KiB MTU: the server still answers in frames it
-        // could receive itself, and refuses larger units.
-        let mut s = Server::new(vec![export].into(), SERVER, 65535).unwrap();
-        let mut out = s.outbox();
-        s.handle(&request(header(Opcode::Read, 0, 32768, 0, 16384), &[]), &mut out);
-        let r = responses(&out);
-        assert_eq!((r.len(), r[0].0.status), (1, Status::Invalid));
-        out.clear();
-        let unit = payload_per_frame((MAX_FRAME - ETH_HLEN) as u32).unwrap();
-        s.handle(&request(header(Opcode::Read, 0, 2 * unit, 0, unit), &[]), &mut out);
-        assert!(out.frames().all(|f| f.len() <= MAX_FRAME));
-        assert_eq!(responses(&out).len(), 2);
-    }
-
-    #[test]
-    fn malformed_frames_are_counted_and_ignored() {
-        let (mut s, _f) = server(8192, false);
-        let mut out = s.outbox();
-        let mut bad = request(header(Opcode::Read, 0, 512, 0, 512), &[]);
-        bad[ETH_HLEN] = 9; // version
-        s.handle(&bad, &mut out);
-        s.handle(&bad[..20], &mut out);
-        s.handle(&[0u8; 4], &mut out);
-        assert_eq!(out.count(), 0);
-        assert_eq!(s.counters.malformed, 3);
-    }
-
-    #[test]
-    fn info_reports_geometry() {
-        let (mut s, _f) = server(1 << 20, true);
-        let mut out = s.outbox();
-        s.handle(&request(header(Opcode::Info, 0, 0, 0, 0), &[]), &mut out);
-        let r = responses(&out);
-        let info = ExportInfo::parse(&r[0].1).unwrap();
-        assert_eq!(info.size, 1 << 20);
-        assert_ne!(info.flags & EXPORT_READ_ONLY, 0);
-    }
-}
+mod tests;

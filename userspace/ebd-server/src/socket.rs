@@ -1,6 +1,7 @@
 //! A raw packet socket bound to one interface and the EBD request
 //! ethertype, with batched receive (`recvmmsg`) and send (`sendmmsg`).
 
+use crate::link::{classify, LinkInfo, Recovery};
 use polynic_abi::ebd::ETH_P_EBD_REQUEST;
 use std::{
     ffi::CString,
@@ -23,10 +24,27 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
 /// The server's socket on its interface.
 pub struct PacketSocket {
     fd: OwnedFd,
-    /// The interface's MAC address.
-    pub mac: [u8; 6],
-    /// The interface's MTU.
-    pub mtu: u32,
+    /// The interface's name.
+    pub name: String,
+    /// The interface as it was when the socket was bound to it.
+    pub link: LinkInfo,
+}
+
+/// What became of the frames handed to [`PacketSocket::send_all`]. Frames
+/// that are not sent are lost; the client retransmits.
+#[derive(Debug, Default)]
+pub struct SendReport {
+    /// Frames the device refused (queue full, filtered) or that were not
+    /// sent because the link was down or gone.
+    pub dropped: usize,
+    /// Frames larger than the link's MTU: it was lowered.
+    pub too_big: usize,
+    /// The link was down (or away) when sending.
+    pub link_down: bool,
+    /// The interface the socket is bound to is gone.
+    pub gone: bool,
+    /// An error that says the program is wrong; serving stops.
+    pub fatal: Option<io::Error>,
 }
 
 fn ifreq(name: &str) -> io::Result<libc::ifreq> {
@@ -43,6 +61,30 @@ fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     Ok(req)
 }
 
+/// Reads what interface `name` is now, with ioctls on any socket `fd`.
+fn query_link(fd: &OwnedFd, name: &str) -> io::Result<LinkInfo> {
+    let mut req = ifreq(name)?;
+    // SAFETY: SIOCGIFINDEX reads the name and writes the index in `req`.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) })?;
+    // SAFETY: The ioctl above filled the index member of the union.
+    let ifindex = unsafe { req.ifr_ifru.ifru_ifindex };
+    let mut req = ifreq(name)?;
+    // SAFETY: SIOCGIFHWADDR writes the address into `req`.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) })?;
+    let mut mac = [0u8; 6];
+    // SAFETY: The ioctl above filled the hardware-address member.
+    let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+    for (d, s) in mac.iter_mut().zip(hw.sa_data.iter()) {
+        *d = *s as u8;
+    }
+    let mut req = ifreq(name)?;
+    // SAFETY: SIOCGIFMTU writes the MTU into `req`.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut req) })?;
+    // SAFETY: The ioctl above filled the MTU member.
+    let mtu = u32::try_from(unsafe { req.ifr_ifru.ifru_mtu }).unwrap_or(1500);
+    Ok(LinkInfo { ifindex, mac, mtu })
+}
+
 impl PacketSocket {
     /// Opens and binds a socket on `interface`.
     pub fn open(interface: &str) -> io::Result<Self> {
@@ -51,37 +93,18 @@ impl PacketSocket {
         let raw = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) })?;
         // SAFETY: `raw` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-
-        let mut req = ifreq(interface)?;
-        // SAFETY: SIOCGIFINDEX reads the name and writes the index in `req`.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) })?;
-        // SAFETY: The ioctl above filled the index member of the union.
-        let ifindex = unsafe { req.ifr_ifru.ifru_ifindex };
-        let mut req = ifreq(interface)?;
-        // SAFETY: SIOCGIFHWADDR writes the address into `req`.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) })?;
-        let mut mac = [0u8; 6];
-        // SAFETY: The ioctl above filled the hardware-address member.
-        let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
-        for (d, s) in mac.iter_mut().zip(hw.sa_data.iter()) {
-            *d = *s as u8;
-        }
-        let mut req = ifreq(interface)?;
-        // SAFETY: SIOCGIFMTU writes the MTU into `req`.
-        check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU, &mut req) })?;
-        // SAFETY: The ioctl above filled the MTU member.
-        let mtu = u32::try_from(unsafe { req.ifr_ifru.ifru_mtu }).unwrap_or(1500);
+        let link = query_link(&fd, interface)?;
 
         // SAFETY: `sockaddr_ll` is plain old data; all-zero is valid.
         let mut addr: libc::sockaddr_ll = unsafe { zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
         addr.sll_protocol = proto;
-        addr.sll_ifindex = ifindex;
+        addr.sll_ifindex = link.ifindex;
         // SAFETY: `addr` is a valid sockaddr_ll of the given size.
         check(unsafe {
             libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as u32)
         })?;
-        let s = PacketSocket { fd, mac, mtu };
+        let s = PacketSocket { fd, name: interface.to_string(), link };
         // Room for bursts of a deep client queue; the force variant needs
         // CAP_NET_ADMIN, the plain one is capped by sysctl.
         for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
@@ -90,6 +113,13 @@ impl PacketSocket {
             }
         }
         Ok(s)
+    }
+
+    /// What the interface of the socket's name is now: its index differs
+    /// from [`PacketSocket::link`]'s if it was re-created (the socket then
+    /// receives nothing more), and its MTU or address may have changed.
+    pub fn query(&self) -> io::Result<LinkInfo> {
+        query_link(&self.fd, &self.name)
     }
 
     fn set_int(&self, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
@@ -175,12 +205,16 @@ impl PacketSocket {
         Ok(got)
     }
 
-    /// Sends every frame, in batches; frames the device drops are lost (the
-    /// client retransmits). Returns how many were refused.
-    pub fn send_all<'a>(&self, frames: impl IntoIterator<Item = &'a [u8]>) -> io::Result<usize> {
-        let mut refused = 0;
+    /// Sends every frame, in batches. Frames the device refuses, frames
+    /// too large for the link and frames that meet a down link are lost
+    /// (the client retransmits) and reported, so the caller can re-plan or
+    /// wait; only an error that says the program is wrong stops sending.
+    pub fn send_all<'a>(&self, frames: impl IntoIterator<Item = &'a [u8]>) -> SendReport {
+        let mut report = SendReport::default();
         let mut iov: Vec<libc::iovec> =
             frames.into_iter().map(|f| libc::iovec { iov_base: f.as_ptr() as *mut _, iov_len: f.len() }).collect();
+        let total = iov.len();
+        let mut sent_or_dropped = 0;
         for chunk in iov.chunks_mut(64) {
             // SAFETY: All-zero is a valid mmsghdr.
             let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; chunk.len()];
@@ -195,21 +229,32 @@ impl PacketSocket {
                 let rc = unsafe {
                     libc::sendmmsg(self.fd.as_raw_fd(), msgs[done..].as_mut_ptr(), (msgs.len() - done) as u32, 0)
                 };
-                if rc < 0 {
-                    let e = io::Error::last_os_error();
-                    match e.raw_os_error() {
-                        Some(libc::ENOBUFS) | Some(libc::EAGAIN) => {
-                            refused += 1;
-                            done += 1;
-                        }
-                        Some(libc::EINTR) => {}
-                        _ => return Err(e),
-                    }
-                } else {
+                if rc >= 0 {
                     done += rc as usize;
+                    continue;
                 }
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                match classify(&e) {
+                    Recovery::Retry | Recovery::DropFrame => report.dropped += 1,
+                    Recovery::Replan => report.too_big += 1,
+                    recovery => {
+                        // Nothing more will go out now: the rest is lost.
+                        report.dropped += total - sent_or_dropped - done;
+                        match recovery {
+                            Recovery::LinkDown => report.link_down = true,
+                            Recovery::Reopen => report.gone = true,
+                            _ => report.fatal = Some(e),
+                        }
+                        return report;
+                    }
+                }
+                done += 1;
             }
+            sent_or_dropped += done;
         }
-        Ok(refused)
+        report
     }
 }

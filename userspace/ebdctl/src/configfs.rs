@@ -3,7 +3,8 @@
 use serde::Serialize;
 use std::{
     collections::BTreeMap,
-    fs, io,
+    fs,
+    io::{self, Write},
     path::{Path, PathBuf},
 };
 
@@ -22,6 +23,29 @@ pub enum Error {
     /// A disk with that name exists already.
     #[error("an EBD disk named {0:?} exists already")]
     Exists(String),
+    /// The server answered the disk's Info request with `Denied`: its
+    /// `--allow` rules for the export do not list this client's address.
+    #[error("the server refused this client: not allowed to use export {export} (is {netdev}'s address in the server's --allow rules?); writing {path}: {source}")]
+    Denied {
+        /// The export asked for.
+        export: u16,
+        /// The net device whose address the server saw.
+        netdev: String,
+        /// The `power` attribute.
+        path: PathBuf,
+        /// The kernel's error (EACCES).
+        source: io::Error,
+    },
+    /// The server answered the disk's Info request with `NoSuchExport`.
+    #[error("the server has no export {export}; writing {path}: {source}")]
+    NoExport {
+        /// The export asked for.
+        export: u16,
+        /// The `power` attribute.
+        path: PathBuf,
+        /// The kernel's error (ENXIO).
+        source: io::Error,
+    },
     /// Reading or writing an attribute failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -140,13 +164,23 @@ impl Subsystem {
                 }
             }
             self.write(&d, "read_only", if spec.read_only { "1" } else { "0" })?;
-            self.write(&d, "power", "1")
+            self.power_on(&d, spec)
         };
         if let Err(e) = configure() {
             let _ = fs::remove_dir(&d);
             return Err(e);
         }
         self.info(name)
+    }
+
+    /// Writes `power`: the kernel asks the server for the export's Info
+    /// and fails the write with the server's refusal, if any. Opening the
+    /// attribute is a separate step so that a permission error of the
+    /// attribute itself is not mistaken for the server's refusal.
+    fn power_on(&self, dir: &Path, spec: &AttachSpec) -> Result<(), Error> {
+        let p = dir.join("power");
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&p).map_err(io_err("opening", &p))?;
+        f.write_all(b"1").map_err(|e| power_error(spec, p, e))
     }
 
     /// Powers disk `name` off and removes it.
@@ -192,6 +226,16 @@ impl Subsystem {
     pub fn stats(&self, name: &str) -> Result<BTreeMap<String, u64>, Error> {
         let d = self.dir(name)?;
         Ok(parse_stats(&self.read(&d, "stats")?))
+    }
+}
+
+/// What the kernel's refusal of a power-on means: the ebd module reports
+/// the server's answer to its Info request as the write's error.
+pub fn power_error(spec: &AttachSpec, path: PathBuf, source: io::Error) -> Error {
+    match source.raw_os_error() {
+        Some(libc::EACCES) => Error::Denied { export: spec.export, netdev: spec.netdev.clone(), path, source },
+        Some(libc::ENXIO) => Error::NoExport { export: spec.export, path, source },
+        _ => Error::Io { op: "writing", path, source },
     }
 }
 
@@ -264,6 +308,22 @@ mod tests {
         assert!(matches!(s.info("../x"), Err(Error::NoDisk(_))));
         assert!(matches!(Subsystem::open(t.path().join("missing")), Err(Error::NoSubsystem(_))));
         assert!(matches!(s.attach("disk0", &AttachSpec::default()), Err(Error::Exists(_))));
+    }
+
+    #[test]
+    fn a_refused_power_on_says_why() {
+        let spec = AttachSpec { netdev: "pnk0".into(), export: 3, ..Default::default() };
+        let p = PathBuf::from("/sys/kernel/config/ebd/d/power");
+        let denied = power_error(&spec, p.clone(), io::Error::from_raw_os_error(libc::EACCES));
+        assert!(matches!(denied, Error::Denied { export: 3, .. }));
+        let text = denied.to_string();
+        assert!(text.starts_with("the server refused this client: not allowed to use export 3"), "{text}");
+        assert!(text.contains("pnk0") && text.contains("Permission denied"), "{text}");
+        let missing = power_error(&spec, p.clone(), io::Error::from_raw_os_error(libc::ENXIO)).to_string();
+        // Scripts match the system's wording too.
+        assert!(missing.contains("no export 3") && missing.contains("No such device or address"), "{missing}");
+        let other = power_error(&spec, p, io::Error::from_raw_os_error(libc::ETIMEDOUT));
+        assert!(matches!(other, Error::Io { op: "writing", .. }));
     }
 
     #[test]

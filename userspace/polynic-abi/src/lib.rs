@@ -1,8 +1,12 @@
 //! Wire formats and user-space ABI of polynic.
 //!
-//! Each format lives in one `core`-only file that the kernel modules compile
-//! verbatim (through `#[path]`), so the kernel and user space cannot drift
-//! apart. This crate adds nothing to those files but a crate root.
+//! Each format lives in one `core`-only file that the kernel compiles
+//! verbatim: the overlay's `.import` mechanism (`scripts/apply-overlay.sh`)
+//! copies it into the kernel tree, e.g. `ebd.rs` becomes
+//! `rust/kernel/net/storage/wire.rs` through
+//! `rust/kernel/net/storage/wire.rs.import`, so the kernel and user space
+//! cannot drift apart. This crate adds nothing to those files but a crate
+//! root.
 #![no_std]
 
 pub mod ebd;
