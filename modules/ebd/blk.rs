@@ -92,8 +92,8 @@ impl Operations for Ebd {
         let _ = end(rq, Ok(()));
     }
 
-    fn timeout(q: ArcBorrow<'_, DiskQueue>, rq: &mq::Request<Self>) -> TimeoutAction {
-        match q.personality.expire(rq.tag(), |held| core::ptr::eq(&**held, rq)) {
+    fn timeout(q: ArcBorrow<'_, DiskQueue>, rq: &mq::TimedOut<Self>) -> TimeoutAction {
+        match q.personality.expire(rq.tag(), |held| rq.is(held)) {
             TimerAction::Rearm(after) => {
                 rq.set_timeout(after);
                 TimeoutAction::ResetTimer

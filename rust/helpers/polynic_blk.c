@@ -149,12 +149,57 @@ __rust_helper bool rust_helper_polynic_rq_seg_next(struct polynic_rq_seg_iter *i
 	return false;
 }
 
-__rust_helper struct request *rust_helper_polynic_tag_to_rq(struct blk_mq_tag_set *set,
-							     unsigned int hwq, unsigned int tag)
+/*
+ * Looks up the request mapped to @tag on hardware queue @hwq and, if there
+ * is one that still holds that tag, calls @take(rq, out) inside an SRCU
+ * read section of the tag set, as the block layer's own tag iteration does
+ * (blk_mq_tagset_busy_iter): requests are freed with call_srcu() on
+ * set->tags_srcu after blk_mq_clear_rq_mapping(), so @rq cannot be freed
+ * while @take runs. rqs[] is not cleared when a driver tag is released, so
+ * an entry may name a request that now holds another tag or none: the
+ * request's own tag is checked. @take decides, from the driver's own count,
+ * whether the request is the driver's to reference (the caller checks the
+ * tag again once it holds a reference).
+ */
+__rust_helper void rust_helper_polynic_tag_to_rq_locked(struct blk_mq_tag_set *set, unsigned int hwq,
+							 unsigned int tag,
+							 void (*take)(struct request *, void *),
+							 void *out)
 {
+	struct blk_mq_tags *tags;
+	struct request *rq;
+	int idx;
+
 	if (hwq >= set->nr_hw_queues || !set->tags || !set->tags[hwq])
-		return NULL;
-	return blk_mq_tag_to_rq(set->tags[hwq], tag);
+		return;
+	tags = set->tags[hwq];
+	if (tag >= tags->nr_tags)
+		return;
+	idx = srcu_read_lock(&set->tags_srcu);
+	rq = READ_ONCE(tags->rqs[tag]);
+	if (rq && READ_ONCE(rq->tag) == (int)tag)
+		take(rq, out);
+	srcu_read_unlock(&set->tags_srcu, idx);
+}
+
+/* Stores a request's timeout (jiffies); blk_add_timer reads it. */
+__rust_helper void rust_helper_polynic_rq_set_timeout(struct request *rq, unsigned int ticks)
+{
+	WRITE_ONCE(rq->timeout, ticks);
+}
+
+/*
+ * Copies @len bytes at @off in @page into @dst through a local mapping:
+ * the page may be user memory changing under the copy (O_DIRECT), which C
+ * may read but Rust may not borrow.
+ */
+__rust_helper void rust_helper_polynic_page_copy_out(struct page *page, unsigned int off, void *dst,
+						      unsigned int len)
+{
+	void *p = kmap_local_page(page);
+
+	memcpy(dst, p + off, len);
+	kunmap_local(p);
 }
 
 /*

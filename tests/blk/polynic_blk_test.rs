@@ -6,7 +6,11 @@
 //! ending with an error, queue limits and features, and the timeout hook.
 //!
 //! With `black_hole_sector` set, requests touching that sector are never
-//! completed: the timeout hook must end them with an error.
+//! completed: the timeout hook must end them with an error. With
+//! `refused_sector` also set, requests touching that sector are refused
+//! (`queue_rq` fails with `ENOMEM`, so blk-mq requeues them) until the
+//! black-hole request times out; its timeout hook then looks the refused
+//! request up by tag, which must not find it: blk-mq owns it, not the driver.
 
 use kernel::{
     block::mq::{
@@ -20,7 +24,7 @@ use kernel::{
     sync::{aref::ARef, Arc, SpinLock},
     time::Delta,
 };
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 module! {
     type: BlkTest,
@@ -37,10 +41,20 @@ module! {
             default: -1,
             description: "Requests touching this sector never complete (-1: none)",
         },
+        refused_sector: i64 {
+            default: -1,
+            description: "Requests touching this sector are refused until a timeout (-1: none)",
+        },
     },
 }
 
 const SECTOR: u64 = 512;
+/// Lookups of the refused tag (see the timeout hook).
+const PROBES: usize = 5;
+/// Most timeout periods the held request waits for a refusal to probe.
+const MAX_PROBE_WAITS: u64 = 40;
+/// Most times a request is refused (blk-mq retries every few milliseconds).
+const MAX_REFUSALS: u64 = 5000;
 /// Per-request limit advertised to the block layer: 32 KiB.
 const MAX_HW_SECTORS: u32 = 64;
 
@@ -49,6 +63,16 @@ struct Ramdisk {
     #[pin]
     data: SpinLock<KVVec<u8>>,
     black_hole: Option<u64>,
+    refused: Option<u64>,
+    /// Tag of the request being refused, plus one (0: none refused yet).
+    refused_tag: AtomicU64,
+    /// Set once the timeout hook has probed the refused request's tag.
+    refusing_done: AtomicBool,
+    /// Refusals so far; bounded so that a refused request can never block
+    /// the queue for good.
+    refusals: AtomicU64,
+    /// Timeout periods spent waiting for a refusal to probe.
+    probe_waits: AtomicU64,
     tagset: Arc<TagSet<Ramdisk>>,
     largest_request: AtomicU64,
 }
@@ -77,7 +101,7 @@ impl Ramdisk {
                 for seg in rq.segments() {
                     let at = seg.offset() as usize;
                     let part = dst.get_mut(at..at + seg.len() as usize).ok_or(EIO)?;
-                    seg.with_bytes(|b| part.copy_from_slice(b));
+                    seg.copy_to(part)?;
                     covered += seg.len() as usize;
                 }
                 if covered == dst.len() { Ok(()) } else { Err(EIO) }
@@ -91,10 +115,9 @@ impl Ramdisk {
         }
     }
 
-    fn in_black_hole(&self, rq: &mq::Request<Self>) -> bool {
+    fn touches(rq: &mq::Request<Self>, sector: Option<u64>) -> bool {
         let sectors = u64::from(rq.bytes()).div_ceil(SECTOR);
-        self.black_hole
-            .is_some_and(|s| s >= rq.sector() && s < rq.sector() + sectors.max(1))
+        sector.is_some_and(|s| s >= rq.sector() && s < rq.sector() + sectors.max(1))
     }
 }
 
@@ -104,10 +127,21 @@ impl Operations for Ramdisk {
 
     fn queue_rq(disk: kernel::sync::ArcBorrow<'_, Ramdisk>, rq: ARef<mq::Request<Self>>, _is_last: bool) -> Result {
         disk.largest_request.fetch_max(u64::from(rq.bytes()), Relaxed);
-        if disk.in_black_hole(&rq) {
+        if Self::touches(&rq, disk.black_hole) {
             // Not ended: the block layer owns it again only through the
             // timeout hook below.
+            pr_info!("tag {} at sector {} held until it times out\n", rq.tag(), rq.sector());
             return Ok(());
+        }
+        if Self::touches(&rq, disk.refused)
+            && !disk.refusing_done.load(Relaxed)
+            && disk.refusals.fetch_add(1, Relaxed) < MAX_REFUSALS
+        {
+            // Refused: blk-mq takes it back and dispatches it again later.
+            if disk.refused_tag.swap(u64::from(rq.tag()) + 1, Relaxed) == 0 {
+                pr_info!("refusing tag {} at sector {}\n", rq.tag(), rq.sector());
+            }
+            return Err(ENOMEM);
         }
         let status = disk.serve(&rq);
         // Only this reference exists, so ending cannot fail.
@@ -120,15 +154,44 @@ impl Operations for Ramdisk {
         let _ = mq::Request::end(rq, Ok(()));
     }
 
-    fn timeout(disk: kernel::sync::ArcBorrow<'_, Ramdisk>, rq: &mq::Request<Self>) -> TimeoutAction {
-        pr_info!("request at sector {} timed out\n", rq.sector());
+    fn timeout(disk: kernel::sync::ArcBorrow<'_, Ramdisk>, rq: &mq::TimedOut<Self>) -> TimeoutAction {
+        pr_info!("tag {} timed out\n", rq.tag());
+        // With refusals configured, wait (a bounded number of periods) until
+        // a request has been refused, so that there is a tag to probe.
+        if disk.refused.is_some()
+            && disk.refused_tag.load(Relaxed) == 0
+            && disk.probe_waits.fetch_add(1, Relaxed) < MAX_PROBE_WAITS
+        {
+            rq.set_timeout(Delta::from_millis(500));
+            return TimeoutAction::ResetTimer;
+        }
+        // A request `queue_rq` refused belongs to blk-mq until dispatched
+        // again: the lookup must not hand it out.
+        if let Some(tag) = disk.refused_tag.load(Relaxed).checked_sub(1) {
+            // blk-mq retries the refused request every few milliseconds, and
+            // while one retry runs `queue_rq` the driver does own it; so
+            // probe a few times, a millisecond apart. Before the fix every
+            // probe found it.
+            let found = (0..PROBES)
+                .filter(|_| {
+                    kernel::time::delay::fsleep(Delta::from_millis(1));
+                    disk.tagset.tag_to_rq(rq.hw_queue(), tag as u32).is_some()
+                })
+                .count();
+            if found == PROBES {
+                pr_err!("refused tag {} handed out by the lookup\n", tag);
+            } else {
+                pr_info!("refused tag {} not found: owned by blk-mq ({}/{} probes)\n", tag, PROBES - found, PROBES);
+            }
+            disk.refusing_done.store(true, Relaxed);
+        }
         // Find it again by tag, as a driver matching responses would; the
         // lookup takes the reference that ending it needs.
         let Some(found) = disk.tagset.tag_to_rq(rq.hw_queue(), rq.tag()) else {
             pr_err!("tag {} not found in flight\n", rq.tag());
             return TimeoutAction::ResetTimer;
         };
-        if !core::ptr::eq(&*found, rq) {
+        if !rq.is(&found) {
             pr_err!("tag {} maps to another request\n", rq.tag());
             return TimeoutAction::ResetTimer;
         }
@@ -150,6 +213,7 @@ impl kernel::Module for BlkTest {
         let bytes = module_parameters::capacity_mib.value().checked_mul(1 << 20).ok_or(EINVAL)?;
         let bytes = usize::try_from(bytes).map_err(|_| EINVAL)?;
         let hole = module_parameters::black_hole_sector.value();
+        let refused = module_parameters::refused_sector.value();
         let backing = KVVec::from_elem(0u8, bytes, GFP_KERNEL)?;
         let timeout_options = QueueOptions { timeout: Some(Delta::from_millis(1500)), ..Default::default() };
         let tagset = Arc::pin_init(TagSet::new_with(1, 64, 1, timeout_options), GFP_KERNEL)?;
@@ -158,6 +222,11 @@ impl kernel::Module for BlkTest {
             pin_init!(Ramdisk {
                 data <- new_spinlock!(backing),
                 black_hole: u64::try_from(hole).ok(),
+                refused: u64::try_from(refused).ok(),
+                refused_tag: AtomicU64::new(0),
+                refusing_done: AtomicBool::new(false),
+                refusals: AtomicU64::new(0),
+                probe_waits: AtomicU64::new(0),
                 tagset: lookup,
                 largest_request: AtomicU64::new(0),
             }),

@@ -3,11 +3,14 @@
 //! A Rust net device driver on the overlay: `pnkloop%d` sends every frame
 //! back to itself through NAPI, so a frame transmitted on it must reach a
 //! protocol handler bound to it, and its counters must show the traffic.
+//! When its ring is full it stops its queue and gives the buffer back to
+//! the stack ([`XmitSkb::requeue`]), which retries it once the poll has made
+//! room: no frame is lost however fast they are sent.
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use kernel::net::{
-    driver::{Device, Driver, Stats, TxVerdict},
-    napi::{Napi, NapiPoll},
+    driver::{Device, Driver, Stats, TxVerdict, XmitSkb},
+    napi::{Napi, NapiPoll, Poll},
     skb::SkBuff,
 };
 use kernel::prelude::*;
@@ -25,8 +28,13 @@ pub(crate) struct Loop {
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
     tx_dropped: AtomicU64,
+    tx_busy: AtomicU64,
     rx_packets: AtomicU64,
     rx_bytes: AtomicU64,
+    rx_dropped: AtomicU64,
+    /// While set the poll takes nothing from the ring, as a stalled device
+    /// would, so that tests can fill it.
+    hold: AtomicBool,
 }
 
 impl Loop {
@@ -37,8 +45,11 @@ impl Loop {
             tx_packets: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             tx_dropped: AtomicU64::new(0),
+            tx_busy: AtomicU64::new(0),
             rx_packets: AtomicU64::new(0),
             rx_bytes: AtomicU64::new(0),
+            rx_dropped: AtomicU64::new(0),
+            hold: AtomicBool::new(false),
         })
     }
 }
@@ -51,7 +62,7 @@ impl Driver for Loop {
     }
 
     fn open(dev: &Device<Self>) -> Result {
-        dev.data().napi.enable();
+        dev.data().napi.enable()?;
         dev.set_carrier(true);
         Ok(())
     }
@@ -67,13 +78,26 @@ impl Driver for Loop {
         Ok(())
     }
 
-    fn start_xmit(dev: &Device<Self>, skb: SkBuff) -> TxVerdict {
+    fn start_xmit<'a>(dev: &Device<Self>, skb: XmitSkb<'a>) -> TxVerdict<'a> {
         let me = dev.data();
         let len = u64::from(skb.len());
-        if me.ring.lock().push_within_capacity(skb).is_err() {
-            // The ring is full: the rejected buffer is freed with the error.
-            me.tx_dropped.fetch_add(1, Relaxed);
-            return TxVerdict::Done;
+        {
+            let mut ring = me.ring.lock();
+            if ring.len() == ring.capacity() {
+                // Full: stop the queue and give this very buffer back; the
+                // poll wakes the queue once it has made room.
+                dev.stop_queue();
+                me.tx_busy.fetch_add(1, Relaxed);
+                drop(ring);
+                me.napi.schedule();
+                return skb.requeue();
+            }
+            if ring.push_within_capacity(skb.into_skb()).is_err() {
+                // Cannot happen (room was checked under the lock); the
+                // rejected buffer is freed with the error.
+                me.tx_dropped.fetch_add(1, Relaxed);
+                return TxVerdict::Done;
+            }
         }
         me.tx_packets.fetch_add(1, Relaxed);
         me.tx_bytes.fetch_add(len, Relaxed);
@@ -89,29 +113,43 @@ impl Driver for Loop {
             tx_packets: me.tx_packets.load(Relaxed),
             tx_bytes: me.tx_bytes.load(Relaxed),
             tx_dropped: me.tx_dropped.load(Relaxed),
-            rx_dropped: 0,
+            rx_dropped: me.rx_dropped.load(Relaxed),
         }
     }
 }
 
 impl NapiPoll for Loop {
-    fn poll(dev: &Device<Self>, napi: &Napi<Self>, budget: i32) -> i32 {
+    fn poll(dev: &Device<Self>, poll: &mut Poll<'_, Self>, budget: i32) -> i32 {
         let me = dev.data();
         let mut done = 0;
-        while done < budget {
+        while done < budget && !me.hold.load(Relaxed) {
             let next = {
                 let mut ring = me.ring.lock();
                 if ring.is_empty() { None } else { ring.remove(0).ok() }
             };
             let Some(skb) = next else { break };
             me.rx_bytes.fetch_add(u64::from(skb.len()), Relaxed);
-            if napi.receive(dev, skb).is_ok() {
-                me.rx_packets.fetch_add(1, Relaxed);
-            }
+            // The sender may still hold the buffer (pktgen does): receive a
+            // buffer of our own, as GRO changes its header and may take its
+            // data apart.
+            let received = skb
+                .unshare(GFP_ATOMIC)
+                .and_then(|skb| skb.into_writable(GFP_ATOMIC))
+                .and_then(|skb| poll.receive(skb));
+            match received {
+                Ok(()) => me.rx_packets.fetch_add(1, Relaxed),
+                Err(_) => me.rx_dropped.fetch_add(1, Relaxed),
+            };
             done += 1;
         }
+        // Wake the stack only once there is room, or it would hand the same
+        // buffer back at once, over and over.
+        let room = { let ring = me.ring.lock(); ring.len() < ring.capacity() };
+        if dev.is_queue_stopped() && room && !me.hold.load(Relaxed) {
+            dev.wake_queue();
+        }
         if done < budget {
-            napi.complete_done(done);
+            poll.complete_done(done);
         }
         done
     }
@@ -139,6 +177,8 @@ mod tests {
             dev.open(&rtnl)?;
         }
         assert!(dev.is_running());
+        // Enabling twice is refused (it would hit a BUG_ON in the core).
+        assert_eq!(dev.data().napi.enable(), Err(EBUSY));
         let me = NetDevice::get_by_index(Namespace::init(), dev.ifindex())?;
         let catcher = Catcher { src: dev.mac_addr().ok_or(EINVAL)?, good: AtomicU32::new(0), other: AtomicU32::new(0) };
         let handler = KBox::pin_init(packet::Registration::new(TYPE_HANDLED, Some(me.clone()), catcher), GFP_KERNEL)?;
@@ -158,6 +198,48 @@ mod tests {
             dev.close(&rtnl);
         }
         assert!(!dev.is_running());
+        // Closing disabled the context; disabling again does nothing (it
+        // would wait forever in the core).
+        assert!(!dev.data().napi.is_enabled());
+        assert!(!dev.data().napi.disable());
+        drop(reg);
+        Ok(())
+    }
+
+    #[test]
+    fn a_full_ring_requeues_the_buffer_and_loses_nothing() -> Result {
+        const BURST: u32 = 4 * RING as u32;
+        let reg = Registration::<Loop>::register(c"pnkloop%d", Loop::new())?;
+        let dev = reg.device();
+        {
+            let rtnl = rtnl::lock();
+            dev.open(&rtnl)?;
+        }
+        let me = NetDevice::get_by_index(Namespace::init(), dev.ifindex())?;
+        let catcher = Catcher { src: dev.mac_addr().ok_or(EINVAL)?, good: AtomicU32::new(0), other: AtomicU32::new(0) };
+        let handler = KBox::pin_init(packet::Registration::new(TYPE_HANDLED, Some(me.clone()), catcher), GFP_KERNEL)?;
+        // The device stalls: the ring fills, and the driver must stop its
+        // queue and give buffers back; the rest wait in the qdisc.
+        let stats = dev.data();
+        stats.hold.store(true, Relaxed);
+        for _ in 0..BURST {
+            send(&me, &me, TYPE_HANDLED)?;
+        }
+        assert!(stats.tx_busy.load(Relaxed) > 0, "the ring never filled: the test proves nothing");
+        assert_eq!(handler.handler().good.load(Relaxed), 0);
+        // The device resumes: every frame arrives, once.
+        stats.hold.store(false, Relaxed);
+        stats.napi.schedule();
+        assert_eq!(wait_for(&handler.handler().good, BURST), BURST);
+        assert_eq!(handler.handler().other.load(Relaxed), 0);
+        assert_eq!(stats.tx_packets.load(Relaxed), u64::from(BURST));
+        assert_eq!(stats.tx_dropped.load(Relaxed) + stats.rx_dropped.load(Relaxed), 0);
+        drop(handler);
+        drop(me);
+        {
+            let rtnl = rtnl::lock();
+            dev.close(&rtnl);
+        }
         drop(reg);
         Ok(())
     }

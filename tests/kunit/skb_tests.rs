@@ -7,9 +7,19 @@ use kernel::prelude::*;
 #[kunit_tests(polynic_skb)]
 mod tests {
     use kernel::prelude::*;
-    use kernel::error::code::{EFAULT, EINVAL, ENOSPC, EPERM};
+    use kernel::bindings;
+    use kernel::error::code::{EFAULT, EINVAL, ENOSPC};
     use kernel::net::ethernet::{EthHdr, EtherType, MacAddr, HLEN};
-    use kernel::net::skb::SkBuff;
+    use kernel::net::skb::{Shared, SkBuff};
+
+    /// A second reference to `skb`'s header, as a tap or a sender such as
+    /// pktgen holds while the stack passes the buffer on.
+    fn second_reference(skb: &SkBuff<Shared>) -> SkBuff<Shared> {
+        // SAFETY: `skb` is live; `skb_get` takes one more reference, which
+        // the returned value owns. Only the returned value and code that
+        // treats its own buffer as possibly shared use it afterwards.
+        unsafe { SkBuff::from_raw(bindings::skb_get(skb.as_raw())) }
+    }
 
     #[test]
     fn growth_is_bounded_by_the_allocation() -> Result {
@@ -38,19 +48,87 @@ mod tests {
     }
 
     #[test]
-    fn clones_are_read_only_until_made_writable() -> Result {
+    fn clones_share_data_until_made_writable() -> Result {
         let mut skb = SkBuff::alloc(0, 4, GFP_KERNEL)?;
         skb.put(4)?.copy_from_slice(b"data");
+        let skb = skb.into_private();
         let clone = skb.try_clone(GFP_KERNEL)?;
-        assert!(skb.is_shared() && clone.is_shared());
-        assert_eq!(skb.data_mut().err(), Some(EPERM));
-        assert_eq!(skb.put(0).err(), Some(EPERM));
+        assert!(skb.is_cloned() && clone.is_cloned());
+        assert!(!skb.has_other_users() && !clone.has_other_users());
         let mut own = clone.make_writable(GFP_KERNEL)?;
-        own.data_mut()?[0] = b'D';
+        assert!(!own.is_cloned());
+        own.data_mut()[0] = b'D';
         assert_eq!(own.data(), b"Data");
         // The original still sees its own bytes.
         assert_eq!(skb.data(), b"data");
+        // Making the original writable copies its data area (the clone is
+        // gone, but the original was marked cloned when the clone was made).
+        let mut skb = skb.into_writable(GFP_KERNEL)?;
+        assert!(!skb.is_cloned());
+        skb.data_mut()[3] = b'A';
+        assert_eq!(skb.data(), b"datA");
+        assert_eq!(own.data(), b"Data");
         own.consume();
+        // A buffer that was never cloned is made writable in place.
+        let mut alone = SkBuff::alloc(0, 4, GFP_KERNEL)?;
+        alone.put(4)?;
+        let before = alone.data().as_ptr();
+        let alone = alone.into_private().into_writable(GFP_KERNEL)?;
+        assert!(core::ptr::eq(alone.data().as_ptr(), before));
+        Ok(())
+    }
+
+    #[test]
+    fn a_shared_buffer_is_unshared_before_its_header_changes() -> Result {
+        let mut skb = SkBuff::alloc(0, 8, GFP_KERNEL)?;
+        skb.put(8)?.copy_from_slice(b"headbody");
+        let ours = skb.into_shared();
+        let theirs = second_reference(&ours);
+        assert!(ours.has_other_users());
+        // Not private while someone else holds it...
+        let ours = match ours.try_private() {
+            Ok(_) => panic!("a shared buffer was taken as private"),
+            Err(still_shared) => still_shared,
+        };
+        // ...so changing the header goes through a clone with its own header.
+        let mut ours = ours.unshare(GFP_KERNEL)?;
+        assert!(!core::ptr::eq(ours.as_raw(), theirs.as_raw()));
+        ours.pull(4)?;
+        ours.set_protocol(EtherType(0x88b5));
+        assert_eq!(ours.data(), b"body");
+        // The other holder's view is untouched.
+        assert_eq!(theirs.data(), b"headbody");
+        assert_eq!(theirs.len(), 8);
+        assert_ne!(theirs.protocol(), EtherType(0x88b5));
+        drop(ours);
+        // Once alone, the remaining reference is private without a copy.
+        let raw = theirs.as_raw();
+        let mine = theirs.try_private().map_err(|_| EINVAL)?;
+        assert!(core::ptr::eq(mine.as_raw(), raw));
+        Ok(())
+    }
+
+    #[test]
+    fn linearizing_a_shared_paged_buffer_copies_instead_of_crashing() -> Result {
+        // A paged buffer: the data lives in a page fragment, none linear.
+        let page = kernel::page::Page::alloc_page(GFP_KERNEL)?;
+        let mut skb = SkBuff::alloc(0, 0, GFP_KERNEL)?;
+        // SAFETY: The buffer is new and ours alone; `skb_add_rx_frag` takes
+        // over the page reference (leaked from `page` below) and the frame
+        // covers 64 bytes of it.
+        unsafe {
+            bindings::skb_add_rx_frag(skb.as_raw(), 0, page.as_ptr(), 0, 64, 4096);
+        }
+        core::mem::forget(page);
+        assert_eq!((skb.len(), skb.headlen()), (64, 0));
+        let skb = skb.into_shared();
+        let theirs = second_reference(&skb);
+        // `skb_linearize` on a shared buffer reaches a BUG_ON; `linearize`
+        // exists only on private buffers, so it goes through a clone first.
+        let mut ours = skb.unshare(GFP_KERNEL)?;
+        ours.linearize()?;
+        assert_eq!(ours.headlen(), 64);
+        assert_eq!((theirs.len(), theirs.headlen()), (64, 0));
         Ok(())
     }
 

@@ -11,15 +11,23 @@ mod tests {
     use kernel::net::storage::{
         frames::{FramePlan, MAX_FRAMES},
         ledger::{Command, Expiry, Ledger, Limits, Matched, Refused, Unmatched},
-        wire::{Header, Opcode, Status},
+        wire::{Finished, Header, Opcode, Status, FINISHED_SPAN},
     };
     use kernel::prelude::*;
 
     const PAYLOAD: u32 = 1024;
 
+    /// First sequence number of the test sessions: near the wrap, so every
+    /// test crosses it.
+    const FIRST_SEQ: u32 = u32::MAX - 2;
+
     fn ledger(max_queue: u32, window: u32) -> Ledger<u32> {
+        ledger_at(max_queue, window, FIRST_SEQ)
+    }
+
+    fn ledger_at(max_queue: u32, window: u32, first_seq: u32) -> Ledger<u32> {
         let limits = Limits { max_queue, payload: PAYLOAD, window, max_retries: 2 };
-        match Ledger::new(limits) {
+        match Ledger::new(limits, first_seq) {
             Ok(l) => l,
             Err(_) => panic!("ledger allocation failed"),
         }
@@ -71,7 +79,7 @@ mod tests {
         assert_eq!(sent.len(), 3);
         assert_eq!(sent[2], (0, 2 * PAYLOAD, Some((2 * PAYLOAD, PAYLOAD))));
         assert_eq!(l.in_flight(), 3);
-        let h = Header { opcode: Opcode::Write, flags: 0, tag: 0, generation: 1, export: 0, status: Status::Ok, offset: 1 << 20, length: 4 * PAYLOAD, frag_offset: 0, frag_len: PAYLOAD };
+        let h = Header { opcode: Opcode::Write, flags: 0, tag: 0, seq: FIRST_SEQ, export: 0, status: Status::Ok, offset: 1 << 20, length: 4 * PAYLOAD, frag_offset: 0, frag_len: PAYLOAD, session: 0, finished: Default::default() };
         // The fourth fragment was never sent, so nothing may acknowledge it,
         // alone or in a run.
         for (o, n) in [(3 * PAYLOAD, PAYLOAD), (0, 4 * PAYLOAD), (2 * PAYLOAD, 2 * PAYLOAD)] {
@@ -162,7 +170,7 @@ mod tests {
         admit(&mut l, 1, cmd(Opcode::Read, 2 * PAYLOAD));
         let h = l.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
         let bad = [
-            (Header { generation: h.generation + 1, ..response(&h, 0, PAYLOAD) }, Unmatched::Stale),
+            (Header { seq: h.seq + 1, ..response(&h, 0, PAYLOAD) }, Unmatched::Stale),
             (Header { tag: 3, ..response(&h, 0, PAYLOAD) }, Unmatched::Stale),
             (Header { tag: 99_999, ..response(&h, 0, PAYLOAD) }, Unmatched::Stale),
             (Header { opcode: Opcode::Write, ..response(&h, 0, PAYLOAD) }, Unmatched::Mismatch),
@@ -226,5 +234,76 @@ mod tests {
         }
         assert_eq!((taken, l.len(), l.in_flight()), (3, 0, 0));
         assert!(l.next_frame(0).is_none());
+    }
+
+    #[test]
+    fn frames_carry_their_sequence_number_and_the_finished_window() {
+        let mut l = ledger(8, 64);
+        for id in 0..3 {
+            admit(&mut l, id, cmd(Opcode::Read, 512));
+        }
+        let jobs: KVec<Header> = {
+            let mut v = KVec::new();
+            while let Some(j) = l.next_frame(0) {
+                assert!(v.push(j.header, GFP_KERNEL).is_ok());
+            }
+            v
+        };
+        assert_eq!(jobs.len(), 3);
+        for (i, h) in jobs.iter().enumerate() {
+            assert_eq!(h.seq, FIRST_SEQ.wrapping_add(i as u32));
+            assert_eq!(h.finished, Finished::starting_at(FIRST_SEQ));
+        }
+        // The second request completes: the next frame tells the server.
+        assert!(l.answer(1, 0..1).is_some());
+        assert_eq!(l.finished(), Finished { below: FIRST_SEQ, mask: 1 });
+        assert!(l.finished().contains(FIRST_SEQ.wrapping_add(1)));
+        admit(&mut l, 5, cmd(Opcode::Read, 512));
+        let next = l.next_frame(0).map(|j| (j.header.seq, j.header.finished));
+        assert_eq!(next, Some((FIRST_SEQ.wrapping_add(3), Finished { below: FIRST_SEQ, mask: 1 })));
+        // Any way out of the ledger finishes a request: failure, teardown.
+        assert!(l.remove(0).is_some());
+        assert!(l.take_any().is_some());
+        assert!(l.take_any().is_some());
+        assert_eq!(l.finished(), Finished::starting_at(FIRST_SEQ.wrapping_add(4)));
+    }
+
+    #[test]
+    fn a_straggler_holds_back_requests_beyond_the_span_but_not_its_own_retry() {
+        // One slow request, then many quick ones that complete at once.
+        let mut l = ledger(4, 1024);
+        admit(&mut l, 0, cmd(Opcode::Read, 512));
+        assert!(l.next_frame(0).is_some());
+        let mut quick = 0u32;
+        while quick < FINISHED_SPAN - 1 {
+            admit(&mut l, 1, cmd(Opcode::Read, 512));
+            assert!(l.next_frame(0).is_some(), "request {} within the span not sent", quick);
+            assert!(l.answer(1, 0..1).is_some());
+            quick += 1;
+        }
+        // The next one is a whole span ahead of the straggler: it waits.
+        admit(&mut l, 1, cmd(Opcode::Read, 512));
+        assert!(l.next_frame(10).is_none());
+        // The straggler's retransmission is behind it in the queue, but goes.
+        assert!(matches!(l.expire(0, 5000, 100, |_| true), Expiry::Retry { .. }));
+        assert_eq!(l.next_frame(5000).map(|j| j.id), Some(0));
+        assert!(l.next_frame(5000).is_none());
+        // Once the straggler is answered, the waiting request goes out.
+        assert!(l.answer(0, 0..1).is_some());
+        assert_eq!(l.next_frame(5001).map(|j| j.id), Some(1));
+    }
+
+    #[test]
+    fn responses_match_only_their_own_sequence_number() {
+        // Two sessions of one export: the same tag, different sequences.
+        let mut a = ledger_at(4, 64, 1000);
+        let mut b = ledger_at(4, 64, 5000);
+        admit(&mut a, 2, cmd(Opcode::Read, 512));
+        admit(&mut b, 2, cmd(Opcode::Read, 512));
+        let ha = a.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
+        let hb = b.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
+        assert_eq!(a.match_response(&response(&hb, 0, 512)), Err(Unmatched::Stale));
+        assert_eq!(b.match_response(&response(&ha, 0, 512)), Err(Unmatched::Stale));
+        assert!(a.match_response(&response(&ha, 0, 512)).is_ok());
     }
 }

@@ -7,12 +7,18 @@
 //! reports readable exactly when the queue is non-empty, waking pollers on
 //! writes. `mmap` of one page at page offset N maps page N of the file's two
 //! pages, page N filled with the byte `0xa0 + N`; other offsets are refused.
+//!
+//! Its release asks for the calling task's network namespace, which must
+//! fail cleanly (not crash) when the file is closed by a task that is
+//! exiting: the kernel drops the task's namespaces before running the
+//! deferred closes of its files.
 
 use kernel::{
     fs::{File, Kiocb},
     iov::{IovIterDest, IovIterSource},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::VmaNew,
+    net::namespace::Namespace,
     new_mutex, new_poll_condvar,
     page::{Page, PAGE_SIZE},
     prelude::*,
@@ -82,6 +88,14 @@ impl MiscDevice for Channel {
             }),
             GFP_KERNEL,
         )
+    }
+
+    fn release(_me: Pin<KBox<Self>>, _file: &File) {
+        match Namespace::current() {
+            Ok(ns) if ns.is(Namespace::init()) => pr_info!("pnkmisc release: initial namespace\n"),
+            Ok(_) => pr_info!("pnkmisc release: another namespace\n"),
+            Err(e) => pr_info!("pnkmisc release: no namespace ({:?}): the task is exiting\n", e),
+        }
     }
 
     fn write_iter(kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {

@@ -64,9 +64,28 @@ if dd if=$dev of=/dev/null bs=512 skip=100 count=1 iflag=direct status=none; the
   fail "read of the black-hole sector succeeded"
 fi
 elapsed=$(($(date +%s) - start))
-dmesg | grep -q "request at sector 100 timed out" || fail "timeout hook did not run"
-dmesg | grep -q "found in flight" || fail "timed-out request not found by tag"
+held=$(dmesg | sed -n 's/.*tag \([0-9]*\) at sector 100 held.*/\1/p' | head -n1)
+[[ -n $held ]] || fail "black-hole request not seen"
+dmesg | grep -q "tag $held timed out" || fail "timeout hook did not run"
+dmesg | grep -q "tag $held found in flight" || fail "timed-out request not found by tag"
 ((elapsed < 60)) || fail "timed-out read took ${elapsed}s"
 dd if=$dev of=/dev/null bs=512 count=1 iflag=direct status=none || fail "normal read after timeout"
 rmmod polynic_blk_test || fail "rmmod after timeout"
+
+# A request queue_rq refused goes back to blk-mq, so looking its tag up must
+# not hand out a reference (it would be to a request blk-mq owns). The
+# refused read (sector 200) is retried until the black-hole read (sector
+# 100) times out; that timeout hook probes the refused tag, then lets it
+# through.
+insmod "$ko" black_hole_sector=100 refused_sector=200 || fail "insmod with refusals"
+dmesg -C
+dd if=$dev of=/dev/null bs=512 skip=100 count=1 iflag=direct status=none &
+hole=$!
+sleep 1
+dd if=$dev of=/dev/null bs=512 skip=200 count=1 iflag=direct status=none || fail "refused read never succeeded"
+wait $hole && fail "read of the black-hole sector succeeded"
+dmesg | grep -q "refusing tag" || fail "the refused request was not refused"
+dmesg | grep -q "handed out by the lookup" && fail "tag lookup handed out a request blk-mq owns"
+dmesg | grep -q "not found: owned by blk-mq" || fail "the refused tag was not probed"
+rmmod polynic_blk_test || fail "rmmod after refusals"
 echo "blk-mq overlay scenario passed (timeout ended the request after ${elapsed}s)"

@@ -43,4 +43,12 @@ for bad in (8192, 4096 * 100):
 m0.close(); m1.close(); os.close(fd)
 print("poll and mmap-offset checks passed")
 PY
+dmesg | grep -q "pnkmisc release: initial namespace" || fail "release after close did not see the namespace"
+
+# A file closed by its exiting task is released after the task's namespaces
+# are gone: asking for the namespace then must fail, not dereference NULL.
+dmesg -C
+python3 -c 'import os; os.open("/dev/pnkmisc", os.O_RDWR); os._exit(0)' || fail "open and exit"
+for _ in $(seq 50); do dmesg | grep -q "pnkmisc release" && break; sleep 0.1; done
+dmesg | grep -q "pnkmisc release: no namespace" || fail "release during exit: $(dmesg | grep pnkmisc)"
 rmmod polynic_misc_test || fail "rmmod"

@@ -67,10 +67,47 @@ __rust_helper void rust_helper_put_net(struct net *net)
 	put_net(net);
 }
 
-/* The current task's network namespace, with a reference taken. */
+/*
+ * The current task's network namespace, with a reference taken, or NULL if
+ * the task has none any more: an exiting task drops its namespaces
+ * (exit_nsproxy_namespaces) before running the deferred closes of its files
+ * (exit_task_work), so a release callback can run without one. Only the
+ * task itself changes its nsproxy, so reading it here does not race.
+ */
 __rust_helper struct net *rust_helper_polynic_current_net_get(void)
 {
-	return get_net(current->nsproxy->net_ns);
+	struct nsproxy *ns = current->nsproxy;
+
+	return ns ? get_net(ns->net_ns) : NULL;
+}
+
+/* The interface index, read once (it changes when the device changes namespace). */
+__rust_helper int rust_helper_polynic_netdev_ifindex(const struct net_device *dev)
+{
+	return READ_ONCE(dev->ifindex);
+}
+
+/*
+ * Copies the device's hardware address into @out (@len bytes) consistently
+ * with respect to address changes, which happen under RTNL and dev_addr_sem
+ * (dev_set_mac_address_user) or under RTNL alone (drivers): the copy is
+ * retried until two reads agree, so a torn address is never returned.
+ */
+__rust_helper void rust_helper_polynic_netdev_copy_addr(const struct net_device *dev,
+						       unsigned char *out, unsigned int len)
+{
+	unsigned char again[MAX_ADDR_LEN];
+	int tries;
+
+	if (len > MAX_ADDR_LEN)
+		len = MAX_ADDR_LEN;
+	for (tries = 0; tries < 16; tries++) {
+		memcpy(out, READ_ONCE(dev->dev_addr), len);
+		barrier();
+		memcpy(again, READ_ONCE(dev->dev_addr), len);
+		if (!memcmp(out, again, len))
+			return;
+	}
 }
 
 __rust_helper struct net_device *
@@ -103,6 +140,22 @@ __rust_helper void *rust_helper_netdev_priv(const struct net_device *dev)
 __rust_helper void rust_helper_netif_stop_queue(struct net_device *dev)
 {
 	netif_stop_queue(dev);
+}
+
+/*
+ * Whether the caller may not sleep because of its context: hard or soft
+ * interrupt, bottom halves disabled (a NAPI poll, a transmit), or interrupts
+ * disabled. (Held spinlocks are not seen without CONFIG_PREEMPT_COUNT; the
+ * callers' documentation covers those.)
+ */
+__rust_helper bool rust_helper_polynic_in_atomic_section(void)
+{
+	return in_interrupt() || irqs_disabled();
+}
+
+__rust_helper bool rust_helper_netif_queue_stopped(const struct net_device *dev)
+{
+	return netif_queue_stopped(dev);
 }
 
 __rust_helper void rust_helper_netif_wake_queue(struct net_device *dev)

@@ -51,6 +51,17 @@ __rust_helper int rust_helper_skb_shared(const struct sk_buff *skb)
 	return skb_shared(skb);
 }
 
+__rust_helper struct sk_buff *rust_helper_skb_get(struct sk_buff *skb)
+{
+	return skb_get(skb);
+}
+
+__rust_helper void rust_helper_skb_add_rx_frag(struct sk_buff *skb, int i, struct page *page,
+						int off, int size, unsigned int truesize)
+{
+	skb_add_rx_frag(skb, i, page, off, size, truesize);
+}
+
 __rust_helper int rust_helper_skb_linearize(struct sk_buff *skb)
 {
 	return skb_linearize(skb);
@@ -94,11 +105,6 @@ __rust_helper unsigned char rust_helper_polynic_skb_pkt_type(const struct sk_buf
 __rust_helper void rust_helper_skb_reset_mac_header(struct sk_buff *skb)
 {
 	skb_reset_mac_header(skb);
-}
-
-__rust_helper void rust_helper_skb_reset_network_header(struct sk_buff *skb)
-{
-	skb_reset_network_header(skb);
 }
 
 /*

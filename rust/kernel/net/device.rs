@@ -155,11 +155,14 @@ impl NetDevice {
         DeviceName(name)
     }
 
-    /// The interface index, unique within the device's namespace.
+    /// The interface index, unique within the device's namespace *now*: a
+    /// move to another namespace may give the device a new index, so the
+    /// value identifies the device only together with
+    /// [`NetDevice::namespace`] read under the same RTNL hold.
     pub fn ifindex(&self) -> i32 {
-        // SAFETY: The device is live; `ifindex` is set before registration
-        // and not changed while the device is registered.
-        unsafe { (*self.as_raw()).ifindex }
+        // SAFETY: The device is live; the helper reads the index once
+        // (`READ_ONCE`), as it can change during a namespace move.
+        unsafe { bindings::polynic_netdev_ifindex(self.as_raw()) }
     }
 
     /// The current MTU (it can change at any time under RTNL).
@@ -174,18 +177,27 @@ impl NetDevice {
         unsafe { bindings::polynic_netdev_ll_reserved(self.as_raw()) }
     }
 
-    /// The device's hardware address, if it is an Ethernet-sized one.
+    /// The device's hardware address now, if it is an Ethernet-sized one.
+    ///
+    /// The address can change at any time (`ip link set DEV address`,
+    /// under RTNL). This is a snapshot copied until two copies agree, so it
+    /// is not half old, half new unless a writer stalls mid-copy for the
+    /// whole retry loop; a caller holding RTNL reads a stable address. A
+    /// user that must notice changes reads it again, or watches
+    /// [`Event::ChangeAddr`](super::notifier::Event::ChangeAddr).
     pub fn mac_addr(&self) -> Option<MacAddr> {
         let dev = self.as_raw();
-        // SAFETY: The device is live; `addr_len` and `dev_addr` are fixed for its lifetime.
-        let (len, addr) = unsafe { ((*dev).addr_len, (*dev).dev_addr) };
-        if usize::from(len) != super::ethernet::ALEN || addr.is_null() {
+        // SAFETY: The device is live; `addr_len` is set at setup and fixed
+        // while the device is registered.
+        let len = unsafe { (*dev).addr_len };
+        if usize::from(len) != super::ethernet::ALEN {
             return None;
         }
         let mut a = [0u8; super::ethernet::ALEN];
-        // SAFETY: `addr` points at `addr_len` (= `ALEN`) bytes the core keeps
-        // allocated while the device lives; `a` has room for them.
-        unsafe { core::ptr::copy_nonoverlapping(addr, a.as_mut_ptr(), a.len()) };
+        // SAFETY: The device is live and `a` has room for `ALEN` bytes; the
+        // helper copies the address the core keeps allocated while the
+        // device lives, retrying until two reads agree.
+        unsafe { bindings::polynic_netdev_copy_addr(dev, a.as_mut_ptr(), a.len() as u32) };
         Some(MacAddr(a))
     }
 

@@ -12,7 +12,11 @@
 //!
 //! C header: [`include/linux/netdevice.h`](srctree/include/linux/netdevice.h)
 
-use super::{device::NetDevice, rtnl::Rtnl, skb::SkBuff};
+use super::{
+    device::NetDevice,
+    rtnl::Rtnl,
+    skb::{Exclusive, Private, Shared, SkBuff},
+};
 use crate::{
     bindings,
     error::{code::*, from_result, to_result, Result},
@@ -38,13 +42,60 @@ pub struct Stats {
     pub tx_dropped: u64,
 }
 
-/// What [`Driver::start_xmit`] did with a buffer.
-pub enum TxVerdict {
+/// Ties a value to one call of [`Driver::start_xmit`]: invariant in `'a`,
+/// and the method is generic over `'a`, so the value cannot be kept past
+/// the call or returned from another one.
+type Brand<'a> = PhantomData<fn(&'a ()) -> &'a ()>;
+
+/// The buffer the stack hands to one call of [`Driver::start_xmit`].
+///
+/// It may be shared (devices set up with `ether_setup` accept buffers that
+/// senders such as pktgen keep referencing, `IFF_TX_SKB_SHARING`), so it is
+/// a [`SkBuff<Shared>`]. The driver either takes it ([`XmitSkb::into_skb`],
+/// then returns [`TxVerdict::Done`]) or gives this very buffer back for the
+/// stack to requeue ([`XmitSkb::requeue`]); no other buffer can be given
+/// back, because the stack requeues the pointer it passed in.
+pub struct XmitSkb<'a> {
+    skb: SkBuff<Shared>,
+    _brand: Brand<'a>,
+}
+
+impl<'a> XmitSkb<'a> {
+    /// Takes the buffer: the driver sends, queues or drops it.
+    pub fn into_skb(self) -> SkBuff<Shared> {
+        self.skb
+    }
+
+    /// Gives the buffer back untouched; the driver must have stopped its
+    /// queue ([`Device::stop_queue`]), and the stack retries the buffer
+    /// after the queue is woken.
+    pub fn requeue(self) -> TxVerdict<'a> {
+        TxVerdict::Busy(Requeue { skb: self.skb.into_raw(), _brand: PhantomData })
+    }
+}
+
+impl core::ops::Deref for XmitSkb<'_> {
+    type Target = SkBuff<Shared>;
+
+    fn deref(&self) -> &SkBuff<Shared> {
+        &self.skb
+    }
+}
+
+/// The buffer of this call of [`Driver::start_xmit`], given back (made only
+/// by [`XmitSkb::requeue`]).
+pub struct Requeue<'a> {
+    skb: *mut bindings::sk_buff,
+    _brand: Brand<'a>,
+}
+
+/// What [`Driver::start_xmit`] did with its buffer.
+pub enum TxVerdict<'a> {
     /// The driver took the buffer (sent, queued or dropped it).
     Done,
     /// The driver cannot take the buffer now and has stopped its queue; the
     /// stack keeps the buffer and retries after the queue is woken.
-    Busy(SkBuff),
+    Busy(Requeue<'a>),
 }
 
 /// The operations of a Rust net device driver, implemented by its
@@ -70,9 +121,10 @@ pub trait Driver: Send + Sync + Sized + 'static {
         build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
 
-    /// Send `skb`, which starts with the link-layer header. Runs with bottom
-    /// halves disabled (sometimes interrupts too): must not sleep.
-    fn start_xmit(dev: &Device<Self>, skb: SkBuff) -> TxVerdict;
+    /// Send `skb`, which starts with the link-layer header and may be shared
+    /// (see [`XmitSkb`]). Runs with bottom halves disabled (sometimes
+    /// interrupts too), under the transmit queue's lock: must not sleep.
+    fn start_xmit<'a>(dev: &Device<Self>, skb: XmitSkb<'a>) -> TxVerdict<'a>;
 
     /// Current counters. Runs under RCU: must not sleep.
     fn stats(dev: &Device<Self>) -> Stats {
@@ -117,6 +169,12 @@ impl<T: Driver> Device<T> {
         unsafe { bindings::netif_stop_queue(self.0.as_raw()) };
     }
 
+    /// Whether the stack is stopped from calling [`Driver::start_xmit`].
+    pub fn is_queue_stopped(&self) -> bool {
+        // SAFETY: The device is live; the helper reads the queue state bit.
+        unsafe { bindings::netif_queue_stopped(self.0.as_raw()) }
+    }
+
     /// Lets the stack call [`Driver::start_xmit`] again, rescheduling any
     /// queued frames.
     pub fn wake_queue(&self) {
@@ -140,7 +198,10 @@ impl<T: Driver> Device<T> {
     /// Hands a received frame (starting with its Ethernet header) to the
     /// stack from any context (`netif_rx`). Fails with `ENOBUFS` if the
     /// backlog dropped it, `EINVAL` if it is shorter than a header.
-    pub fn receive(&self, skb: SkBuff) -> Result {
+    ///
+    /// The stack changes the frame's header, so it must be the only
+    /// reference to it ([`SkBuff::unshare`] makes one).
+    pub fn receive<S: Exclusive>(&self, skb: SkBuff<S>) -> Result {
         let skb = self.prepare_rx(skb)?;
         // SAFETY: `skb` is a prepared received frame whose reference we pass.
         let rc = unsafe { bindings::netif_rx(skb.into_raw()) };
@@ -149,13 +210,14 @@ impl<T: Driver> Device<T> {
 
     /// Sets the frame's device and protocol and pulls its Ethernet header,
     /// as the stack expects of a received frame (`eth_type_trans`).
-    pub(crate) fn prepare_rx(&self, skb: SkBuff) -> Result<SkBuff> {
+    pub(crate) fn prepare_rx<S: Exclusive>(&self, skb: SkBuff<S>) -> Result<SkBuff<Private>> {
         if (skb.headlen() as usize) < super::ethernet::HLEN {
             return Err(EINVAL);
         }
-        let mut skb = skb;
+        let mut skb = skb.into_private();
         // SAFETY: The buffer has a full linear Ethernet header, which
-        // `eth_type_trans` reads and pulls; the device is live.
+        // `eth_type_trans` reads and pulls (changing only the header, which
+        // is ours alone: `S: Exclusive`); the device is live.
         let proto = unsafe { bindings::eth_type_trans(skb.as_raw(), self.0.as_raw()) };
         skb.set_protocol(super::ethernet::EtherType(u16::from_be(proto)));
         Ok(skb)
@@ -339,14 +401,19 @@ impl<T: Driver> Ops<T> {
         skb: *mut bindings::sk_buff,
         dev: *mut bindings::net_device,
     ) -> bindings::netdev_tx_t {
-        // SAFETY: See the function's requirements.
-        let (dev, skb) = unsafe { (Device::<T>::from_raw(dev), SkBuff::from_raw(skb)) };
-        match T::start_xmit(dev, skb) {
+        // SAFETY: See the function's requirements; the buffer may be shared.
+        let (dev, owned) = unsafe { (Device::<T>::from_raw(dev), SkBuff::from_raw(skb)) };
+        match T::start_xmit(dev, XmitSkb { skb: owned, _brand: PhantomData }) {
             TxVerdict::Done => bindings::netdev_tx_NETDEV_TX_OK,
-            TxVerdict::Busy(skb) => {
-                // The stack keeps its reference and requeues the buffer.
-                let _ = skb.into_raw();
-                bindings::netdev_tx_NETDEV_TX_BUSY
+            // The stack keeps its reference and requeues the buffer it
+            // passed, which `Requeue` can only be (`XmitSkb` is branded to
+            // this call); the pointer check costs nothing and would turn a
+            // broken brand into a dropped frame instead of a double free.
+            TxVerdict::Busy(back) if back.skb == skb => bindings::netdev_tx_NETDEV_TX_BUSY,
+            TxVerdict::Busy(back) => {
+                // SAFETY: `back.skb` came from `SkBuff::into_raw`; we own it.
+                drop(unsafe { SkBuff::from_raw(back.skb) });
+                bindings::netdev_tx_NETDEV_TX_OK
             }
         }
     }

@@ -7,7 +7,12 @@
 //!
 //! C header: [`include/net/net_namespace.h`](srctree/include/net/net_namespace.h)
 
-use crate::{bindings, sync::aref::{ARef, AlwaysRefCounted}, types::Opaque};
+use crate::{
+    bindings,
+    error::Result,
+    sync::aref::{ARef, AlwaysRefCounted},
+    types::Opaque,
+};
 use core::ptr::NonNull;
 
 /// A network namespace (`struct net`).
@@ -35,17 +40,20 @@ impl Namespace {
         unsafe { &*(&raw mut bindings::init_net).cast::<Namespace>() }
     }
 
-    /// The network namespace of the calling task, referenced.
+    /// The network namespace of the calling task, referenced. Process
+    /// context.
     ///
-    /// Must be called from process context by a task that has not yet begun
-    /// to exit (which holds for module init, file operations and configfs).
-    pub fn current() -> ARef<Namespace> {
-        // Non-null: a running, non-exiting task always has a namespace proxy.
-        // SAFETY: Process context (documented requirement); the helper takes a reference.
+    /// Fails with `ESRCH` when the task has no namespaces any more: a task
+    /// that is exiting drops them before the deferred closes of its files
+    /// run, so a file's release can see this.
+    pub fn current() -> Result<ARef<Namespace>> {
+        // SAFETY: Process context (documented requirement); the helper takes
+        // a reference, or returns null if the task has no namespace proxy.
         let raw = unsafe { bindings::polynic_current_net_get() };
-        // SAFETY: `raw` is a valid namespace (see above) whose reference we own
-        // and hand to the `ARef`.
-        unsafe { ARef::from_raw(NonNull::new_unchecked(raw.cast())) }
+        let raw = NonNull::new(raw.cast::<Namespace>()).ok_or(crate::error::code::ESRCH)?;
+        // SAFETY: `raw` is a valid namespace whose reference we own and hand
+        // to the `ARef`.
+        Ok(unsafe { ARef::from_raw(raw) })
     }
 
     /// Borrows the namespace at `ptr`.

@@ -23,7 +23,10 @@ use crate::{
 pub enum RxVerdict {
     /// The handler took the frame (kept, forwarded or freed it).
     Consumed,
-    /// The stack should process the frame as usual.
+    /// The stack should process this frame as usual: the one received, or
+    /// one made from it (an unshared clone, say); the stack continues with
+    /// whichever it gets. A buffer without a device (allocated afresh) is
+    /// dropped instead, as the stack would dereference its device.
     Pass(SkBuff),
 }
 
@@ -31,7 +34,9 @@ pub enum RxVerdict {
 pub trait RxHandler: Send + Sync + 'static {
     /// A frame arrived on `dev`; `skb` starts after the Ethernet header. Runs
     /// in softirq context: must not sleep. The buffer may be shared with
-    /// packet taps: make it writable before changing it.
+    /// packet taps, so it comes as [`SkBuff<Shared>`](super::skb::Shared):
+    /// unshare it before changing its header, make it writable before
+    /// changing its data.
     fn receive(&self, skb: SkBuff, dev: &NetDevice) -> RxVerdict;
 }
 
@@ -138,9 +143,17 @@ unsafe extern "C" fn rx_handler_callback<T: RxHandler>(
     let skb = unsafe { SkBuff::from_raw(raw) };
     match handler.receive(skb, dev) {
         RxVerdict::Consumed => bindings::rx_handler_result_RX_HANDLER_CONSUMED,
+        // The stack goes on to dereference the buffer's device: a replacement
+        // made from scratch (no device) cannot be passed on.
+        // SAFETY: `skb` is a valid buffer we own.
+        RxVerdict::Pass(skb) if unsafe { bindings::polynic_skb_dev(skb.as_raw()) }.is_null() => {
+            drop(skb);
+            bindings::rx_handler_result_RX_HANDLER_CONSUMED
+        }
         RxVerdict::Pass(skb) => {
             // SAFETY: `pskb` is valid for writes; the stack continues with
-            // the buffer we hand back (possibly a different one).
+            // the buffer we hand back (this one, or one made from it, which
+            // has a device).
             unsafe { *pskb = skb.into_raw() };
             bindings::rx_handler_result_RX_HANDLER_PASS
         }

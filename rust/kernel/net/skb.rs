@@ -5,9 +5,24 @@
 //! [`SkBuff`] owns one reference to a socket buffer. Its data is reached only
 //! through bounds-checked byte slices of the valid linear area, so safe code
 //! cannot read past the end of a packet or into another user's headroom.
-//! Buffers can be shared (several references) or cloned (several headers on
-//! one data area); writing is allowed only once the buffer is private, which
-//! [`SkBuff::make_writable`] arranges.
+//!
+//! A buffer can be shared in two ways, and the type says which are ruled out:
+//!
+//! - *Shared* ([`Shared`]): other references to the same `struct sk_buff`
+//!   exist (taps, a protocol handler's caller, `IFF_TX_SKB_SHARING` senders
+//!   such as pktgen). Its header fields (data pointer, protocol, MAC header)
+//!   must not change, and nothing may be written. Only reads are allowed.
+//! - *Private* ([`Private`]): this is the only reference to the header, so
+//!   header changes ([`SkBuff::pull`], [`SkBuff::set_protocol`],
+//!   [`SkBuff::transmit`], ...) are allowed, but the data area may still be
+//!   shared with clones, so the data must not be written.
+//! - *Writable* ([`Writable`]): private, and the data area belongs to this
+//!   buffer alone, so its bytes may be written ([`SkBuff::data_mut`],
+//!   [`SkBuff::put`], [`SkBuff::push`]).
+//!
+//! Buffers the stack hands in are [`Shared`]; [`SkBuff::unshare`] makes a
+//! private header (cloning if needed) and [`SkBuff::make_writable`] a
+//! writable, linear buffer (copying if needed). New buffers are writable.
 //!
 //! C header: [`include/linux/skbuff.h`](srctree/include/linux/skbuff.h)
 
@@ -17,9 +32,35 @@ use crate::{
     bindings,
     error::{code::*, to_result, Result},
 };
-use core::ptr::NonNull;
+use core::{marker::PhantomData, ptr::NonNull};
 
-/// An owned reference to a socket buffer.
+/// What a [`SkBuff`] may do, by what else may refer to it.
+pub trait State: private::Sealed {}
+
+/// Other references may exist: read only.
+pub enum Shared {}
+/// The only reference to its header: header changes allowed, data read only.
+pub enum Private {}
+/// Private, with a data area of its own: everything allowed.
+pub enum Writable {}
+
+/// States that own their header alone ([`Private`] and [`Writable`]).
+pub trait Exclusive: State {}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for super::Shared {}
+    impl Sealed for super::Private {}
+    impl Sealed for super::Writable {}
+}
+
+impl State for Shared {}
+impl State for Private {}
+impl State for Writable {}
+impl Exclusive for Private {}
+impl Exclusive for Writable {}
+
+/// An owned reference to a socket buffer, in state `S`.
 ///
 /// Dropping it frees the reference as a *drop* (visible to drop monitors);
 /// [`SkBuff::consume`] frees it as normal consumption.
@@ -27,12 +68,17 @@ use core::ptr::NonNull;
 /// # Invariants
 ///
 /// `self.0` points at a valid `struct sk_buff` of which this value owns one
-/// reference (`skb->users`).
-pub struct SkBuff(NonNull<bindings::sk_buff>);
+/// reference (`skb->users`). If `S` is [`Private`] or [`Writable`], it is the
+/// only reference (`skb->users == 1`, and no one else holds the pointer); it
+/// stays the only one because no operation here takes another reference to
+/// the same header. If `S` is [`Writable`], the data area is not shared with
+/// clones (`!skb_cloned`); it stays so because no operation on a writable
+/// buffer clones it.
+pub struct SkBuff<S: State = Shared>(NonNull<bindings::sk_buff>, PhantomData<S>);
 
 // SAFETY: An skb reference may be handed to and freed from any context; the
-// stack does so constantly.
-unsafe impl Send for SkBuff {}
+// stack does so constantly. The state only restricts what this reference does.
+unsafe impl<S: State> Send for SkBuff<S> {}
 
 /// What [`SkBuff::transmit`] did with a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,55 +89,12 @@ pub enum TxOutcome {
     Congested,
 }
 
-impl SkBuff {
-    /// Allocates a buffer with `headroom` bytes reserved in front of an empty
-    /// data area that can grow by `size` bytes.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use kernel::net::skb::SkBuff;
-    ///
-    /// let mut skb = SkBuff::alloc(32, 64, GFP_KERNEL)?;
-    /// assert_eq!(skb.len(), 0);
-    /// assert!(skb.headroom() >= 32);
-    /// skb.put(10)?.copy_from_slice(b"0123456789");
-    /// skb.push(2)?.copy_from_slice(b"ab");
-    /// assert_eq!(skb.data(), b"ab0123456789");
-    /// skb.pull(3)?;
-    /// assert_eq!(skb.data(), b"123456789");
-    /// // Past the end of the allocation: refused, not a panic.
-    /// assert!(skb.put(4096).is_err());
-    /// assert!(skb.pull(100).is_err());
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn alloc(headroom: u32, size: u32, flags: Flags) -> Result<SkBuff> {
-        let total = headroom.checked_add(size).ok_or(EINVAL)?;
-        // SAFETY: `alloc_skb` may be called with any size and flags; it
-        // returns a new buffer with one reference, or null.
-        let skb = unsafe { bindings::alloc_skb(total, flags.as_raw()) };
-        let skb = SkBuff(NonNull::new(skb).ok_or(ENOMEM)?);
-        // SAFETY: The buffer is new and empty, so reserving headroom within
-        // its size is allowed.
-        unsafe { bindings::skb_reserve(skb.as_raw(), headroom as i32) };
-        Ok(skb)
-    }
-
-    /// Allocates a buffer for sending `size` bytes of link-layer frame on
-    /// `dev`, with the headroom the device asks for.
-    pub fn alloc_for(dev: &NetDevice, size: u32, flags: Flags) -> Result<SkBuff> {
-        Self::alloc(dev.ll_reserved_space(), size, flags)
-    }
-
-    /// Takes ownership of a reference.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` must point at a valid `struct sk_buff` and the caller must own
-    /// one reference to it, which passes to the returned value.
-    pub unsafe fn from_raw(ptr: *mut bindings::sk_buff) -> SkBuff {
-        // SAFETY: Non-null by the caller's guarantee.
-        SkBuff(unsafe { NonNull::new_unchecked(ptr) })
+impl<S: State> SkBuff<S> {
+    /// Re-types the reference; the caller upholds the invariant of `T`.
+    fn retype<T: State>(self) -> SkBuff<T> {
+        let ptr = self.0;
+        core::mem::forget(self);
+        SkBuff(ptr, PhantomData)
     }
 
     /// Gives up ownership of the reference without freeing it.
@@ -104,6 +107,11 @@ impl SkBuff {
     /// The raw pointer.
     pub fn as_raw(&self) -> *mut bindings::sk_buff {
         self.0.as_ptr()
+    }
+
+    /// Forgets what this reference may do beyond reading.
+    pub fn into_shared(self) -> SkBuff<Shared> {
+        self.retype()
     }
 
     /// Total length of the data, including any paged part.
@@ -136,103 +144,27 @@ impl SkBuff {
         room.max(0) as u32
     }
 
-    /// Whether the data area is shared with clones or other references, so
-    /// that it must not be written.
-    pub fn is_shared(&self) -> bool {
+    /// Whether other references to this header exist now (`skb_shared`).
+    /// Only meaningful for a [`Shared`] buffer: the others are never shared.
+    pub fn has_other_users(&self) -> bool {
         // SAFETY: The buffer is valid.
-        unsafe { bindings::skb_shared(self.as_raw()) != 0 || bindings::skb_cloned(self.as_raw()) != 0 }
+        unsafe { bindings::skb_shared(self.as_raw()) != 0 }
+    }
+
+    /// Whether the data area is shared with clones (`skb_cloned`); never
+    /// for a [`Writable`] buffer.
+    pub fn is_cloned(&self) -> bool {
+        // SAFETY: The buffer is valid.
+        unsafe { bindings::skb_cloned(self.as_raw()) != 0 }
     }
 
     /// The linear data, `headlen()` bytes from `skb->data`.
     pub fn data(&self) -> &[u8] {
         let skb = self.as_raw();
-        // SAFETY: `data` points at `headlen` initialised bytes, unmodified while
-        // borrowed: writers need `&mut self` and a private buffer.
+        // SAFETY: `data` points at `headlen` initialised bytes. No one writes
+        // them while borrowed: writers need a `Writable` buffer, which is
+        // the only user of its data area, and `&mut self`.
         unsafe { core::slice::from_raw_parts((*skb).data, self.headlen() as usize) }
-    }
-
-    /// The linear data, writable. Fails with `EPERM` if the buffer is shared
-    /// (see [`Self::make_writable`]).
-    pub fn data_mut(&mut self) -> Result<&mut [u8]> {
-        if self.is_shared() {
-            return Err(EPERM);
-        }
-        let skb = self.as_raw();
-        // SAFETY: As in `data`, and the buffer is private to this reference,
-        // so no one else reads or writes it while the borrow lasts.
-        Ok(unsafe { core::slice::from_raw_parts_mut((*skb).data, self.headlen() as usize) })
-    }
-
-    /// Makes the buffer private (unshares the reference and the data area)
-    /// and linear, so that [`Self::data_mut`] succeeds. May copy.
-    pub fn make_writable(self, flags: Flags) -> Result<SkBuff> {
-        // SAFETY: We pass our reference; `skb_share_check` returns a private one
-        // (possibly a clone, dropping ours) or null after freeing ours.
-        let skb = unsafe { bindings::skb_share_check(self.into_raw(), flags.as_raw()) };
-        let mut skb = SkBuff(NonNull::new(skb).ok_or(ENOMEM)?);
-        // SAFETY: `skb` is now referenced only by us.
-        to_result(unsafe { bindings::skb_unclone(skb.as_raw(), flags.as_raw()) })?;
-        skb.linearize()?;
-        Ok(skb)
-    }
-
-    /// Pulls all paged data into the linear area.
-    pub fn linearize(&mut self) -> Result {
-        // SAFETY: `&mut self` may change the layout; a cloned buffer gets a new
-        // head, so readers of the shared data are unaffected.
-        to_result(unsafe { bindings::skb_linearize(self.as_raw()) })
-    }
-
-    /// Appends `len` bytes to the data and returns them, zeroed. Fails with
-    /// `ENOSPC` if the tailroom is too small, `EPERM` if the buffer is shared.
-    pub fn put(&mut self, len: u32) -> Result<&mut [u8]> {
-        if self.is_shared() {
-            return Err(EPERM);
-        }
-        if len > self.tailroom() || self.headlen() != self.len() {
-            return Err(ENOSPC);
-        }
-        // SAFETY: The buffer is private and linear with at least `len` bytes
-        // of tailroom, so `skb_put` cannot overrun.
-        let p = unsafe { bindings::skb_put(self.as_raw(), len) }.cast::<u8>();
-        // SAFETY: `p` points at the `len` bytes just added, inside the buffer
-        // and private to us; zeroing them first makes the slice initialised.
-        Ok(unsafe {
-            core::ptr::write_bytes(p, 0, len as usize);
-            core::slice::from_raw_parts_mut(p, len as usize)
-        })
-    }
-
-    /// Prepends `len` bytes to the data and returns them, zeroed. Fails with
-    /// `ENOSPC` if the headroom is too small, `EPERM` if the buffer is shared.
-    pub fn push(&mut self, len: u32) -> Result<&mut [u8]> {
-        if self.is_shared() {
-            return Err(EPERM);
-        }
-        if len > self.headroom() {
-            return Err(ENOSPC);
-        }
-        // SAFETY: The buffer is private with at least `len` bytes of
-        // headroom, so `skb_push` cannot underrun.
-        let p = unsafe { bindings::skb_push(self.as_raw(), len) }.cast::<u8>();
-        // SAFETY: `p` points at the `len` bytes just added, inside the buffer
-        // and private to us; zeroing them first makes the slice initialised.
-        Ok(unsafe {
-            core::ptr::write_bytes(p, 0, len as usize);
-            core::slice::from_raw_parts_mut(p, len as usize)
-        })
-    }
-
-    /// Removes `len` bytes from the front of the linear data. Fails with
-    /// `EINVAL` if there are fewer.
-    pub fn pull(&mut self, len: u32) -> Result {
-        if len > self.headlen() {
-            return Err(EINVAL);
-        }
-        // SAFETY: At least `len` linear bytes exist, so the data pointer stays in
-        // the linear area; only this header changes, not shared data.
-        unsafe { bindings::skb_pull(self.as_raw(), len) };
-        Ok(())
     }
 
     /// Copies `out.len()` bytes starting `offset` bytes into the data
@@ -248,25 +180,10 @@ impl SkBuff {
         })
     }
 
-    /// A new reference with its own header on the same data (`skb_clone`).
-    /// Both become read-only until made writable.
-    pub fn try_clone(&self, flags: Flags) -> Result<SkBuff> {
-        // SAFETY: The buffer is valid; the clone is returned with one
-        // reference, or null.
-        let c = unsafe { bindings::skb_clone(self.as_raw(), flags.as_raw()) };
-        Ok(SkBuff(NonNull::new(c).ok_or(ENOMEM)?))
-    }
-
     /// The link-layer protocol (`skb->protocol`).
     pub fn protocol(&self) -> EtherType {
         // SAFETY: The buffer is valid.
         EtherType(unsafe { bindings::polynic_skb_protocol(self.as_raw()) })
-    }
-
-    /// Sets the link-layer protocol.
-    pub fn set_protocol(&mut self, proto: EtherType) {
-        // SAFETY: The buffer is valid and the header is ours to change.
-        unsafe { bindings::polynic_skb_set_protocol(self.as_raw(), proto.0) };
     }
 
     /// Interface index the buffer arrived on (0 if it did not arrive).
@@ -281,12 +198,6 @@ impl SkBuff {
     pub fn is_to_host(&self) -> bool {
         // SAFETY: The buffer is valid.
         u32::from(unsafe { bindings::polynic_skb_pkt_type(self.as_raw()) }) == bindings::PACKET_HOST
-    }
-
-    /// Marks the start of the data as the start of the link-layer header.
-    pub fn reset_mac_header(&mut self) {
-        // SAFETY: The buffer is valid and the header is ours to change.
-        unsafe { bindings::skb_reset_mac_header(self.as_raw()) };
     }
 
     /// The Ethernet header of a received frame (or of one whose MAC header
@@ -312,6 +223,126 @@ impl SkBuff {
         EthHdr::parse(bytes)
     }
 
+    /// Makes the buffer private (its own header and data area) and linear,
+    /// copying whatever is shared. May allocate.
+    pub fn make_writable(self, flags: Flags) -> Result<SkBuff<Writable>> {
+        let mut skb = self.unshare_header(flags)?;
+        // SAFETY: `skb` is the only reference to its header (`unshare_header`),
+        // which `skb_unclone` may give a data area of its own.
+        to_result(unsafe { bindings::skb_unclone(skb.as_raw(), flags.as_raw()) })?;
+        skb.linearize()?;
+        // INVARIANT: Private, and `skb_unclone` succeeded, so the data area
+        // is no longer shared; `linearize` keeps it so.
+        Ok(skb.retype())
+    }
+
+    /// A private reference to a buffer with this data: this one if no one
+    /// else refers to it, else a clone (`skb_share_check`).
+    fn unshare_header(self, flags: Flags) -> Result<SkBuff<Private>> {
+        // SAFETY: We pass our reference; `skb_share_check` returns a private one
+        // (a clone, dropping ours, if ours was shared) or null after freeing ours.
+        let skb = unsafe { bindings::skb_share_check(self.into_raw(), flags.as_raw()) };
+        // INVARIANT: `skb_share_check` returned the only reference to its header.
+        Ok(SkBuff(NonNull::new(skb).ok_or(ENOMEM)?, PhantomData))
+    }
+
+    /// Frees the buffer as successfully consumed (not counted as a drop).
+    pub fn consume(self) {
+        // SAFETY: We own one reference and give it up.
+        unsafe { bindings::consume_skb(self.into_raw()) };
+    }
+}
+
+impl SkBuff<Shared> {
+    /// Takes ownership of a reference, which may be shared.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point at a valid `struct sk_buff` and the caller must own
+    /// one reference to it, which passes to the returned value.
+    pub unsafe fn from_raw(ptr: *mut bindings::sk_buff) -> SkBuff<Shared> {
+        // SAFETY: Non-null by the caller's guarantee.
+        SkBuff(unsafe { NonNull::new_unchecked(ptr) }, PhantomData)
+    }
+
+    /// A private reference to this buffer (this one if no one else refers to
+    /// it, else a clone with its own header; the data area is shared either
+    /// way). Fails with `ENOMEM` (the buffer is then dropped).
+    pub fn unshare(self, flags: Flags) -> Result<SkBuff<Private>> {
+        self.unshare_header(flags)
+    }
+
+    /// This reference as a private one if no one else refers to the buffer;
+    /// otherwise it is handed back.
+    pub fn try_private(self) -> Result<SkBuff<Private>, SkBuff<Shared>> {
+        if self.has_other_users() {
+            return Err(self);
+        }
+        // INVARIANT: We hold the only reference and nothing can take another
+        // without one.
+        Ok(self.retype())
+    }
+}
+
+impl SkBuff<Private> {
+    /// A new reference with its own header on the same data (`skb_clone`).
+    /// Both see the data read-only until made writable.
+    ///
+    /// Only on a private buffer: `skb_clone` writes the original's header
+    /// (its cloned flag, and the companion count of a fast clone) without
+    /// atomics, so two holders of a shared buffer cloning it at once would
+    /// race. ([`SkBuff::unshare`] clones a shared buffer the way the stack
+    /// does it, `skb_share_check`.) `SkBuff` is not `Sync`, so `&self` here is
+    /// the only access.
+    pub fn try_clone(&self, flags: Flags) -> Result<SkBuff<Private>> {
+        // SAFETY: The buffer is valid and its header ours alone; the clone is
+        // returned with one reference, or null. Marking our data as cloned
+        // breaks nothing `Private` promises.
+        let c = unsafe { bindings::skb_clone(self.as_raw(), flags.as_raw()) };
+        // INVARIANT: A new clone has one user, its header is ours alone.
+        Ok(SkBuff(NonNull::new(c).ok_or(ENOMEM)?, PhantomData))
+    }
+}
+
+impl<S: Exclusive> SkBuff<S> {
+    /// Forgets that the data area is private (if it was).
+    pub fn into_private(self) -> SkBuff<Private> {
+        self.retype()
+    }
+
+    /// Removes `len` bytes from the front of the linear data. Fails with
+    /// `EINVAL` if there are fewer.
+    pub fn pull(&mut self, len: u32) -> Result {
+        if len > self.headlen() {
+            return Err(EINVAL);
+        }
+        // SAFETY: At least `len` linear bytes exist, so the data pointer stays in
+        // the linear area; the header is ours alone (`S: Exclusive`).
+        unsafe { bindings::skb_pull(self.as_raw(), len) };
+        Ok(())
+    }
+
+    /// Pulls all paged data into the linear area. May allocate; a cloned
+    /// data area is copied, so other clones are unaffected.
+    pub fn linearize(&mut self) -> Result {
+        // SAFETY: The header is ours alone (`S: Exclusive`), which
+        // `skb_linearize` needs (it BUGs on shared buffers); a cloned data
+        // area gets a new head, so readers of the shared data are unaffected.
+        to_result(unsafe { bindings::skb_linearize(self.as_raw()) })
+    }
+
+    /// Sets the link-layer protocol.
+    pub fn set_protocol(&mut self, proto: EtherType) {
+        // SAFETY: The buffer is valid and its header ours alone.
+        unsafe { bindings::polynic_skb_set_protocol(self.as_raw(), proto.0) };
+    }
+
+    /// Marks the start of the data as the start of the link-layer header.
+    pub fn reset_mac_header(&mut self) {
+        // SAFETY: The buffer is valid and its header ours alone.
+        unsafe { bindings::skb_reset_mac_header(self.as_raw()) };
+    }
+
     /// Sends the buffer, which must start with a complete link-layer header,
     /// on `dev` (`dev_queue_xmit`). The buffer is consumed whatever happens.
     ///
@@ -321,10 +352,10 @@ impl SkBuff {
     pub fn transmit(mut self, dev: &NetDevice) -> Result<TxOutcome> {
         self.reset_mac_header();
         // SAFETY: `dev` is live for this call; the stack takes what it needs
-        // while the buffer is in flight.
+        // while the buffer is in flight. The header is ours alone.
         unsafe { bindings::polynic_skb_set_dev(self.as_raw(), dev.as_raw()) };
         // SAFETY: We pass our reference, which `__dev_queue_xmit` consumes in
-        // every case.
+        // every case; the stack changes the header, which is ours alone.
         let rc = unsafe { bindings::__dev_queue_xmit(self.into_raw(), core::ptr::null_mut()) };
         match rc {
             r if r == bindings::NET_XMIT_SUCCESS as i32 => Ok(TxOutcome::Queued),
@@ -335,14 +366,105 @@ impl SkBuff {
         }
     }
 
-    /// Frees the buffer as successfully consumed (not counted as a drop).
-    pub fn consume(self) {
-        // SAFETY: We own one reference and give it up.
-        unsafe { bindings::consume_skb(self.into_raw()) };
+    /// A writable buffer with this data: this one if its data area is not
+    /// shared with clones, else a copy of the header's data area
+    /// (`skb_unclone`). Paged data stays paged.
+    pub fn into_writable(self, flags: Flags) -> Result<SkBuff<Writable>> {
+        // SAFETY: The header is ours alone, which `skb_unclone` needs.
+        to_result(unsafe { bindings::skb_unclone(self.as_raw(), flags.as_raw()) })?;
+        // INVARIANT: Private, and the data area is no longer shared.
+        Ok(self.retype())
     }
 }
 
-impl Drop for SkBuff {
+impl SkBuff<Writable> {
+    /// Allocates a buffer with `headroom` bytes reserved in front of an empty
+    /// data area that can grow by `size` bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::net::skb::SkBuff;
+    ///
+    /// let mut skb = SkBuff::alloc(32, 64, GFP_KERNEL)?;
+    /// assert_eq!(skb.len(), 0);
+    /// assert!(skb.headroom() >= 32);
+    /// skb.put(10)?.copy_from_slice(b"0123456789");
+    /// skb.push(2)?.copy_from_slice(b"ab");
+    /// assert_eq!(skb.data(), b"ab0123456789");
+    /// skb.pull(3)?;
+    /// assert_eq!(skb.data(), b"123456789");
+    /// // Past the end of the allocation: refused, not a panic.
+    /// assert!(skb.put(4096).is_err());
+    /// assert!(skb.pull(100).is_err());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn alloc(headroom: u32, size: u32, flags: Flags) -> Result<SkBuff<Writable>> {
+        let total = headroom.checked_add(size).ok_or(EINVAL)?;
+        // SAFETY: `alloc_skb` may be called with any size and flags; it
+        // returns a new buffer with one reference, or null.
+        let skb = unsafe { bindings::alloc_skb(total, flags.as_raw()) };
+        // INVARIANT: A new buffer: one user, a data area of its own.
+        let skb = SkBuff(NonNull::new(skb).ok_or(ENOMEM)?, PhantomData);
+        // SAFETY: The buffer is new and empty, so reserving headroom within
+        // its size is allowed.
+        unsafe { bindings::skb_reserve(skb.as_raw(), headroom as i32) };
+        Ok(skb)
+    }
+
+    /// Allocates a buffer for sending `size` bytes of link-layer frame on
+    /// `dev`, with the headroom the device asks for.
+    pub fn alloc_for(dev: &NetDevice, size: u32, flags: Flags) -> Result<SkBuff<Writable>> {
+        Self::alloc(dev.ll_reserved_space(), size, flags)
+    }
+
+    /// The linear data, writable.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let skb = self.as_raw();
+        // SAFETY: `data` points at `headlen` initialised bytes of a data area
+        // that belongs to this buffer alone (type invariant), borrowed
+        // mutably through `&mut self`.
+        unsafe { core::slice::from_raw_parts_mut((*skb).data, self.headlen() as usize) }
+    }
+
+    /// Appends `len` bytes to the data and returns them, zeroed. Fails with
+    /// `ENOSPC` if the tailroom is too small or the buffer is not linear.
+    pub fn put(&mut self, len: u32) -> Result<&mut [u8]> {
+        if len > self.tailroom() || self.headlen() != self.len() {
+            return Err(ENOSPC);
+        }
+        // SAFETY: The buffer is writable and linear with at least `len` bytes
+        // of tailroom, so `skb_put` cannot overrun.
+        let p = unsafe { bindings::skb_put(self.as_raw(), len) }.cast::<u8>();
+        // SAFETY: `p` points at the `len` bytes just added, inside the data
+        // area that is ours alone; zeroing them first makes the slice
+        // initialised.
+        Ok(unsafe {
+            core::ptr::write_bytes(p, 0, len as usize);
+            core::slice::from_raw_parts_mut(p, len as usize)
+        })
+    }
+
+    /// Prepends `len` bytes to the data and returns them, zeroed. Fails with
+    /// `ENOSPC` if the headroom is too small.
+    pub fn push(&mut self, len: u32) -> Result<&mut [u8]> {
+        if len > self.headroom() {
+            return Err(ENOSPC);
+        }
+        // SAFETY: The buffer is writable with at least `len` bytes of
+        // headroom, so `skb_push` cannot underrun.
+        let p = unsafe { bindings::skb_push(self.as_raw(), len) }.cast::<u8>();
+        // SAFETY: `p` points at the `len` bytes just added, inside the data
+        // area that is ours alone; zeroing them first makes the slice
+        // initialised.
+        Ok(unsafe {
+            core::ptr::write_bytes(p, 0, len as usize);
+            core::slice::from_raw_parts_mut(p, len as usize)
+        })
+    }
+}
+
+impl<S: State> Drop for SkBuff<S> {
     fn drop(&mut self) {
         // SAFETY: We own one reference and give it up.
         unsafe { bindings::kfree_skb(self.as_raw()) };

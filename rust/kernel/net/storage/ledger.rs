@@ -11,7 +11,7 @@
 
 use super::{
     frames::{FramePlan, FrameSet},
-    wire::{Header, Opcode, Status, FLAG_FUA, MAX_REQUEST_LEN},
+    wire::{Finished, Header, Opcode, Status, FLAG_FUA, MAX_REQUEST_LEN},
 };
 use crate::prelude::*;
 
@@ -64,7 +64,7 @@ pub enum Matched {
 /// Why a response was not matched; each is counted and the frame dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unmatched {
-    /// No request with that tag and generation is outstanding (late, or
+    /// No request with that tag and sequence number is outstanding (late, or
     /// for an earlier use of the tag).
     Stale,
     /// The frame contradicts its request (opcode, offset, length, or a
@@ -99,7 +99,7 @@ pub enum Expiry<R> {
 pub struct FrameJob {
     /// The request it belongs to.
     pub id: u32,
-    /// Its header (the export is the personality's to fill).
+    /// Its header (the export and session are the personality's to fill).
     pub header: Header,
     /// For writes, the request byte range the frame carries.
     pub data: Option<(u32, u32)>,
@@ -108,7 +108,8 @@ pub struct FrameJob {
 struct Slot<R> {
     request: R,
     command: Command,
-    generation: u32,
+    /// The request's number in the session.
+    seq: u32,
     plan: FramePlan,
     answered: FrameSet,
     /// Next frame index to consider sending.
@@ -149,15 +150,26 @@ impl Fifo {
         true
     }
 
-    fn front(&self) -> Option<u32> {
-        (self.len > 0).then(|| self.ids[self.head])
+    /// The id at position `pos` from the front (`pos < len`).
+    fn at(&self, pos: usize) -> u32 {
+        self.ids[(self.head + pos) % self.ids.len()]
     }
 
-    fn pop(&mut self) {
-        if self.len > 0 {
-            self.head = (self.head + 1) % self.ids.len();
-            self.len -= 1;
+    /// Removes the id at position `pos` from the front, keeping the order
+    /// of the others.
+    fn remove_at(&mut self, pos: usize) {
+        if pos >= self.len {
+            return;
         }
+        let cap = self.ids.len();
+        if pos == 0 {
+            self.head = (self.head + 1) % cap;
+        } else {
+            for i in pos..self.len - 1 {
+                self.ids[(self.head + i) % cap] = self.ids[(self.head + i + 1) % cap];
+            }
+        }
+        self.len -= 1;
     }
 }
 
@@ -186,7 +198,9 @@ pub struct Limits {
 ///
 /// `slots.len() == limits.max_queue`; `used` is the number of occupied
 /// slots; a slot is in `fifo` at most once, exactly when its `queued` flag is
-/// set; `charged` is the sum of the slots' `charged`.
+/// set; `charged` is the sum of the slots' `charged`; every held request's
+/// `seq` is unfinished in `finished`, and every request that left the ledger
+/// is finished there (or before it).
 pub struct Ledger<R> {
     slots: KVec<Option<Slot<R>>>,
     fifo: Fifo,
@@ -194,13 +208,19 @@ pub struct Ledger<R> {
     used: u32,
     high_water: u32,
     charged: u32,
-    generation: u32,
+    /// The sequence number the next admitted request gets.
+    next_seq: u32,
+    /// Which requests of the session have left the ledger, as every
+    /// request frame tells the server.
+    finished: Finished,
     refused_full: bool,
 }
 
 impl<R> Ledger<R> {
-    /// An empty ledger; `EINVAL` for zero limits.
-    pub fn new(limits: Limits) -> Result<Self> {
+    /// An empty ledger whose first request gets sequence number
+    /// `first_seq` (a session starts at a random one); `EINVAL` for zero
+    /// limits.
+    pub fn new(limits: Limits, first_seq: u32) -> Result<Self> {
         if limits.max_queue == 0 || limits.payload == 0 || limits.window == 0 {
             return Err(EINVAL);
         }
@@ -216,7 +236,8 @@ impl<R> Ledger<R> {
             used: 0,
             high_water: 0,
             charged: 0,
-            generation: 0,
+            next_seq: first_seq,
+            finished: Finished::starting_at(first_seq),
             refused_full: false,
         })
     }
@@ -241,6 +262,12 @@ impl<R> Ledger<R> {
         self.high_water
     }
 
+    /// Which requests of the session have left the ledger (what request
+    /// frames tell the server).
+    pub fn finished(&self) -> Finished {
+        self.finished
+    }
+
     /// Frames awaiting an answer (the part of the window in use).
     pub fn in_flight(&self) -> u32 {
         self.charged
@@ -263,11 +290,12 @@ impl<R> Ledger<R> {
         if entry.is_some() {
             return Err(Refused::Invalid(request, EBUSY));
         }
-        self.generation = self.generation.wrapping_add(1);
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
         *entry = Some(Slot {
             request,
             command,
-            generation: self.generation,
+            seq,
             plan,
             answered: FrameSet::new(),
             cursor: 0,
@@ -313,15 +341,25 @@ impl<R> Ledger<R> {
     /// `now` (milliseconds, any monotonic clock) is when the frame goes
     /// out; [`Ledger::expire`] measures timeouts from the last frame sent.
     pub fn next_frame(&mut self, now: u64) -> Option<FrameJob> {
-        loop {
-            let id = self.fifo.front()?;
+        let mut pos = 0;
+        while pos < self.fifo.len {
+            let id = self.fifo.at(pos);
             let window = self.limits.window;
             let in_flight = self.charged;
+            let finished = self.finished;
             let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
                 // Unreachable by the invariant; stay robust anyway.
-                self.fifo.pop();
+                self.fifo.remove_at(pos);
                 continue;
             };
+            // A request too far ahead of the oldest unfinished one waits: the
+            // server could not be told about everything finished in between
+            // (`FINISHED_SPAN`). Older requests behind it in the queue (a
+            // retransmission of that oldest one, say) go first.
+            if !finished.admits(slot.seq) {
+                pos += 1;
+                continue;
+            }
             let count = slot.plan.count();
             let (index, cost) = if slot.command.opcode == Opcode::Write {
                 let next = (slot.cursor..count).find(|&i| !slot.answered.contains(i));
@@ -329,7 +367,7 @@ impl<R> Ledger<R> {
                     Some(i) => (i, 1),
                     None => {
                         slot.queued = false;
-                        self.fifo.pop();
+                        self.fifo.remove_at(pos);
                         continue;
                     }
                 }
@@ -352,29 +390,27 @@ impl<R> Ledger<R> {
             let write = slot.command.opcode == Opcode::Write;
             slot.cursor = index + 1;
             slot.sent_below = if write { slot.sent_below.max(index + 1) } else { count };
+            let header = Header {
+                opcode: slot.command.opcode,
+                flags: if slot.command.fua { FLAG_FUA } else { 0 },
+                tag: id,
+                seq: slot.seq,
+                export: 0,
+                status: Status::Ok,
+                offset: slot.command.offset,
+                length: slot.command.length,
+                frag_offset,
+                frag_len,
+                session: 0,
+                finished,
+            };
             if !write || slot.cursor >= count {
                 slot.queued = false;
-                self.fifo.pop();
+                self.fifo.remove_at(pos);
             }
-            return Some(FrameJob {
-                id,
-                header: Header {
-                    opcode: slot.command.opcode,
-                    flags: if slot.command.fua { FLAG_FUA } else { 0 },
-                    tag: id,
-                    seq: slot.generation,
-                    export: 0,
-                    status: Status::Ok,
-                    offset: slot.command.offset,
-                    length: slot.command.length,
-                    frag_offset,
-                    frag_len,
-                    session: 0,
-                    finished: Default::default(),
-                },
-                data: write.then_some((frag_offset, frag_len)),
-            });
+            return Some(FrameJob { id, header, data: write.then_some((frag_offset, frag_len)) });
         }
+        None
     }
 
     /// Matches a validated response header to an outstanding request. The
@@ -384,7 +420,7 @@ impl<R> Ledger<R> {
             .slots
             .get(h.tag as usize)
             .and_then(|s| s.as_ref())
-            .filter(|s| s.generation == h.seq)
+            .filter(|s| s.seq == h.seq)
             .ok_or(Unmatched::Stale)?;
         let c = &slot.command;
         if h.opcode != c.opcode || h.offset != c.offset || h.length != c.length {
@@ -430,6 +466,7 @@ impl<R> Ledger<R> {
     /// Removes request `id` (completed, failed or aborted) and returns it.
     pub fn remove(&mut self, id: u32) -> Option<R> {
         let slot = self.slots.get_mut(id as usize)?.take()?;
+        self.finished.finish(slot.seq);
         self.charged = self.charged.saturating_sub(slot.charged);
         self.used = self.used.saturating_sub(1);
         if slot.queued {

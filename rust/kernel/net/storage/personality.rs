@@ -12,12 +12,13 @@ use super::{
     },
 };
 use crate::{
+    bindings,
     block::mq::{Operations, Request},
     net::{
         device::NetDevice,
         ethernet::{EthHdr, EtherType, MacAddr, HLEN},
         packet::{self, PacketHandler},
-        skb::SkBuff,
+        skb::{SkBuff, Writable},
     },
     new_mutex, new_spinlock_irq,
     prelude::*,
@@ -129,6 +130,10 @@ struct Core<D: StorageDriver> {
     inner: SpinLockIrq<Inner<D::Buffer>>,
     stats: Stats,
     export: u16,
+    /// This attachment's session id: random, never zero; the server keeps
+    /// its state per session and echoes it, so two disks of one export on
+    /// one device never take each other's responses.
+    session: u32,
     local: MacAddr,
     payload: u32,
     timeout: Delta,
@@ -192,12 +197,17 @@ impl<D: StorageDriver> Personality<D> {
             n => n.min(dev.mtu()),
         };
         let payload = super::wire::payload_per_frame(frame).ok_or(EINVAL)?;
-        let ledger = Ledger::new(Limits {
-            max_queue: config.max_queue,
-            payload,
-            window: config.window,
-            max_retries: config.max_retries,
-        })?;
+        // SAFETY: `get_random_u32` has no precondition.
+        let session = match unsafe { bindings::get_random_u32() } {
+            0 => 1,
+            n => n,
+        };
+        // SAFETY: As above.
+        let first_seq = unsafe { bindings::get_random_u32() };
+        let ledger = Ledger::new(
+            Limits { max_queue: config.max_queue, payload, window: config.window, max_retries: config.max_retries },
+            first_seq,
+        )?;
         let held = dev.clone();
         let core = Arc::pin_init(
             pin_init!(Core {
@@ -212,6 +222,7 @@ impl<D: StorageDriver> Personality<D> {
                 }),
                 stats: Stats::default(),
                 export: config.export,
+                session,
                 local,
                 payload,
                 timeout: config.timeout,
@@ -266,6 +277,12 @@ impl<D: StorageDriver> Personality<D> {
     /// Current queue length.
     pub fn queue_len(&self) -> u32 {
         self.core.inner.lock().ledger.len()
+    }
+
+    /// This attachment's session id (random, never zero), which every frame
+    /// carries.
+    pub fn session(&self) -> u32 {
+        self.core.session
     }
 
     /// The server bound to, once known.
@@ -347,12 +364,12 @@ impl<D: StorageDriver> Personality<D> {
     pub fn query_info(&self, attempts: u32, interval: Delta) -> Result<ExportInfo> {
         let core = &*self.core;
         for attempt in 0..attempts {
-            let (dev, dst) = {
+            let (dev, dst, finished) = {
                 let g = core.inner.lock();
                 if let Some(answer) = g.info_answer() {
                     return answer;
                 }
-                (g.dev.clone().ok_or(ENODEV)?, g.server.unwrap_or(MacAddr::BROADCAST))
+                (g.dev.clone().ok_or(ENODEV)?, g.server.unwrap_or(MacAddr::BROADCAST), g.ledger.finished())
             };
             let header = Header {
                 opcode: Opcode::Info,
@@ -366,7 +383,7 @@ impl<D: StorageDriver> Personality<D> {
                 frag_offset: 0,
                 frag_len: 0,
                 session: 0,
-                finished: Default::default(),
+                finished,
             };
             match core.build_frame(&dev, dst, header, None, GFP_KERNEL).and_then(|skb| skb.transmit(&dev)) {
                 Ok(_) => Stats::bump(&core.stats.tx_frames),
@@ -423,8 +440,9 @@ impl<D: StorageDriver> Core<D> {
         mut header: Header,
         data: Option<(&D::Buffer, u32, u32)>,
         flags: crate::alloc::Flags,
-    ) -> Result<SkBuff> {
+    ) -> Result<SkBuff<Writable>> {
         header.export = self.export;
+        header.session = self.session;
         let data_len = data.map_or(0, |(_, _, len)| len);
         let total = (HLEN + HEADER_LEN) as u32 + data_len;
         let mut skb = SkBuff::alloc_for(dev, total, flags)?;
@@ -458,7 +476,7 @@ impl<D: StorageDriver> Core<D> {
                 g.draining = false;
                 return;
             };
-            let mut batch: [Option<SkBuff>; TX_BATCH] = core::array::from_fn(|_| None);
+            let mut batch: [Option<SkBuff<Writable>>; TX_BATCH] = core::array::from_fn(|_| None);
             let mut n = 0;
             while n < TX_BATCH && !Self::device_busy(&dev) {
                 let Some(job) = g.ledger.next_frame(now_ms()) else {
@@ -519,7 +537,9 @@ impl<D: StorageDriver> Core<D> {
             return;
         }
         let source = skb.eth_hdr().map(|e| e.src);
-        if header.export != self.export || source.is_none() {
+        // Only responses addressed to this host (not ones seen in promiscuous
+        // mode), for this export and this attachment's session.
+        if header.export != self.export || header.session != self.session || source.is_none() || !skb.is_to_host() {
             Stats::bump(&self.stats.drop_foreign);
             return;
         }
