@@ -98,7 +98,8 @@ impl EbdDisk {
             pr_err!("set netdev before powering on\n");
             EINVAL
         })?;
-        let dev = NetDevice::get_by_name(&Namespace::current()?, netdev).inspect_err(|_| {
+        let ns = Namespace::current()?;
+        let dev = NetDevice::get_by_name(&ns, netdev).inspect_err(|_| {
             pr_err!("no net device {} in this namespace\n", netdev.to_str().unwrap_or("?"));
         })?;
         let dev_id = dev.as_raw() as usize;

@@ -112,7 +112,7 @@ mod tests {
     fn linearizing_a_shared_paged_buffer_copies_instead_of_crashing() -> Result {
         // A paged buffer: the data lives in a page fragment, none linear.
         let page = kernel::page::Page::alloc_page(GFP_KERNEL)?;
-        let mut skb = SkBuff::alloc(0, 0, GFP_KERNEL)?;
+        let skb = SkBuff::alloc(0, 0, GFP_KERNEL)?;
         // SAFETY: The buffer is new and ours alone; `skb_add_rx_frag` takes
         // over the page reference (leaked from `page` below) and the frame
         // covers 64 bytes of it.
