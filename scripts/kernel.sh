@@ -89,6 +89,9 @@ fi
 
 log "building kernel $version in $build (a full build takes ~11 min on 2 cores; log: $build.log)"
 start=$SECONDS
+# The key says the build matches it only once a build has finished: a build
+# that fails or is interrupted halfway leaves none.
+rm -f "$build/.polynic-key"
 "${kmake[@]}" -j"$(nproc)" >"$build.log" 2>&1 \
   || { tail -n 40 "$build.log" >&2; die "kernel build failed; full log: $build.log"; }
 log "kernel built in $((SECONDS - start)) s"
