@@ -2,7 +2,7 @@
 # Switching the I/O scheduler of an EBD disk under random reads must not
 # stall it: fio 4K random reads with verification, first without switching,
 # then while the scheduler changes every second (none, mq-deadline, kyber,
-# bfq in turn). The switching run must keep at least half the IOPS of the
+# bfq in turn, those the kernel has: the test kernel has no bfq yet). The switching run must keep at least half the IOPS of the
 # run without, and verify clean. (A regression once dropped it to ~70 IOPS.)
 source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
