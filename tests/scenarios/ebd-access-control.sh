@@ -18,10 +18,10 @@ ebd_server_start -e /tmp/ebd-acl.img --allow 0=02:00:00:00:00:99 --allow "1=$cli
 
 # Without --server the disk discovers the server by a broadcast Info
 # request, which the server answers (Denied) like a unicast one.
-start=$SECONDS
 err=$(ebdctl attach --name denied --netdev pnk0 --export 0 2>&1) && fail "attach to an export allowed to another MAC succeeded"
 grep -q "the server refused this client: not allowed to use export 0" <<<"$err" || fail "attach error does not say why: $err"
-((SECONDS - start < 5)) || fail "refusal took $((SECONDS - start)) s"
+# (A timeout would say "no server answered": the reason proves the answer
+# was the refusal, so no clock is needed, which under TCG would be flaky.)
 [[ ! -e $EBD_CFG/denied ]] || fail "refused attach left its directory"
 # Bound to the server's address: the same refusal.
 err=$(ebdctl attach --name denied2 --netdev pnk0 --export 0 --server "$server" 2>&1) && fail "attach by address succeeded"
