@@ -194,9 +194,8 @@ impl NetDevice {
             return None;
         }
         let mut a = [0u8; super::ethernet::ALEN];
-        // SAFETY: The device is live and `a` has room for `ALEN` bytes; the
-        // helper copies the address the core keeps allocated while the
-        // device lives, retrying until two reads agree.
+        // The helper copies the address until two reads agree.
+        // SAFETY: The device is live and `a` has room for `ALEN` bytes.
         unsafe { bindings::polynic_netdev_copy_addr(dev, a.as_mut_ptr(), a.len() as u32) };
         Some(MacAddr(a))
     }

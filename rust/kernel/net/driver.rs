@@ -215,9 +215,8 @@ impl<T: Driver> Device<T> {
             return Err(EINVAL);
         }
         let mut skb = skb.into_private();
-        // SAFETY: The buffer has a full linear Ethernet header, which
-        // `eth_type_trans` reads and pulls (changing only the header, which
-        // is ours alone: `S: Exclusive`); the device is live.
+        // `eth_type_trans` changes only the header, ours alone (`S: Exclusive`).
+        // SAFETY: A full linear Ethernet header is there; the device is live.
         let proto = unsafe { bindings::eth_type_trans(skb.as_raw(), self.0.as_raw()) };
         skb.set_protocol(super::ethernet::EtherType(u16::from_be(proto)));
         Ok(skb)

@@ -57,10 +57,9 @@ impl<T: NapiPoll> Poll<'_, T> {
             return Err(EBUSY);
         }
         let skb = self.dev.prepare_rx(skb)?;
-        // SAFETY: We are inside this context's poll with a budget (a `Poll`
-        // exists only there), so GRO state is ours; the prepared frame's
-        // reference is passed, and its data area is ours alone (it was
-        // `Writable`; preparing it changed only its header).
+        // A `Poll` exists only inside this context's poll, and the frame was
+        // `Writable`, so GRO may take its data apart.
+        // SAFETY: GRO state is ours here; the frame's reference is passed.
         unsafe { bindings::napi_gro_receive(self.napi.raw(), skb.into_raw()) };
         Ok(())
     }
@@ -180,9 +179,8 @@ impl<T: NapiPoll> Napi<T> {
         if !*enabled {
             return false;
         }
-        // SAFETY: The context was added and is enabled (state under its
-        // lock, held); process context. The poll does not take this lock, so
-        // waiting for it here cannot deadlock.
+        // The poll does not take this lock, so waiting here cannot deadlock.
+        // SAFETY: Added and enabled (state under its lock); process context.
         unsafe { bindings::napi_disable(self.raw()) };
         *enabled = false;
         self.is_enabled.store(false, Ordering::Release);

@@ -151,9 +151,8 @@ unsafe extern "C" fn rx_handler_callback<T: RxHandler>(
             bindings::rx_handler_result_RX_HANDLER_CONSUMED
         }
         RxVerdict::Pass(skb) => {
-            // SAFETY: `pskb` is valid for writes; the stack continues with
-            // the buffer we hand back (this one, or one made from it, which
-            // has a device).
+            // The stack continues with this buffer, which has a device.
+            // SAFETY: `pskb` is valid for writes.
             unsafe { *pskb = skb.into_raw() };
             bindings::rx_handler_result_RX_HANDLER_PASS
         }

@@ -161,9 +161,8 @@ impl<S: State> SkBuff<S> {
     /// The linear data, `headlen()` bytes from `skb->data`.
     pub fn data(&self) -> &[u8] {
         let skb = self.as_raw();
-        // SAFETY: `data` points at `headlen` initialised bytes. No one writes
-        // them while borrowed: writers need a `Writable` buffer, which is
-        // the only user of its data area, and `&mut self`.
+        // Writers need a `Writable` buffer (sole user of its data) and `&mut self`.
+        // SAFETY: `data` points at `headlen` initialised bytes, unwritten while borrowed.
         unsafe { core::slice::from_raw_parts((*skb).data, self.headlen() as usize) }
     }
 
@@ -295,9 +294,8 @@ impl SkBuff<Private> {
     /// does it, `skb_share_check`.) `SkBuff` is not `Sync`, so `&self` here is
     /// the only access.
     pub fn try_clone(&self, flags: Flags) -> Result<SkBuff<Private>> {
-        // SAFETY: The buffer is valid and its header ours alone; the clone is
-        // returned with one reference, or null. Marking our data as cloned
-        // breaks nothing `Private` promises.
+        // Marking our data as cloned breaks nothing `Private` promises.
+        // SAFETY: Valid buffer, header ours alone; returns one reference or null.
         let c = unsafe { bindings::skb_clone(self.as_raw(), flags.as_raw()) };
         // INVARIANT: A new clone has one user, its header is ours alone.
         Ok(SkBuff(NonNull::new(c).ok_or(ENOMEM)?, PhantomData))
@@ -325,9 +323,8 @@ impl<S: Exclusive> SkBuff<S> {
     /// Pulls all paged data into the linear area. May allocate; a cloned
     /// data area is copied, so other clones are unaffected.
     pub fn linearize(&mut self) -> Result {
-        // SAFETY: The header is ours alone (`S: Exclusive`), which
-        // `skb_linearize` needs (it BUGs on shared buffers); a cloned data
-        // area gets a new head, so readers of the shared data are unaffected.
+        // A cloned data area gets a new head, so other clones are unaffected.
+        // SAFETY: The header is ours alone (`S: Exclusive`), as `skb_linearize` needs.
         to_result(unsafe { bindings::skb_linearize(self.as_raw()) })
     }
 
