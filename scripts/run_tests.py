@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -101,93 +102,247 @@ def count_kunit(kunit_dir: Path, only: set | None = None) -> dict[str, ktap.Suit
     return out
 
 
-def vm_run(kdir: str, name: str, command: list[str], timeout: int, modules: Path) -> tuple[dict, Path]:
-    out = ROOT / "out" / "vm" / name
-    out.mkdir(parents=True, exist_ok=True)
-    for f in (out / "kunit").glob("*.ktap") if (out / "kunit").exists() else []:
-        f.unlink()
-    cmd = ["env", f"POLYNIC_MODULES={modules}", f"POLYNIC_BIN={ROOT / 'userspace' / 'target' / 'release'}", *command]
-    r = vm.run(kdir, out, timeout, cmd, "2G", 2)
-    return r, out
+# Per-step time limit inside the guest, and what the host allows on top of
+# the steps for booting, the kmemleak scans and shutting down.
+STEP_TIMEOUT = 600
+BOOT_ALLOWANCE = 900
+# A batch whose VM dies is booted again for the steps that did not run yet,
+# at most this many boots in all.
+MAX_BOOTS = 3
 
 
-def vm_failures(r: dict, out: Path) -> list[str]:
-    if r["passed"]:
-        return []
-    msg = "; ".join(r["reasons"]) + f" (logs: {out.relative_to(ROOT)})"
-    tail = (out / "output.log").read_text(errors="replace")[-1500:] if (out / "output.log").exists() else ""
-    return [msg + ("\n" + tail if tail else "")] + [f"kernel problem:\n{p}" for p in r["problems"][:3]]
+@dataclass
+class Step:
+    """One test command run in a shared boot (tests/guest/batch.py)."""
+
+    name: str
+    argv: list
+    timeout: int = STEP_TIMEOUT
 
 
-def kunit_tests(t: Tally, kdir: str, modules: Path, kos: list[Path], timeout: int) -> None:
-    say(f"vm: KUnit suites (built-in, and {len(kos)} module(s) loaded)")
-    r, out = vm_run(kdir, "kunit", ["bash", "tests/guest/kunit.sh", *map(str, kos)], timeout, modules)
-    say(f"vm: KUnit boot took {r['seconds']} s")
-    suites = count_kunit(out / "kunit")
-    for s in suites.values():
-        t.add("kunit", s.passed, s.failed, s.skipped, s.failures)
-    if not suites:
-        t.add("kunit", failed=1, failures=["no KUnit results came back from the VM"])
-    # A clean KUnit run needs a clean kernel log and a zero exit status.
-    if r["passed"]:
-        t.add("kunit-vm", passed=1)
-    else:
-        t.add("kunit-vm", failed=1, failures=vm_failures(r, out))
+@dataclass
+class StepVerdict:
+    ran: bool
+    status: int | None = None
+    seconds: float = 0.0
+    reasons: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    out: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.ran and not self.reasons
+
+    def failures(self, name: str) -> list[str]:
+        where = f" (logs: {self.out.relative_to(ROOT)})" if self.out else ""
+        tail = ""
+        if self.out and (self.out / "output.log").exists():
+            tail = "\n" + (self.out / "output.log").read_text(errors="replace")[-1500:]
+        return [f"{name}: " + "; ".join(self.reasons) + where + tail] + [
+            f"{name}: kernel problem:\n{p}" for p in self.problems[:3]]
 
 
-def scenarios(t: Tally, kdir: str, modules: Path, only: str | None, timeout: int) -> None:
-    for sc in sorted((ROOT / "tests" / "scenarios").glob("*.sh")):
-        if only and only not in sc.stem:
-            continue
-        say(f"vm: scenario {sc.stem}")
-        # Scenarios find any built module (polynic's and the test-only ones).
-        r, out = vm_run(kdir, f"scenario-{sc.stem}", ["bash", str(sc.relative_to(ROOT))], timeout, ROOT / "out" / "build")
-        if r["status"] == 77 and not r["problems"]:
-            t.add("scenarios", skipped=1)
-            say(f"    skipped ({r['seconds']} s)")
-        elif r["passed"]:
-            t.add("scenarios", passed=1)
-            say(f"    ok ({r['seconds']} s)")
+def log_message(line: str) -> str:
+    """A kernel log line without its timestamp."""
+    return line.split("] ", 1)[1] if line.startswith("[") and "] " in line else line
+
+
+def judge_step(d: Path) -> StepVerdict:
+    r = json.loads((d / "result.json").read_text())
+    dmesg = (d / "dmesg.txt").read_text(errors="replace") if (d / "dmesg.txt").exists() else ""
+    v = StepVerdict(ran=True, status=r["status"], seconds=r["seconds"], out=d)
+    v.problems = vm.kernel_problems(dmesg)
+    if r["timed_out"]:
+        v.reasons.append(f"timed out after {r['seconds']} s")
+    elif r["status"] not in (0, 77):
+        v.reasons.append(f"guest command exited {r['status']}")
+    if r["leftovers"]:
+        v.reasons.append("left behind: " + ", ".join(r["leftovers"]))
+    if r["fatal_taint"]:
+        v.reasons.append("kernel tainted " + ", ".join(r["fatal_taint"]))
+    if v.problems:
+        v.reasons.append(f"{len(v.problems)} kernel problem(s) in its part of the guest log")
+    return v
+
+
+def run_batch(t: Tally, kdir: str, name: str, steps: list[Step]) -> dict[str, StepVerdict]:
+    """Run `steps` in as few boots as possible and judge each on its own.
+
+    Each boot is also judged as a whole (group "vm"): leaks found by the
+    final kmemleak scans, and kernel problems outside every step's slice of
+    the log, fail it. A boot that dies is attributed to the step that was
+    running; the steps after it are run in a new boot.
+    """
+    verdicts: dict[str, StepVerdict] = {}
+    pending = list(steps)
+    for old in (ROOT / "out" / "vm").glob(f"{name}-*"):
+        shutil.rmtree(old)
+    boot = 0
+    while pending:
+        boot += 1
+        out = ROOT / "out" / "vm" / f"{name}-{boot}"
+        out.mkdir(parents=True, exist_ok=True)
+        plan = [{"name": s.name, "argv": s.argv, "timeout": s.timeout} for s in pending]
+        (out / "plan.json").write_text(json.dumps(plan, indent=2))
+        cmd = ["env", f"POLYNIC_MODULES={ROOT / 'out' / 'build'}",
+               f"POLYNIC_BIN={ROOT / 'userspace' / 'target' / 'release'}",
+               "python3", "tests/guest/batch.py", str(out), str(out / "plan.json")]
+        limit = BOOT_ALLOWANCE + sum(s.timeout + 60 for s in pending)
+        say(f"vm: boot {boot} of {name}: {len(pending)} step(s)")
+        r = vm.run(kdir, out, limit, cmd, "2G", 2, watch=step_watch(out, pending))
+        say(f"    boot {boot} took {r['seconds']} s")
+
+        judged, still, boot_reasons, boot_problems = judge_boot(out, pending, r)
+        for s in pending:
+            if s.name in judged:
+                v = verdicts[s.name] = judged[s.name]
+                outcome = "ok" if v.passed and v.status != 77 else ("skipped" if v.passed else "FAILED")
+                say(f"    {s.name}: {outcome} ({v.seconds} s)")
+        if boot_reasons:
+            t.add("vm", failed=1, failures=[f"{name} boot {boot}: " + "; ".join(boot_reasons) +
+                                            f" (logs: {out.relative_to(ROOT)})"] +
+                  [f"kernel problem:\n{p}" for p in boot_problems[:3]])
         else:
-            t.add("scenarios", failed=1, failures=[f"{sc.stem}: " + f for f in vm_failures(r, out)])
-            say(f"    FAILED ({r['seconds']} s)")
+            t.add("vm", passed=1)
+        if still and (len(still) == len(pending) or boot >= MAX_BOOTS):
+            for s in still:
+                verdicts[s.name] = StepVerdict(ran=False, reasons=[f"never ran ({name} boot {boot} ended first)"])
+            break
+        pending = still
+    return verdicts
 
 
-def selftest(t: Tally, kdir: str, fixtures: Path, timeout: int) -> None:
+def judge_boot(out: Path, pending: list[Step], r: dict) -> tuple[dict, list, list, list]:
+    """Judges one boot of a batch from what it left in `out` and vm.run's
+    result `r`: a verdict per step that ran (or was running when the boot
+    ended), the steps that never started, and why the boot itself failed
+    (leaks, kernel problems outside every step's slice of the log, no step
+    run at all) with those problems."""
+    judged: dict[str, StepVerdict] = {}
+    attributed = set()
+    still = []
+    for s in pending:
+        d = out / s.name
+        if (d / "result.json").exists():
+            judged[s.name] = judge_step(d)
+            if (d / "dmesg.txt").exists():
+                attributed.update(map(log_message, (d / "dmesg.txt").read_text(errors="replace").splitlines()))
+        elif (d / "started").exists():
+            # The boot ended while this step ran: it crashed the guest, hung
+            # it, or could not be stopped.
+            judged[s.name] = StepVerdict(ran=True, out=d, problems=r["problems"],
+                                         reasons=["the VM ended while it ran: " + "; ".join(r["reasons"])])
+            attributed.update(log_message(p.splitlines()[0]) for p in r["problems"])
+        else:
+            still.append(s)
+    leaks = vm.kernel_problems((out / "kmemleak.txt").read_text(errors="replace")) \
+        if (out / "kmemleak.txt").exists() else []
+    stray = [p for p in r["problems"] if log_message(p.splitlines()[0]) not in attributed and p not in leaks]
+    reasons = []
+    if leaks:
+        reasons.append(f"{len(leaks)} leaked object(s) after the steps of this boot")
+    if stray:
+        reasons.append(f"{len(stray)} kernel problem(s) outside every step")
+    if still and len(still) == len(pending):
+        reasons.append("no step ran: " + "; ".join(r["reasons"]))
+    return judged, still, reasons, leaks + stray
+
+
+def step_watch(out: Path, steps: list[Step]):
+    """A VM watchdog: kills the guest when a step outlives its own time limit
+    by more than a minute (the guest-side limit failed to stop it)."""
+    first_seen: dict[str, float] = {}
+
+    def watch() -> str | None:
+        now = time.monotonic()
+        for s in steps:
+            d = out / s.name
+            if (d / "result.json").exists() or not (d / "started").exists():
+                continue
+            seen = first_seen.setdefault(s.name, now)
+            if now - seen > s.timeout + 90:
+                return f"step {s.name} still running {round(now - seen)} s after it started"
+        return None
+
+    return watch
+
+
+def count_step(t: Tally, group: str, name: str, v: StepVerdict) -> None:
+    if not v.passed:
+        t.add(group, failed=1, failures=v.failures(name))
+    elif v.status == 77:
+        t.add(group, skipped=1)
+    else:
+        t.add(group, passed=1)
+
+
+def test_steps(t: Tally, kdir: str, kos: list[Path], only: str | None, skip: list[str]) -> None:
+    """KUnit and every scenario, in one shared boot."""
+    steps = []
+    if "kunit" not in skip:
+        steps.append(Step("kunit", ["bash", "tests/guest/kunit.sh", *map(str, kos)]))
+    if "scenarios" not in skip:
+        for sc in sorted((ROOT / "tests" / "scenarios").glob("*.sh")):
+            if not only or only in sc.stem:
+                steps.append(Step(f"scenario-{sc.stem}", ["bash", str(sc.relative_to(ROOT))]))
+    if not steps:
+        return
+    say(f"vm: KUnit ({len(kos)} module(s)) and {len(steps) - ('kunit' not in skip)} scenario(s) in a shared boot")
+    verdicts = run_batch(t, kdir, "tests", steps)
+    for s in steps:
+        v = verdicts[s.name]
+        if s.name == "kunit":
+            suites = count_kunit(v.out / "kunit") if v.out else {}
+            for suite in suites.values():
+                t.add("kunit", suite.passed, suite.failed, suite.skipped, suite.failures)
+            if not suites:
+                t.add("kunit", failed=1, failures=["no KUnit results came back from the VM"])
+            # Loading and unloading every module must also leave a clean log.
+            count_step(t, "kunit-vm", "kunit", v)
+        else:
+            count_step(t, "scenarios", s.name.removeprefix("scenario-"), v)
+
+
+def selftest(t: Tally, kdir: str, fixtures: Path) -> None:
     """The harness must see a failing case and an oops as failures.
 
-    Each check runs the same code paths the real suites go through (the VM
-    runner and the KTAP counter) on a fixture built to fail, and passes only
-    if that failure was counted.
+    The checks run in a shared boot through the same code paths the real
+    steps go through (batch runner, per-step log slices, the KTAP counter),
+    on fixtures built to fail, and pass only if each failure was counted
+    against the step that caused it and no other.
     """
     kunit_fail = next(fixtures.rglob("polynic_selftest_kunit_fail.ko"), None)
     oops = next(fixtures.rglob("polynic_selftest_oops.ko"), None)
     if kunit_fail is None or oops is None:
         t.add("selftest", failed=1, failures=[f"self-test fixtures not built in {fixtures}"])
         return
+    say("selftest: a failing KUnit case, a clean command and an oops, in one boot")
+    # The oops comes last: it taints the kernel and ends the batch.
+    steps = [Step("kunit-fail", ["bash", "tests/guest/kunit.sh", str(kunit_fail)], 300),
+             Step("clean", ["true"], 120),
+             Step("oops", ["insmod", str(oops)], 120)]
+    scratch = Tally()
+    v = run_batch(scratch, kdir, "selftest", steps)
 
-    say("selftest: a failing KUnit case must be counted as failed")
-    r, out = vm_run(kdir, "selftest-kunit", ["bash", "tests/guest/kunit.sh", str(kunit_fail)], timeout, fixtures)
-    got = count_kunit(out / "kunit", {"polynic_selftest_kunit_fail"}).get("polynic_selftest_kunit_fail")
+    got = count_kunit(v["kunit-fail"].out / "kunit", {"polynic_selftest_kunit_fail"}).get(
+        "polynic_selftest_kunit_fail") if v["kunit-fail"].out else None
     if got and got.failed == 1 and got.passed == 1:
         t.add("selftest", passed=1)
     else:
         t.add("selftest", failed=1, failures=[f"failing fixture case not counted as exactly 1 failed + 1 passed: {got}"])
 
-    say("selftest: an oops in the guest must fail the run")
-    r, out = vm_run(kdir, "selftest-oops", ["insmod", str(oops)], timeout, fixtures)
-    if not r["passed"] and any("Oops" in p or "BUG:" in p for p in r["problems"]):
+    o = v["oops"]
+    if not o.passed and any("Oops" in p or "BUG:" in p for p in o.problems):
         t.add("selftest", passed=1)
     else:
-        t.add("selftest", failed=1, failures=[f"guest oops not detected: {r['reasons']}, {len(r['problems'])} problems"])
+        t.add("selftest", failed=1, failures=[f"guest oops not detected in its step: {o.reasons}, {len(o.problems)} problems"])
 
-    say("selftest: a clean guest command must pass")
-    r, out = vm_run(kdir, "selftest-clean", ["true"], timeout, fixtures)
-    if r["passed"]:
+    c = v["clean"]
+    if c.passed:
         t.add("selftest", passed=1)
     else:
-        t.add("selftest", failed=1, failures=["a clean run was judged failed: " + "; ".join(r["reasons"])]
-              + [f"kernel problem:\n{p}" for p in r["problems"][:3]])
+        t.add("selftest", failed=1, failures=["a clean step was judged failed: " + "; ".join(c.reasons)]
+              + [f"kernel problem:\n{p}" for p in c.problems[:3]])
 
 
 def main() -> int:
@@ -198,7 +353,6 @@ def main() -> int:
     ap.add_argument("--fixtures", required=True, type=Path, help="directory of built self-test fixtures")
     ap.add_argument("--only", help="run only scenarios whose name contains this")
     ap.add_argument("--skip", action="append", default=[], choices=["host", "kunit", "scenarios", "selftest"])
-    ap.add_argument("--timeout", type=int, default=600, help="per-VM time limit in seconds")
     args = ap.parse_args()
 
     started = time.monotonic()
@@ -206,12 +360,9 @@ def main() -> int:
     kos = sorted(args.modules.rglob("*.ko")) + sorted(args.kunit_modules.rglob("*.ko"))
     if "host" not in args.skip:
         host_tests(t)
-    if "kunit" not in args.skip:
-        kunit_tests(t, args.kdir, args.modules, kos, args.timeout)
-    if "scenarios" not in args.skip:
-        scenarios(t, args.kdir, args.modules, args.only, args.timeout)
+    test_steps(t, args.kdir, kos, args.only, args.skip)
     if "selftest" not in args.skip:
-        selftest(t, args.kdir, args.fixtures, args.timeout)
+        selftest(t, args.kdir, args.fixtures)
 
     print()
     print(f"{'group':<12} {'passed':>7} {'failed':>7} {'skipped':>8}")

@@ -64,7 +64,7 @@ def kernel_problems(text: str) -> list[str]:
 BOOT_ATTEMPTS = 3
 
 
-def run(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpus: int) -> dict:
+def run(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpus: int, watch=None) -> dict:
     """Run `command` in a VM. A guest whose kernel crashes while booting,
     before the test command starts, is booted again, up to BOOT_ATTEMPTS
     times in all: under TCG such crashes come from the emulator, not from the
@@ -76,7 +76,7 @@ def run(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpu
     never retried."""
     retried = []
     for attempt in range(1, BOOT_ATTEMPTS + 1):
-        r = run_once(kdir, out, timeout, command, memory, cpus)
+        r = run_once(kdir, out, timeout, command, memory, cpus, watch)
         boot_crash = not r["passed"] and not (out / "started").exists() and not r["timed_out"]
         if not boot_crash or attempt == BOOT_ATTEMPTS:
             break
@@ -90,9 +90,12 @@ def run(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpu
     return r
 
 
-def run_once(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpus: int) -> dict:
+def run_once(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpus: int, watch=None) -> dict:
+    """One boot. `watch`, if given, is called every few seconds while the
+    guest runs; a non-empty string it returns is why the guest is stuck, and
+    the VM is killed with that reason."""
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("started", "status", "dmesg.txt", "kmemleak.txt", "console.log", "output.log", "result.json"):
+    for stale in ("started", "status", "batch.json", "dmesg.txt", "kmemleak.txt", "console.log", "output.log", "result.json"):
         (out / stale).unlink(missing_ok=True)
     guest = " ".join(
         shlex.quote(a) for a in ["bash", str(ROOT / "tests/guest/wrap.sh"), str(out), *command]
@@ -103,20 +106,30 @@ def run_once(kdir: str, out: Path, timeout: int, command: list[str], memory: str
         "--rwdir", str(out), "--cwd", str(ROOT),
         # panic_on_warn is left off so that the log shows every problem;
         # the host fails the run on any of them.
-        "--append", "hung_task_timeout_secs=60 kmemleak=on no5lvl",
+        # A large log buffer keeps every record of a long batch of tests.
+        "--append", "hung_task_timeout_secs=60 kmemleak=on no5lvl log_buf_len=16M",
         "--exec", guest,
     ]
     started = time.monotonic()
     timed_out = False
+    stuck = None
     with open(out / "console.log", "wb") as console:
         proc = subprocess.Popen(vng, stdout=console, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        while True:
+            try:
+                proc.wait(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if time.monotonic() - started > timeout:
+                timed_out = True
+            elif watch is not None:
+                stuck = watch()
+            if timed_out or stuck:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                break
     elapsed = time.monotonic() - started
 
     status_file = out / "status"
@@ -129,6 +142,8 @@ def run_once(kdir: str, out: Path, timeout: int, command: list[str], memory: str
     reasons = []
     if timed_out:
         reasons.append(f"timed out after {timeout} s")
+    elif stuck:
+        reasons.append(f"killed: {stuck}")
     elif status is None:
         reasons.append("guest never finished (no exit status): crashed or panicked")
     elif status != 0:
@@ -138,7 +153,7 @@ def run_once(kdir: str, out: Path, timeout: int, command: list[str], memory: str
     result = {
         "command": command,
         "status": status,
-        "timed_out": timed_out,
+        "timed_out": timed_out or bool(stuck),
         "seconds": round(elapsed, 1),
         "problems": problems,
         "passed": not reasons,

@@ -29,3 +29,9 @@ fail() {
   echo "FAIL: $*" >&2
   exit 1
 }
+
+# log_mark: a mark in the kernel log; log_since MARK prints what came after
+# it. Scenarios share a boot, so none may clear the log (dmesg -C) that the
+# runner slices per scenario.
+log_mark() { dmesg | wc -l; }
+log_since() { dmesg | tail -n +"$(($1 + 1))"; }

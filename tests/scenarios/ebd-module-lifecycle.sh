@@ -4,9 +4,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
 ko=$(module_path ebd) || exit 1
 for round in 1 2 3; do
-  dmesg -C
+  mark=$(log_mark)
   insmod "$ko" || fail "insmod round $round"
-  dmesg | grep -q "EBD wire protocol v1 loaded" || fail "no load message in round $round"
+  log_since "$mark" | grep -q "EBD wire protocol v2 loaded" || fail "no load message in round $round"
   grep -q '^ebd ' /proc/modules || fail "ebd not listed after load"
   save_kunit
   rmmod ebd || fail "rmmod round $round"

@@ -58,16 +58,16 @@ rmmod polynic_blk_test || fail "rmmod"
 # The timeout hook: a read of the black-hole sector never completes until
 # the hook ends it with an error (timeout 1.5 s).
 insmod "$ko" black_hole_sector=100 || fail "insmod with black hole"
-dmesg -C
+mark=$(log_mark)
 start=$(date +%s)
 if dd if=$dev of=/dev/null bs=512 skip=100 count=1 iflag=direct status=none; then
   fail "read of the black-hole sector succeeded"
 fi
 elapsed=$(($(date +%s) - start))
-held=$(dmesg | sed -n 's/.*tag \([0-9]*\) at sector 100 held.*/\1/p' | head -n1)
+held=$(log_since "$mark" | sed -n 's/.*tag \([0-9]*\) at sector 100 held.*/\1/p' | head -n1)
 [[ -n $held ]] || fail "black-hole request not seen"
-dmesg | grep -q "tag $held timed out" || fail "timeout hook did not run"
-dmesg | grep -q "tag $held found in flight" || fail "timed-out request not found by tag"
+log_since "$mark" | grep -q "tag $held timed out" || fail "timeout hook did not run"
+log_since "$mark" | grep -q "tag $held found in flight" || fail "timed-out request not found by tag"
 ((elapsed < 60)) || fail "timed-out read took ${elapsed}s"
 dd if=$dev of=/dev/null bs=512 count=1 iflag=direct status=none || fail "normal read after timeout"
 rmmod polynic_blk_test || fail "rmmod after timeout"
@@ -78,14 +78,14 @@ rmmod polynic_blk_test || fail "rmmod after timeout"
 # 100) times out; that timeout hook probes the refused tag, then lets it
 # through.
 insmod "$ko" black_hole_sector=100 refused_sector=200 || fail "insmod with refusals"
-dmesg -C
+mark=$(log_mark)
 dd if=$dev of=/dev/null bs=512 skip=100 count=1 iflag=direct status=none &
 hole=$!
 sleep 1
 dd if=$dev of=/dev/null bs=512 skip=200 count=1 iflag=direct status=none || fail "refused read never succeeded"
 wait $hole && fail "read of the black-hole sector succeeded"
-dmesg | grep -q "refusing tag" || fail "the refused request was not refused"
-dmesg | grep -q "handed out by the lookup" && fail "tag lookup handed out a request blk-mq owns"
-dmesg | grep -q "not found: owned by blk-mq" || fail "the refused tag was not probed"
+log_since "$mark" | grep -q "refusing tag" || fail "the refused request was not refused"
+log_since "$mark" | grep -q "handed out by the lookup" && fail "tag lookup handed out a request blk-mq owns"
+log_since "$mark" | grep -q "not found: owned by blk-mq" || fail "the refused tag was not probed"
 rmmod polynic_blk_test || fail "rmmod after refusals"
 echo "blk-mq overlay scenario passed (timeout ended the request after ${elapsed}s)"

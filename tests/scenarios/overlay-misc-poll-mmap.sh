@@ -47,8 +47,8 @@ dmesg | grep -q "pnkmisc release: initial namespace" || fail "release after clos
 
 # A file closed by its exiting task is released after the task's namespaces
 # are gone: asking for the namespace then must fail, not dereference NULL.
-dmesg -C
+mark=$(log_mark)
 python3 -c 'import os; os.open("/dev/pnkmisc", os.O_RDWR); os._exit(0)' || fail "open and exit"
-for _ in $(seq 50); do dmesg | grep -q "pnkmisc release" && break; sleep 0.1; done
-dmesg | grep -q "pnkmisc release: no namespace" || fail "release during exit: $(dmesg | grep pnkmisc)"
+for _ in $(seq 50); do log_since "$mark" | grep -q "pnkmisc release" && break; sleep 0.1; done
+log_since "$mark" | grep -q "pnkmisc release: no namespace" || fail "release during exit: $(log_since "$mark" | grep pnkmisc)"
 rmmod polynic_misc_test || fail "rmmod"

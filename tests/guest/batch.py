@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Guest side of a shared VM boot: batch.py OUT PLAN.json
+
+Booting the test kernel under TCG costs minutes, so the host runs many test
+steps (the KUnit load, each scenario) in one boot. This runner keeps the
+steps apart so that each one is judged on its own:
+
+- each step runs in its own session (process group) with a time limit, and
+  whatever it left running is killed afterwards;
+- its kernel log is the slice of /dev/kmsg it produced (read by sequence
+  number, so a step that clears the log cannot hide lines from the others);
+- the modules, network namespaces, links and mounts it left behind are
+  removed and reported: a step must leave the system as it found it;
+- a new "died" or "soft lockup" taint stops the batch: later steps would run
+  on a broken kernel. The host boots again for the steps that did not run.
+
+PLAN.json is a list of {"name", "argv", "timeout"}. For each step, OUT/NAME/
+receives `started`, `output.log`, `dmesg.txt`, `kunit/*.ktap` (from the
+step's own save_kunit) and `result.json`. OUT/batch.json says how the batch
+ended.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Taint bits after which the kernel is not fit to run further tests:
+# D (a task died in an oops) and L (soft lockup).
+FATAL_TAINTS = {7: "D (oops)", 14: "L (soft lockup)"}
+# How long a killed step may take to go away before the batch gives up on it.
+REAP_SECONDS = 30
+
+
+def kmsg_records(after: int) -> tuple[list[str], int]:
+    """Kernel log records with a sequence number above `after`, and the last
+    sequence number read. /dev/kmsg keeps every record (a syslog clear does
+    not remove them), so slices do not depend on what steps did to dmesg."""
+    lines, last = [], after
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            try:
+                rec = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:
+                # Records were overwritten while reading (ring wrapped):
+                # reading again continues from the oldest one still there.
+                continue
+            head, _, body = rec.decode(errors="replace").partition(";")
+            fields = head.split(",")
+            seq = int(fields[1])
+            if seq <= after:
+                continue
+            last = seq
+            usec = int(fields[2])
+            msg = body.split("\n", 1)[0]
+            lines.append(f"[{usec // 1000000:5d}.{usec % 1000000:06d}] {msg}")
+    finally:
+        os.close(fd)
+    return lines, last
+
+
+def taint() -> int:
+    return int(Path("/proc/sys/kernel/tainted").read_text())
+
+
+def loaded_modules() -> set[str]:
+    p = Path("/proc/modules")
+    return {line.split()[0] for line in p.read_text().splitlines()} if p.exists() else set()
+
+
+def netns() -> set[str]:
+    p = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    return {line.split()[0] for line in p.stdout.splitlines() if line.strip()}
+
+
+def links() -> set[str]:
+    return set(os.listdir("/sys/class/net"))
+
+
+# Mounts that set-up helpers make once and that hold nothing of a test's
+# (configfs, debugfs, the namespace bind mounts `ip netns` manages).
+SYSTEM_FS = {"configfs", "debugfs", "tracefs", "nsfs"}
+
+
+def mounts() -> list[str]:
+    out = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, target, fstype = line.split()[:3]
+        if fstype not in SYSTEM_FS and not target.startswith("/run/netns"):
+            out.append(target)
+    return out
+
+
+def snapshot() -> dict:
+    return {"modules": loaded_modules(), "netns": netns(), "links": links(), "mounts": mounts()}
+
+
+def restore(before: dict) -> list[str]:
+    """Remove what the step left behind; returns what that was."""
+    left = []
+    for m in reversed([m for m in mounts() if m not in before["mounts"]]):
+        left.append(f"mount {m}")
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    for ns in sorted(netns() - before["netns"]):
+        left.append(f"network namespace {ns}")
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    for link in sorted(links() - before["links"]):
+        left.append(f"link {link}")
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
+    # Modules last: a namespace or link may hold a reference on one.
+    extra = sorted(loaded_modules() - before["modules"])
+    left.extend(f"module {m}" for m in extra)
+    for _ in range(3):
+        for m in sorted(loaded_modules() - before["modules"]):
+            subprocess.run(["rmmod", m], capture_output=True)
+    left.extend(f"module {m} could not be unloaded" for m in sorted(loaded_modules() - before["modules"]))
+    return left
+
+
+def kill_session(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_step(out: Path, step: dict, env: dict, seq: int) -> tuple[dict, int]:
+    d = out / step["name"]
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "kunit").mkdir(exist_ok=True)
+    before = snapshot()
+    taint_before = taint()
+    (d / "started").write_text(f"{time.time()}\n")
+    started = time.monotonic()
+    timed_out = False
+    with open(d / "output.log", "wb") as log:
+        proc = subprocess.Popen(step["argv"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**env, "POLYNIC_OUT": str(d)}, start_new_session=True)
+        try:
+            status = proc.wait(timeout=step["timeout"])
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_session(proc.pid)
+            try:
+                status = proc.wait(timeout=REAP_SECONDS)
+            except subprocess.TimeoutExpired:
+                status = None
+    seconds = time.monotonic() - started
+    # Background processes the step started (servers, relays) share its
+    # process group.
+    kill_session(proc.pid)
+    time.sleep(0.2)
+    leftovers = restore(before)
+    lines, seq = kmsg_records(seq)
+    (d / "dmesg.txt").write_text("\n".join(lines) + "\n")
+    new_taint = taint() & ~taint_before
+    fatal = [name for bit, name in FATAL_TAINTS.items() if new_taint & (1 << bit)]
+    result = {
+        "name": step["name"],
+        "status": status,
+        "timed_out": timed_out,
+        "seconds": round(seconds, 1),
+        "leftovers": leftovers,
+        "new_taint": new_taint,
+        "fatal_taint": fatal,
+    }
+    (d / "result.json").write_text(json.dumps(result, indent=2))
+    return result, seq
+
+
+def main() -> int:
+    out, plan = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
+    env = dict(os.environ)
+    _, seq = kmsg_records(-1)
+    ended = "completed"
+    for step in plan:
+        print(f"batch: {step['name']}", flush=True)
+        r, seq = run_step(out, step, env, seq)
+        print(f"batch: {step['name']} -> status {r['status']} in {r['seconds']} s", flush=True)
+        if r["fatal_taint"]:
+            ended = f"stopped after {step['name']}: kernel tainted {', '.join(r['fatal_taint'])}"
+            break
+        if r["status"] is None:
+            ended = f"stopped after {step['name']}: it could not be killed after its time limit"
+            break
+    (out / "batch.json").write_text(json.dumps({"ended": ended}, indent=2))
+    print(f"batch: {ended}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
