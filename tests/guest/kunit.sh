@@ -22,9 +22,12 @@ for ko in "$@"; do
     status=1
   fi
 done
+echo "$(date +%T) modules loaded; saving results"
 save_kunit
+echo "$(date +%T) results saved; unloading"
 for ((i = ${#loaded[@]} - 1; i >= 0; i--)); do
   rmmod "${loaded[i]}" || { echo "rmmod ${loaded[i]} failed" >&2; status=1; }
 done
 ip link del pnk0 || status=1
+echo "$(date +%T) done"
 exit $status
