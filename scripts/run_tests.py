@@ -182,7 +182,8 @@ def run_batch(t: Tally, kdir: str, name: str, steps: list[Step]) -> dict[str, St
         boot += 1
         out = ROOT / "out" / "vm" / f"{name}-{boot}"
         out.mkdir(parents=True, exist_ok=True)
-        plan = [{"name": s.name, "argv": s.argv, "timeout": s.timeout} for s in pending]
+        own = sorted(ko.stem for ko in (ROOT / "out" / "build").rglob("*.ko"))
+        plan = [{"name": s.name, "argv": s.argv, "timeout": s.timeout, "own_modules": own} for s in pending]
         (out / "plan.json").write_text(json.dumps(plan, indent=2))
         cmd = ["env", f"POLYNIC_MODULES={ROOT / 'out' / 'build'}",
                f"POLYNIC_BIN={ROOT / 'userspace' / 'target' / 'release'}",

@@ -25,7 +25,7 @@ def profile(text: str) -> list[tuple[float, int, str, str]]:
     for line in text.splitlines():
         m = LINE_RE.match(line)
         if m:
-            events.append((float(m[2]), f"{m[3]}:{m[4]}", m[5]))
+            events.append((float(m[2]), f"{m[3].rsplit('/', 1)[-1]}:{m[4]}", m[5]))
     spent: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     sample: dict[str, str] = {}

@@ -9,7 +9,7 @@ use kernel::{
     configfs::{self, AttributeOperations},
     configfs_attrs,
     fmt::{self, Write as _},
-    net::ethernet::MacAddr,
+    net::{device::IFNAMSIZ, ethernet::MacAddr},
     new_mutex,
     page::PAGE_SIZE,
     prelude::*,
@@ -171,7 +171,7 @@ impl AttributeOperations<1> for DiskConfig {
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
         let name = text(page)?;
         // IFNAMSIZ includes the terminating NUL.
-        if name.is_empty() || name.len() >= 16 || name.contains('/') {
+        if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('/') {
             return Err(EINVAL);
         }
         let name = CString::try_from_fmt(fmt!("{}", name))?;

@@ -73,7 +73,7 @@ struct Watch {
 impl EventHandler for Watch {
     fn event(&self, dev: &NetDevice, event: Event, _rtnl: &Rtnl) {
         if event == Event::Unregister && dev.as_raw() as usize == self.dev && !self.queue.personality.is_detached() {
-            pr_info!("net device {} is going away; ending its I/O\n", dev.name());
+            pr_info!("net device {} left this namespace or is going away; ending its I/O\n", dev.name());
             self.queue.personality.detach();
         }
     }

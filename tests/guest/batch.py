@@ -103,7 +103,7 @@ def snapshot() -> dict:
     return {"modules": loaded_modules(), "netns": netns(), "links": links(), "mounts": mounts()}
 
 
-def restore(before: dict) -> list[str]:
+def restore(before: dict, own: set[str]) -> list[str]:
     """Remove what the step left behind; returns what that was."""
     left = []
     for m in reversed([m for m in mounts() if m not in before["mounts"]]):
@@ -115,13 +115,15 @@ def restore(before: dict) -> list[str]:
     for link in sorted(links() - before["links"]):
         left.append(f"link {link}")
         subprocess.run(["ip", "link", "del", link], capture_output=True)
-    # Modules last: a namespace or link may hold a reference on one.
-    extra = sorted(loaded_modules() - before["modules"])
+    # Modules last: a namespace or link may hold a reference on one. Only
+    # the project's own count: the kernel loads others on demand (sch_netem
+    # for tc), and those may stay.
+    extra = sorted((loaded_modules() - before["modules"]) & own)
     left.extend(f"module {m}" for m in extra)
     for _ in range(3):
-        for m in sorted(loaded_modules() - before["modules"]):
+        for m in sorted((loaded_modules() - before["modules"]) & own):
             subprocess.run(["rmmod", m], capture_output=True)
-    left.extend(f"module {m} could not be unloaded" for m in sorted(loaded_modules() - before["modules"]))
+    left.extend(f"module {m} could not be unloaded" for m in sorted((loaded_modules() - before["modules"]) & own))
     return left
 
 
@@ -149,7 +151,7 @@ def run_step(out: Path, step: dict, env: dict, seq: int) -> tuple[dict, int]:
         # (bash ignores PS4 from the environment when run as root, so it is
         # set in the shell that then runs the script.)
         trace = open(d / "trace.log", "wb")
-        argv[1:1] = ["-c", 'PS4="+\\${EPOCHREALTIME} \\${BASH_SOURCE[0]##*/}:\\${LINENO}: "; set -x; source "$0" "$@"']
+        argv[1:1] = ["-c", 'PS4="+\\${EPOCHREALTIME} \\${BASH_SOURCE[0]:-}:\\${LINENO}: "; set -x; source "$0" "$@"']
         step_env.update(BASH_XTRACEFD="9")
     with open(d / "output.log", "wb") as log:
         if trace is not None:
@@ -173,7 +175,7 @@ def run_step(out: Path, step: dict, env: dict, seq: int) -> tuple[dict, int]:
     # process group.
     kill_session(proc.pid)
     time.sleep(0.2)
-    leftovers = restore(before)
+    leftovers = restore(before, set(step.get("own_modules", [])))
     lines, seq = kmsg_records(seq)
     (d / "dmesg.txt").write_text("\n".join(lines) + "\n")
     new_taint = taint() & ~taint_before

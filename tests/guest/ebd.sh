@@ -26,18 +26,19 @@ ebd_setup() {
   insmod "$(module_path ebd)" || fail "insmod ebd"
   rm -f "$EBD_IMG"
   truncate -s "${size}M" "$EBD_IMG"
-  mkdir -p "$EBD_MNT"
+  [[ -d $EBD_MNT ]] || mkdir -p "$EBD_MNT"
 }
 
 # ebd_server_start [EXTRA ARGS]: ebd-server in the server namespace.
 ebd_server_start() {
   rm -f /tmp/ebd-server.pid
-  ip netns exec ebdsrv "$(ebd_bin ebd-server)" -i pnk1 -e "$EBD_IMG" --pid-file /tmp/ebd-server.pid "$@" \
+  [[ -x $POLYNIC_BIN/ebd-server ]] || fail "ebd-server not built in $POLYNIC_BIN"
+  ip netns exec ebdsrv "$POLYNIC_BIN/ebd-server" -i pnk1 -e "$EBD_IMG" --pid-file /tmp/ebd-server.pid "$@" \
     2>>/tmp/ebd-server.log &
   local i
-  for i in $(seq 50); do
+  for ((i = 0; i < 100; i++)); do
     [[ -s /tmp/ebd-server.pid ]] && return 0
-    sleep 0.1
+    pause 0.1
   done
   cat /tmp/ebd-server.log >&2
   fail "ebd-server did not start"
@@ -45,17 +46,30 @@ ebd_server_start() {
 
 ebd_server_stop() {
   local sig=${1:-TERM} pid
-  pid=$(cat /tmp/ebd-server.pid 2>/dev/null) || return 0
+  read -r pid </tmp/ebd-server.pid 2>/dev/null || return 0
   kill "-$sig" "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   rm -f /tmp/ebd-server.pid
 }
 
-ebdctl() { "$(ebd_bin ebdctl)" "$@"; }
+ebdctl() {
+  [[ -x $POLYNIC_BIN/ebdctl ]] || fail "ebdctl not built in $POLYNIC_BIN"
+  "$POLYNIC_BIN/ebdctl" "$@"
+}
 
 # ebd_stat NAME COUNTER: one counter of disk NAME.
 ebd_stat() {
-  awk -v k="$2" '$1 == k { print $2 }' "$EBD_CFG/$1/stats"
+  local key value
+  while read -r key value; do
+    [[ $key == "$2" ]] && { echo "$value"; return 0; }
+  done <"$EBD_CFG/$1/stats"
+  return 1
+}
+
+# ebd_server_pid: the running ebd-server's pid.
+ebd_server_pid() {
+  local pid
+  read -r pid </tmp/ebd-server.pid && echo "$pid"
 }
 
 # Tear everything down; leaves no disk, module or namespace behind.

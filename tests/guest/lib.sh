@@ -4,28 +4,45 @@
 # holding the built .ko files.
 set -uo pipefail
 
-# Path of the built module NAME (without .ko).
+# Starting a process costs 1-3 s in the TCG debug guest (fork, exec and the
+# debug kernel's bookkeeping of every allocation), so these helpers use bash
+# built-ins where they can.
+
+# Path of the built module NAME (without .ko), in the places scripts/modules.sh
+# puts them (listing the whole build tree over the guest's root file system
+# took 12 s).
 module_path() {
   : "${POLYNIC_MODULES:?POLYNIC_MODULES must name the built modules directory}"
-  local p
-  p=$(find "$POLYNIC_MODULES" -name "$1.ko" -print -quit)
-  [[ -n $p ]] || { echo "module $1.ko not built in $POLYNIC_MODULES" >&2; return 1; }
-  echo "$p"
+  local m=$POLYNIC_MODULES p
+  for p in "$m/$1.ko" "$m/modules/$1/$1.ko" "$m/modules/modules/$1/$1.ko" "$m"/tests/*/"$1.ko" \
+    "$m"/tests/*/*/"$1.ko"; do
+    [[ -f $p ]] && { echo "$p"; return 0; }
+  done
+  echo "module $1.ko not built in $POLYNIC_MODULES" >&2
+  return 1
+}
+
+# pause SECONDS: sleep without starting a process. Reads from a pipe this
+# shell holds both ends of, so nothing ever arrives and the read times out.
+exec {PAUSE_FD}<> <(:)
+pause() {
+  read -rt "$1" -u "$PAUSE_FD" _ || :
 }
 
 # Save the KUnit results of every suite now, before unloading a module
-# removes its suites. Bash built-ins only: starting a process costs seconds
-# in the TCG guest, and there is one file per suite.
+# removes its suites. Bash built-ins only (starting a process costs seconds
+# in the TCG guest), and mapfile, which reads in blocks: `read` seeks back
+# after every line, and each seek re-renders a debugfs file from its start
+# (reading the doctest suite's results line by line took 28 s).
 save_kunit() {
-  local r suite line
+  local r suite lines
   mkdir -p "$POLYNIC_OUT/kunit"
   for r in /sys/kernel/debug/kunit/*/results; do
     [[ -e $r ]] || continue
     suite=${r%/results}
     suite=${suite##*/}
-    while IFS= read -r line || [[ -n $line ]]; do
-      printf '%s\n' "$line"
-    done <"$r" >"$POLYNIC_OUT/kunit/$suite.ktap"
+    mapfile -t lines <"$r"
+    printf '%s\n' "${lines[@]}" >"$POLYNIC_OUT/kunit/$suite.ktap"
   done
   return 0
 }

@@ -39,7 +39,7 @@ mod tests {
         assert!(mac.is_some_and(|m| m.is_valid_unicast()));
         assert_eq!(a.tx_queue_stopped(0), Some(false));
         assert_eq!(a.tx_queue_stopped(a.num_tx_queues()), None);
-        assert!(a.namespace().is(Namespace::init()));
+        assert!(a.namespace().is_some_and(|ns| ns.is(Namespace::init())));
         assert!(Namespace::current()?.is(Namespace::init()));
         Ok(())
     }

@@ -14,7 +14,7 @@ use kernel::net::{
     skb::SkBuff,
 };
 use kernel::prelude::*;
-use kernel::{new_spinlock, sync::SpinLock};
+use kernel::{new_spinlock_bh, sync::SpinLockBh};
 
 /// Frames the loop device holds between transmit and receive.
 const RING: usize = 64;
@@ -24,7 +24,9 @@ pub(crate) struct Loop {
     #[pin]
     napi: Napi<Loop>,
     #[pin]
-    ring: SpinLock<KVec<SkBuff>>,
+    /// Taken by transmit and `stop` (process context) and by the poll
+    /// (softirq): a bottom-half lock.
+    ring: SpinLockBh<KVec<SkBuff>>,
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
     tx_dropped: AtomicU64,
@@ -41,7 +43,7 @@ impl Loop {
     pub(crate) fn new() -> impl PinInit<Self, Error> {
         try_pin_init!(Loop {
             napi <- Napi::new(),
-            ring <- new_spinlock!(KVec::with_capacity(RING, GFP_KERNEL)?),
+            ring <- new_spinlock_bh!(KVec::with_capacity(RING, GFP_KERNEL)?),
             tx_packets: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             tx_dropped: AtomicU64::new(0),
@@ -70,11 +72,16 @@ impl Driver for Loop {
     fn stop(dev: &Device<Self>) -> Result {
         dev.set_carrier(false);
         dev.data().napi.disable();
-        // Frames still in the ring stay there (delivered after the next
-        // open, or freed with the device state). Emptying it here would take
-        // the ring lock with softirqs enabled while the poll takes it in
-        // softirq context, which lockdep rightly rejects: the overlay has no
-        // BH-disabling lock yet.
+        // Frames still in the ring are dropped, as a real device's would
+        // be; each is freed after the (bottom-half) ring lock is released.
+        let me = dev.data();
+        loop {
+            let Some(skb) = me.ring.lock().pop() else {
+                break;
+            };
+            drop(skb);
+            me.tx_dropped.fetch_add(1, Relaxed);
+        }
         Ok(())
     }
 

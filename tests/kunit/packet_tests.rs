@@ -87,6 +87,36 @@ pub(crate) fn wait_for(counter: &AtomicU32, want: u32) -> u32 {
     counter.load(Relaxed)
 }
 
+/// Keeps the first frame it sees (on any device it is registered on) and
+/// tries to pass it on in place of the next one, which may arrive on
+/// another device.
+#[pin_data]
+pub(crate) struct Swapper {
+    #[pin]
+    pub(crate) kept: kernel::sync::SpinLockBh<Option<SkBuff>>,
+    pub(crate) swapped: AtomicU32,
+}
+
+impl RxHandler for Swapper {
+    fn receive(&self, skb: SkBuff, _dev: &NetDevice) -> RxVerdict {
+        if skb.protocol() != TYPE_HANDLED {
+            return RxVerdict::Pass(skb);
+        }
+        let earlier = self.kept.lock().take();
+        match earlier {
+            None => {
+                *self.kept.lock() = Some(skb);
+                RxVerdict::Consumed
+            }
+            Some(earlier) => {
+                self.swapped.fetch_add(1, Relaxed);
+                skb.consume();
+                RxVerdict::Pass(earlier)
+            }
+        }
+    }
+}
+
 #[kunit_tests(polynic_packet)]
 mod tests {
     use super::*;
@@ -108,6 +138,47 @@ mod tests {
         drop(reg);
         // Removed: further frames are not seen (and nothing crashes).
         send(&a, &b, TYPE_HANDLED)?;
+        Ok(())
+    }
+
+    #[test]
+    fn rx_handler_cannot_pass_on_a_buffer_of_another_device() -> Result {
+        let a = NetDevice::get_by_name(Namespace::init(), VETH_A)?;
+        let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
+        let swapper = Arc::pin_init(
+            pin_init!(Swapper { kept <- kernel::new_spinlock_bh!(None), swapped: AtomicU32::new(0) }),
+            GFP_KERNEL,
+        )?;
+        // Counts frames from `a` on every device: a buffer received on `b`
+        // and passed on while `a` is receiving would show up here.
+        let behind = KBox::pin_init(
+            packet::Registration::new(
+                TYPE_HANDLED,
+                None,
+                Catcher { src: a.mac_addr().ok_or(EINVAL)?, good: AtomicU32::new(0), other: AtomicU32::new(0) },
+            ),
+            GFP_KERNEL,
+        )?;
+        let (on_a, on_b) = {
+            let rtnl = rtnl::lock();
+            let on_b = rx_handler::Registration::register(&rtnl, b.clone(), swapper.clone())?;
+            let on_a = rx_handler::Registration::register(&rtnl, a.clone(), swapper.clone())?;
+            (on_a, on_b)
+        };
+        // Received on `b` (from `a`) and kept; then a frame received on `a`
+        // (from `b`) makes the handler return the kept one, whose device is
+        // `b`: it must be dropped, not passed on.
+        send(&a, &b, TYPE_HANDLED)?;
+        fsleep(Delta::from_millis(50));
+        send(&b, &a, TYPE_HANDLED)?;
+        assert_eq!(wait_for(&swapper.swapped, 1), 1);
+        fsleep(Delta::from_millis(50));
+        assert_eq!(behind.handler().good.load(Relaxed), 0);
+        {
+            let rtnl = rtnl::lock();
+            on_a.unregister(&rtnl);
+            on_b.unregister(&rtnl);
+        }
         Ok(())
     }
 

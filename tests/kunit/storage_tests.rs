@@ -228,12 +228,33 @@ mod tests {
         }
         let _ = l.next_frame(0);
         let mut taken = 0;
-        while let Some(r) = l.take_any() {
+        while let Some(r) = l.take_oldest() {
             assert!(r >= 100);
             taken += 1;
         }
         assert_eq!((taken, l.len(), l.in_flight()), (3, 0, 0));
         assert!(l.next_frame(0).is_none());
+    }
+
+    #[test]
+    fn failing_everything_held_keeps_the_ledger_usable() {
+        // More requests held than the finished window spans, in slots whose
+        // order is the reverse of their sequence order: taking them out in
+        // slot order would finish the newest first, outside the window, and
+        // leave the oldest unfinished mark stuck behind them.
+        let held = FINISHED_SPAN + 71;
+        let mut l = ledger(held, 4);
+        for id in (0..held).rev() {
+            admit(&mut l, id, cmd(Opcode::Read, 512));
+        }
+        let mut taken = 0;
+        while l.take_oldest().is_some() {
+            taken += 1;
+        }
+        assert_eq!(taken, held);
+        assert_eq!(l.finished(), Finished::starting_at(FIRST_SEQ.wrapping_add(held)));
+        admit(&mut l, 7, cmd(Opcode::Read, 512));
+        assert_eq!(l.next_frame(0).map(|j| j.header.seq), Some(FIRST_SEQ.wrapping_add(held)));
     }
 
     #[test]
@@ -263,8 +284,8 @@ mod tests {
         assert_eq!(next, Some((FIRST_SEQ.wrapping_add(3), Finished { below: FIRST_SEQ, mask: 1 })));
         // Any way out of the ledger finishes a request: failure, teardown.
         assert!(l.remove(0).is_some());
-        assert!(l.take_any().is_some());
-        assert!(l.take_any().is_some());
+        assert!(l.take_oldest().is_some());
+        assert!(l.take_oldest().is_some());
         assert_eq!(l.finished(), Finished::starting_at(FIRST_SEQ.wrapping_add(4)));
     }
 
@@ -305,5 +326,104 @@ mod tests {
         assert_eq!(a.match_response(&response(&hb, 0, 512)), Err(Unmatched::Stale));
         assert_eq!(b.match_response(&response(&ha, 0, 512)), Err(Unmatched::Stale));
         assert!(a.match_response(&response(&ha, 0, 512)).is_ok());
+    }
+}
+
+/// The personality on the veth pair with a probe as the block request: the
+/// context its callbacks run in, and a frame whose build fails.
+#[kunit_tests(polynic_storage_context)]
+mod context {
+    use crate::{VETH_A, VETH_B};
+    use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    use kernel::net::{
+        device::NetDevice,
+        namespace::Namespace,
+        skb::SkBuff,
+        storage::{ledger::Command, wire::Opcode, BlockBuffer, Config, Personality, StorageDriver},
+    };
+    use kernel::prelude::*;
+    use kernel::sync::{context, Arc};
+    use kernel::time::Delta;
+
+    /// What the probes saw.
+    #[derive(Default)]
+    struct Seen {
+        copies: AtomicU32,
+        copies_irqs_off: AtomicU32,
+        copies_bh_on: AtomicU32,
+        completed: AtomicU32,
+        failed: AtomicU32,
+    }
+
+    /// A write request whose data copy records its context, and fails on
+    /// demand (the frame being built is then freed under the lock).
+    struct Probe {
+        seen: Arc<Seen>,
+        fail: bool,
+    }
+
+    impl BlockBuffer for Probe {
+        fn copy_out(&self, _offset: u32, dst: &mut [u8]) -> Result {
+            self.seen.copies.fetch_add(1, Relaxed);
+            if context::interrupts_disabled() {
+                self.seen.copies_irqs_off.fetch_add(1, Relaxed);
+            }
+            if !context::bottom_halves_disabled() {
+                self.seen.copies_bh_on.fetch_add(1, Relaxed);
+            }
+            if self.fail {
+                return Err(EFAULT);
+            }
+            dst.fill(0x5a);
+            Ok(())
+        }
+
+        fn fill_from(&self, _offset: u32, _skb: &SkBuff, _skb_offset: u32, _len: u32) -> Result {
+            Ok(())
+        }
+    }
+
+    struct Driver(Arc<Seen>);
+
+    impl StorageDriver for Driver {
+        type Buffer = Probe;
+
+        fn complete(&self, _buffer: Probe, status: Result) {
+            let counter = if status.is_ok() { &self.0.completed } else { &self.0.failed };
+            counter.fetch_add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn frames_are_built_with_bottom_halves_off_and_interrupts_on() -> Result {
+        let a = NetDevice::get_by_name(Namespace::init(), VETH_A)?;
+        let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
+        let seen = Arc::new(Seen::default(), GFP_KERNEL)?;
+        let config = Config {
+            server: b.mac_addr(),
+            export: 0,
+            frame_size: 0,
+            max_queue: 4,
+            window: 4,
+            max_retries: 0,
+            timeout: Delta::from_secs(30),
+        };
+        let p = Personality::attach(a, Driver(seen.clone()), config)?;
+        let write = Command { opcode: Opcode::Write, offset: 0, length: 512, fua: false };
+        // The first frame's data copy fails: its half-built buffer is freed
+        // where the build failed, under the lock, and counted as a send error.
+        assert!(p.queue(0, Probe { seen: seen.clone(), fail: true }, write).is_ok());
+        assert!(p.queue(1, Probe { seen: seen.clone(), fail: false }, write).is_ok());
+        let stats = p.stats();
+        assert_eq!(seen.copies.load(Relaxed), 2);
+        assert_eq!(seen.copies_irqs_off.load(Relaxed), 0);
+        assert_eq!(seen.copies_bh_on.load(Relaxed), 0);
+        assert_eq!(stats.tx_errors, 1);
+        assert_eq!(stats.tx_frames, 1);
+        // Nobody answers on the peer: detaching fails both requests, once.
+        p.detach();
+        assert_eq!(seen.failed.load(Relaxed), 2);
+        assert_eq!(seen.completed.load(Relaxed), 0);
+        Ok(())
     }
 }

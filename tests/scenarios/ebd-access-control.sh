@@ -4,8 +4,8 @@
 # and says why, no directory is left behind); an export allowing this client
 # read-only attaches read-only, reads correctly, and the server refuses
 # writes even when they bypass the block layer.
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
 trap ebd_teardown EXIT
 ebd_setup 16
 client=$(cat /sys/class/net/pnk0/address)

@@ -2,8 +2,8 @@
 # End to end: ext4 on /dev/ebd0 over a veth pair to ebd-server; files
 # written, synced, unmounted, the disk detached and re-attached, and every
 # file read back and checked.
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
 trap ebd_teardown EXIT
 ebd_setup 256
 # Export 1: a second, read-only export with known content.
@@ -27,9 +27,9 @@ grep -q '\[none\]' /sys/block/ebd0/queue/scheduler || fail "scheduler: $(cat /sy
 mkfs.ext4 -q -F /dev/ebd0 || fail "mkfs.ext4"
 mount /dev/ebd0 "$EBD_MNT" || fail "mount"
 for i in 1 2 3 4 5; do
-  head -c $((i * 3 * 1024 * 1024 + i * 4097)) /dev/urandom >"$EBD_MNT/file$i" || fail "write file$i"
+  head -c $((i * 1024 * 1024 + i * 4097)) /dev/urandom >"$EBD_MNT/file$i" || fail "write file$i"
 done
-mkdir -p "$EBD_MNT/dir" && for i in $(seq 50); do echo "small $i" >"$EBD_MNT/dir/s$i"; done
+mkdir -p "$EBD_MNT/dir" && for ((i = 1; i <= 50; i++)); do echo "small $i" >"$EBD_MNT/dir/s$i"; done
 (cd "$EBD_MNT" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >/tmp/ebd-sums || fail "checksum"
 sync || fail "sync"
 umount "$EBD_MNT" || fail "umount"

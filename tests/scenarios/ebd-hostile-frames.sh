@@ -1,8 +1,8 @@
 #!/bin/bash
 # Malformed and foreign response frames are counted by reason and dropped;
 # the disk keeps working.
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
 trap ebd_teardown EXIT
 ebd_setup 16
 ebd_server_start
@@ -38,7 +38,7 @@ send(hdr() + bytes(512), src=b"\x02\x11\x22\x33\x44\x55")  # foreign sender
 send(hdr(tag=5, seq=12345) + bytes(512))               # no such request
 send(hdr(sess=session ^ 1) + bytes(512))               # another session
 PY
-sleep 1
+pause 1
 ebdctl stats h
 for c in drop_short drop_version drop_field drop_length drop_range drop_foreign drop_stale; do
   [[ $(ebd_stat h "$c") -ge 1 ]] || fail "$c not counted"

@@ -9,8 +9,8 @@
 # The kernel has no bridge, so the hub is a small relay over packet sockets
 # in its own namespace: client pnk0 - h0 [hub] h1 - sa (server A)
 #                                              h2 - sb (server B, promisc).
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
 
 hub_pid='' a_pid='' b_pid=''
 teardown() {
@@ -72,9 +72,9 @@ ip netns exec ebdsrv "$(ebd_bin ebd-server)" -i sa -e /tmp/ebd-a.img 2>/tmp/ebd-
 a_pid=$!
 ip netns exec ebdsrv "$(ebd_bin ebd-server)" -i sb -e /tmp/ebd-b.img 2>/tmp/ebd-b.log &
 b_pid=$!
-for i in $(seq 50); do
+for ((i = 1; i <= 50; i++)); do
   [[ -e /tmp/ebd-hub.ready ]] && grep -q serving /tmp/ebd-a.log && grep -q serving /tmp/ebd-b.log && break
-  sleep 0.1
+  pause 0.1
 done
 grep -q serving /tmp/ebd-b.log && [[ -e /tmp/ebd-hub.ready ]] || fail "servers or hub did not start"
 

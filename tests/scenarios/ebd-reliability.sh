@@ -3,8 +3,8 @@
 # crc32c verification on a clean link, then with netem loss, reordering and
 # duplication in both directions, then while ebd-server is killed with
 # SIGKILL and restarted. No verify error may occur and nothing may fail.
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
 trap ebd_teardown EXIT
 ebd_setup 64
 ebd_server_start
@@ -20,24 +20,24 @@ verify_run() {
   return $rc
 }
 
-verify_run clean 16M || fail "fio verify on a clean link"
+verify_run clean 8M || fail "fio verify on a clean link"
 before=$(ebd_stat rel retransmits)
 
 tc qdisc add dev pnk0 root netem delay 1ms loss 2% duplicate 2% reorder 25% 50% || fail "netem (client side)"
 ip netns exec ebdsrv tc qdisc add dev pnk1 root netem delay 1ms loss 2% duplicate 2% reorder 25% 50% \
   || fail "netem (server side)"
-verify_run lossy 8M || fail "fio verify with loss, reordering and duplication"
+verify_run lossy 4M || fail "fio verify with loss, reordering and duplication"
 after=$(ebd_stat rel retransmits)
 [[ $after -gt $before ]] || fail "no retransmission under 2% loss (before $before, after $after)"
 [[ $(ebd_stat rel drop_duplicate) -gt 0 || $(ebd_stat rel drop_stale) -gt 0 ]] || fail "duplicates not seen"
 tc qdisc del dev pnk0 root
 ip netns exec ebdsrv tc qdisc del dev pnk1 root
 
-verify_run crash 16M &
+verify_run crash 8M &
 fio_pid=$!
-sleep 3
+pause 3
 ebd_server_stop KILL
-sleep 2
+pause 2
 ebd_server_start
 wait "$fio_pid" || fail "fio verify across an ebd-server SIGKILL and restart"
 [[ $(ebd_stat rel failed) == 0 ]] || fail "$(ebd_stat rel failed) requests failed"

@@ -3,12 +3,12 @@
 # MTU being lowered and restored, while fio writes and verifies (crc32c) on
 # /dev/ebd0. Afterwards the same server process is still serving, fio saw
 # no verify error, and the server stops cleanly on SIGTERM.
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
 trap ebd_teardown EXIT
 ebd_setup 64
 ebd_server_start
-pid=$(cat /tmp/ebd-server.pid)
+pid=$(ebd_server_pid)
 # Retransmission must outlast a few seconds of dead link: 300 ms doubling
 # reaches 4.5 s after four tries.
 ebdctl attach --name dm --netdev pnk0 --queue-depth 16 --timeout-ms 300 --retries 30 >/dev/null || fail "attach"
@@ -28,15 +28,15 @@ verify_run() {
 # stay 9000 bytes: its large frames are dropped and its reads go
 # unanswered until the MTU is back).
 link_events() {
-  sleep 1
+  pause 1
   ip -n ebdsrv link set pnk1 down
-  sleep 2
+  pause 2
   ip -n ebdsrv link set pnk1 up
-  sleep 2
+  pause 2
   ip -n ebdsrv link set pnk1 mtu 1500
-  sleep 3
+  pause 3
   ip -n ebdsrv link set pnk1 mtu 9000
-  sleep 2
+  pause 2
 }
 link_events &
 events=$!
@@ -50,7 +50,7 @@ wait "$events"
 verify_run settled || fail "fio verify after the link settled"
 
 kill -0 "$pid" 2>/dev/null || { cat /tmp/ebd-server.log >&2; fail "ebd-server exited"; }
-[[ $(cat /tmp/ebd-server.pid) == "$pid" ]] || fail "ebd-server was restarted"
+[[ $(ebd_server_pid) == "$pid" ]] || fail "ebd-server was restarted"
 [[ $(ebd_stat dm failed) == 0 ]] || fail "$(ebd_stat dm failed) requests failed"
 [[ $(ebd_stat dm retransmits) -gt 0 ]] || fail "no retransmission: the link events did not meet any I/O"
 grep -q "waiting for the link\|link down" /tmp/ebd-server.log || fail "the link going down was not logged"

@@ -9,8 +9,8 @@
 #    write was retransmitted, acknowledged and overwritten. fio rewrites the
 #    same small region over and over and verifies it; the server must never
 #    execute a late copy of a finished write.
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
 trap ebd_teardown EXIT
 ebd_setup 64
 ebd_server_start
@@ -21,7 +21,7 @@ s1=$(ebd_stat one session) s2=$(ebd_stat two session)
 [[ -n $s1 && -n $s2 && $s1 != "$s2" ]] || fail "sessions not distinct: '$s1' '$s2'"
 
 region() { # region DEV OFFSET NAME
-  fio --name="$3" --filename="$1" --offset="$2" --size=8M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 \
+  fio --name="$3" --filename="$1" --offset="$2" --size=4M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 \
     --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 --output=/tmp/fio-"$3".log \
     >/dev/null 2>&1
 }

@@ -3,8 +3,8 @@
 # net device deleted, and the module unloaded while requests are in flight
 # (the server is frozen so that they cannot complete). Each time the I/O
 # ends with errors.
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/ebd.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
 trap ebd_teardown EXIT
 ebd_setup 64
 ebd_server_start
@@ -12,10 +12,10 @@ ebd_server_start
 # start_stuck_io: writes that cannot complete while the server is stopped.
 start_stuck_io() {
   ebdctl attach --name td --netdev pnk0 --timeout-ms 1000 --retries 30 >/dev/null || fail "attach"
-  kill -STOP "$(cat /tmp/ebd-server.pid)"
+  kill -STOP "$(ebd_server_pid)"
   dd if=/dev/urandom of=/dev/ebd0 bs=1M count=32 oflag=direct 2>/tmp/dd.log &
   dd_pid=$!
-  sleep 2
+  pause 2
   kill -0 "$dd_pid" 2>/dev/null || fail "dd finished although the server is stopped"
   [[ $(ebd_stat td queue_len) -gt 0 ]] || fail "nothing in flight"
 }
@@ -23,10 +23,10 @@ start_stuck_io() {
 # expect_io_error: dd ends by itself, with an error, within 30 s.
 expect_io_error() {
   local i
-  for i in $(seq 30); do kill -0 "$dd_pid" 2>/dev/null || break; sleep 1; done
+  for ((i = 1; i <= 30; i++)); do kill -0 "$dd_pid" 2>/dev/null || break; pause 1; done
   kill -0 "$dd_pid" 2>/dev/null && fail "$1: I/O still hanging after 30 s"
   wait "$dd_pid" && fail "$1: dd succeeded"
-  kill -CONT "$(cat /tmp/ebd-server.pid)"
+  kill -CONT "$(ebd_server_pid)"
   echo "$1: I/O ended with: $(tail -n1 /tmp/dd.log)"
 }
 

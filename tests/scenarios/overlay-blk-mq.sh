@@ -4,7 +4,7 @@
 # the block layer sees them, data round trips through request pages,
 # discard and write-zeroes, a filesystem, and the timeout hook ending a
 # request that never completes.
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
 ko=$(module_path polynic_blk_test) || exit 1
 dev=/dev/pnkblk0
 q=/sys/block/pnkblk0/queue
@@ -81,7 +81,7 @@ insmod "$ko" black_hole_sector=100 refused_sector=200 || fail "insmod with refus
 mark=$(log_mark)
 dd if=$dev of=/dev/null bs=512 skip=100 count=1 iflag=direct status=none &
 hole=$!
-sleep 1
+pause 1
 dd if=$dev of=/dev/null bs=512 skip=200 count=1 iflag=direct status=none || fail "refused read never succeeded"
 wait $hole && fail "read of the black-hole sector succeeded"
 log_since "$mark" | grep -q "refusing tag" || fail "the refused request was not refused"

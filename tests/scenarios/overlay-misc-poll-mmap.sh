@@ -3,7 +3,7 @@
 # through polynic_misc_test (/dev/pnkmisc): poll reports readiness and is
 # woken by a write; mmap at a page offset maps that page; a bad offset is
 # refused.
-source "$(dirname "${BASH_SOURCE[0]}")/../guest/lib.sh"
+source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
 ko=$(module_path polynic_misc_test) || exit 1
 insmod "$ko" || fail "insmod"
 [[ -c /dev/pnkmisc ]] || fail "/dev/pnkmisc missing"
@@ -49,6 +49,6 @@ dmesg | grep -q "pnkmisc release: initial namespace" || fail "release after clos
 # are gone: asking for the namespace then must fail, not dereference NULL.
 mark=$(log_mark)
 python3 -c 'import os; os.open("/dev/pnkmisc", os.O_RDWR); os._exit(0)' || fail "open and exit"
-for _ in $(seq 50); do log_since "$mark" | grep -q "pnkmisc release" && break; sleep 0.1; done
+for ((_i = 0; _i < 50; _i++)); do log_since "$mark" | grep -q "pnkmisc release" && break; pause 0.1; done
 log_since "$mark" | grep -q "pnkmisc release: no namespace" || fail "release during exit: $(log_since "$mark" | grep pnkmisc)"
 rmmod polynic_misc_test || fail "rmmod"

@@ -68,6 +68,22 @@ __rust_helper void rust_helper_put_net(struct net *net)
 }
 
 /*
+ * A reference on the namespace @dev is in now, or NULL if that namespace is
+ * being dismantled (its count already reached zero: devices stay in it until
+ * cleanup_net moves or deletes them, so holding the device does not keep its
+ * namespace alive).
+ */
+__rust_helper struct net *rust_helper_polynic_dev_net_get(const struct net_device *dev)
+{
+	struct net *net;
+
+	rcu_read_lock();
+	net = maybe_get_net(dev_net_rcu(dev));
+	rcu_read_unlock();
+	return net;
+}
+
+/*
  * The current task's network namespace, with a reference taken, or NULL if
  * the task has none any more: an exiting task drops its namespaces
  * (exit_nsproxy_namespaces) before running the deferred closes of its files
@@ -91,9 +107,12 @@ __rust_helper int rust_helper_polynic_netdev_ifindex(const struct net_device *de
  * Copies the device's hardware address into @out (@len bytes) consistently
  * with respect to address changes, which happen under RTNL and dev_addr_sem
  * (dev_set_mac_address_user) or under RTNL alone (drivers): the copy is
- * retried until two reads agree, so a torn address is never returned.
+ * retried until two reads agree. Returns false if they never did (the address
+ * kept changing); two agreeing reads can still both be torn if a writer stalls
+ * between them in the middle of its own copy, which only holding RTNL rules
+ * out.
  */
-__rust_helper void rust_helper_polynic_netdev_copy_addr(const struct net_device *dev,
+__rust_helper bool rust_helper_polynic_netdev_copy_addr(const struct net_device *dev,
 						       unsigned char *out, unsigned int len)
 {
 	unsigned char again[MAX_ADDR_LEN];
@@ -106,8 +125,9 @@ __rust_helper void rust_helper_polynic_netdev_copy_addr(const struct net_device 
 		barrier();
 		memcpy(again, READ_ONCE(dev->dev_addr), len);
 		if (!memcmp(out, again, len))
-			return;
+			return true;
 	}
+	return false;
 }
 
 __rust_helper struct net_device *

@@ -177,13 +177,14 @@ impl NetDevice {
         unsafe { bindings::polynic_netdev_ll_reserved(self.as_raw()) }
     }
 
-    /// The device's hardware address now, if it is an Ethernet-sized one.
+    /// The device's hardware address now, if it is an Ethernet-sized one;
+    /// `None` also if it kept changing while it was read.
     ///
     /// The address can change at any time (`ip link set DEV address`,
     /// under RTNL). This is a snapshot copied until two copies agree, so it
-    /// is not half old, half new unless a writer stalls mid-copy for the
-    /// whole retry loop; a caller holding RTNL reads a stable address. A
-    /// user that must notice changes reads it again, or watches
+    /// is not half old, half new unless a writer stalls in the middle of its
+    /// own copy between the two reads; a caller holding RTNL reads a stable
+    /// address. A user that must notice changes reads it again, or watches
     /// [`Event::ChangeAddr`](super::notifier::Event::ChangeAddr).
     pub fn mac_addr(&self) -> Option<MacAddr> {
         let dev = self.as_raw();
@@ -196,8 +197,8 @@ impl NetDevice {
         let mut a = [0u8; super::ethernet::ALEN];
         // The helper copies the address until two reads agree.
         // SAFETY: The device is live and `a` has room for `ALEN` bytes.
-        unsafe { bindings::polynic_netdev_copy_addr(dev, a.as_mut_ptr(), a.len() as u32) };
-        Some(MacAddr(a))
+        let agreed = unsafe { bindings::polynic_netdev_copy_addr(dev, a.as_mut_ptr(), a.len() as u32) };
+        agreed.then_some(MacAddr(a))
     }
 
     /// Administratively up (`IFF_UP`).
@@ -236,13 +237,21 @@ impl NetDevice {
         Some(unsafe { bindings::polynic_netif_xmit_stopped(self.as_raw(), index) })
     }
 
-    /// The namespace the device is in now (devices can move).
+    /// The namespace the device is in now (devices can move), or `None` if
+    /// that namespace is being dismantled.
     ///
-    /// The namespace is referenced, so it outlives a later move of the device.
-    pub fn namespace(&self) -> ARef<Namespace> {
-        // SAFETY: The device is live, so its namespace is; it is non-null.
-        let ns = unsafe { Namespace::from_raw(bindings::dev_net(self.as_raw())) };
-        ns.into()
+    /// The namespace is referenced, so it outlives a later move of the
+    /// device. Holding the device does not keep its namespace alive: while a
+    /// namespace is torn down its count is already zero and its devices are
+    /// still in it, so the reference is taken only if the count is not zero.
+    pub fn namespace(&self) -> Option<ARef<Namespace>> {
+        // SAFETY: The device is live; the helper reads its namespace under RCU
+        // and takes a reference only if the count is not zero.
+        let raw = unsafe { bindings::polynic_dev_net_get(self.as_raw()) };
+        let raw = NonNull::new(raw.cast::<Namespace>())?;
+        // SAFETY: `raw` is a live namespace whose reference we own and hand to
+        // the `ARef`.
+        Some(unsafe { ARef::from_raw(raw) })
     }
 }
 

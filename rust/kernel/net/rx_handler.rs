@@ -135,7 +135,9 @@ unsafe extern "C" fn rx_handler_callback<T: RxHandler>(
     // SAFETY: `pskb` points at a valid buffer pointer whose reference we get.
     let raw = unsafe { *pskb };
     // SAFETY: The buffer's device is live while it is being received.
-    let dev = unsafe { NetDevice::from_raw(bindings::polynic_skb_dev(raw)) };
+    let dev_raw = unsafe { bindings::polynic_skb_dev(raw) };
+    // SAFETY: As above: the device is live for the whole call.
+    let dev = unsafe { NetDevice::from_raw(dev_raw) };
     // SAFETY: The handler runs under RCU with the data published by
     // `register`; `borrow` does not take ownership of it.
     let handler = unsafe { <Arc<T> as ForeignOwnable>::borrow(bindings::polynic_rx_handler_data(raw).cast()) };
@@ -143,15 +145,17 @@ unsafe extern "C" fn rx_handler_callback<T: RxHandler>(
     let skb = unsafe { SkBuff::from_raw(raw) };
     match handler.receive(skb, dev) {
         RxVerdict::Consumed => bindings::rx_handler_result_RX_HANDLER_CONSUMED,
-        // The stack goes on to dereference the buffer's device: a replacement
-        // made from scratch (no device) cannot be passed on.
+        // The stack goes on to dereference the buffer's device. Only the device
+        // being received on is known to be live here: a buffer with no device
+        // (made from scratch) or another one's (kept from an earlier frame,
+        // whose device may since have been freed) cannot be passed on.
         // SAFETY: `skb` is a valid buffer we own.
-        RxVerdict::Pass(skb) if unsafe { bindings::polynic_skb_dev(skb.as_raw()) }.is_null() => {
+        RxVerdict::Pass(skb) if unsafe { bindings::polynic_skb_dev(skb.as_raw()) } != dev_raw => {
             drop(skb);
             bindings::rx_handler_result_RX_HANDLER_CONSUMED
         }
         RxVerdict::Pass(skb) => {
-            // The stack continues with this buffer, which has a device.
+            // The stack continues with this buffer, on the device it arrived on.
             // SAFETY: `pskb` is valid for writes.
             unsafe { *pskb = skb.into_raw() };
             bindings::rx_handler_result_RX_HANDLER_PASS

@@ -246,9 +246,11 @@ impl<S: State> SkBuff<S> {
     }
 
     /// Frees the buffer as successfully consumed (not counted as a drop).
+    /// Any context: with interrupts off the free is deferred to softirq.
     pub fn consume(self) {
-        // SAFETY: We own one reference and give it up.
-        unsafe { bindings::consume_skb(self.into_raw()) };
+        // SAFETY: We own one reference and give it up; the `_any` variant is
+        // valid in every context.
+        unsafe { bindings::dev_kfree_skb_any_reason(self.into_raw(), bindings::skb_drop_reason_SKB_CONSUMED) };
     }
 }
 
@@ -461,9 +463,16 @@ impl SkBuff<Writable> {
     }
 }
 
+/// Dropping a buffer frees it as a drop. A buffer is `Send` and may be
+/// dropped where interrupts are off (a driver's transmit under netpoll, code
+/// under an interrupt-disabling lock), where `kfree_skb` must not run, so the
+/// free goes through `dev_kfree_skb_any`, which defers it to softirq there.
 impl<S: State> Drop for SkBuff<S> {
     fn drop(&mut self) {
-        // SAFETY: We own one reference and give it up.
-        unsafe { bindings::kfree_skb(self.as_raw()) };
+        // SAFETY: We own one reference and give it up; the `_any` variant is
+        // valid in every context.
+        unsafe {
+            bindings::dev_kfree_skb_any_reason(self.as_raw(), bindings::skb_drop_reason_SKB_DROP_REASON_NOT_SPECIFIED)
+        };
     }
 }

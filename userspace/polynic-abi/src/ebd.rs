@@ -53,7 +53,7 @@ pub const MAX_REQUEST_LEN: u32 = 1 << 20;
 /// Flag: the data of a write must be on stable storage before it is
 /// acknowledged (forced unit access).
 pub const FLAG_FUA: u16 = 1 << 0;
-/// All flags version 1 defines; any other bit makes a frame malformed.
+/// All flags this version defines; any other bit makes a frame malformed.
 pub const FLAGS_KNOWN: u16 = FLAG_FUA;
 
 /// What a request asks the server to do.
@@ -77,7 +77,7 @@ pub enum Opcode {
 }
 
 impl Opcode {
-    /// Decodes an opcode byte, refusing values version 1 does not define.
+    /// Decodes an opcode byte, refusing values this version does not define.
     pub const fn from_u8(v: u8) -> Option<Self> {
         Some(match v {
             1 => Self::Info,
@@ -130,7 +130,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// Decodes a status, refusing values version 1 does not define.
+    /// Decodes a status, refusing values this version does not define.
     pub const fn from_u16(v: u16) -> Option<Self> {
         Some(match v {
             0 => Self::Ok,
@@ -162,11 +162,11 @@ pub enum WireError {
     Short,
     /// A version other than [`VERSION`].
     BadVersion,
-    /// An opcode version 1 does not define.
+    /// An opcode this version does not define.
     BadOpcode,
-    /// A status version 1 does not define, or a non-zero status in a request.
+    /// A status this version does not define, or a non-zero status in a request.
     BadStatus,
-    /// Flag bits version 1 does not define.
+    /// Flag bits this version does not define.
     BadFlags,
     /// `frag_len` says more payload than the frame holds, or payload where
     /// the opcode carries none.

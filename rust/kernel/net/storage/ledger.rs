@@ -537,9 +537,20 @@ impl<R> Ledger<R> {
             + self.fifo.ids.capacity() * core::mem::size_of::<u32>()
     }
 
-    /// Removes and returns any one request, for tearing down.
-    pub fn take_any(&mut self) -> Option<R> {
-        let id = self.slots.iter().position(|s| s.is_some())?;
+    /// Removes and returns the oldest held request (lowest sequence number),
+    /// for failing everything held. Oldest first, because the finished
+    /// window records a removal only within [`FINISHED_SPAN`](super::wire::FINISHED_SPAN) of the oldest
+    /// unfinished request: removing in slot order could leave that one
+    /// behind a gap no later removal closes, and the ledger could then send
+    /// nothing newer again.
+    pub fn take_oldest(&mut self) -> Option<R> {
+        let below = self.finished.below;
+        let (_, id) = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (s.seq.wrapping_sub(below), i)))
+            .min()?;
         self.remove(id as u32)
     }
 

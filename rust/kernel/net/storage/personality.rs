@@ -11,6 +11,7 @@ use super::{
         ETH_P_EBD_RESPONSE, HEADER_LEN,
     },
 };
+use core::sync::atomic::AtomicU64;
 use crate::{
     bindings,
     block::mq::{Operations, Request},
@@ -20,9 +21,9 @@ use crate::{
         packet::{self, PacketHandler},
         skb::{SkBuff, Writable},
     },
-    new_mutex, new_spinlock_irq,
+    new_mutex, new_spinlock_bh,
     prelude::*,
-    sync::{aref::ARef, Arc, Mutex, SpinLockIrq},
+    sync::{aref::ARef, Arc, Mutex, SpinLockBh},
     time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
@@ -38,10 +39,17 @@ const TX_BATCH: usize = 16;
 pub trait BlockBuffer: Send + 'static {
     /// Copies request bytes `[offset, offset + dst.len())` into `dst` (a
     /// frame being built, for writes).
+    ///
+    /// Context: under the personality's lock, with bottom halves off, from
+    /// whichever caller sends queued frames: `queue_rq`, blk-mq's timeout
+    /// work (process context) or response receive (softirq). Must not sleep.
     fn copy_out(&self, offset: u32, dst: &mut [u8]) -> Result;
 
     /// Copies `len` bytes of `skb` from `skb_offset` straight into the request
     /// at `offset` (a read's response): the only copy received data makes.
+    ///
+    /// Context: response receive (softirq), under the personality's lock.
+    /// Must not sleep.
     fn fill_from(&self, offset: u32, skb: &SkBuff, skb_offset: u32, len: u32) -> Result;
 }
 
@@ -61,11 +69,18 @@ pub trait StorageDriver: Send + Sync + 'static {
     type Buffer: BlockBuffer;
 
     /// The response to `buffer` is complete (its data, for a read, is in
-    /// place) or it failed. Called from softirq, the timeout hook or
-    /// teardown; must not sleep.
+    /// place) or it failed.
+    ///
+    /// Context: never under the personality's lock; from response receive
+    /// (softirq), blk-mq's timeout work, `queue` (when the device's MTU has
+    /// dropped below the frame size) or `detach` (process context, possibly
+    /// under RTNL from a net device notifier). Must not sleep.
     fn complete(&self, buffer: Self::Buffer, status: Result);
 
     /// Room for `free` more requests after a [`Refused::Full`].
+    ///
+    /// Context: response receive (softirq), never under the personality's
+    /// lock. Must not sleep.
     fn queue_space(&self, _free: u32) {}
 }
 
@@ -106,19 +121,28 @@ struct Inner<B> {
     dev: Option<ARef<NetDevice>>,
     server: Option<MacAddr>,
     info: Option<ExportInfo>,
-    /// The server's refusal of the Info request, if it refused.
+    /// The server's refusal of the Info request, if it refused (when
+    /// discovering: the last refusal heard).
     info_refused: Option<Status>,
+    /// No server was configured: the first one to accept is bound, and a
+    /// refusal does not end the search (another server may have the
+    /// export).
+    discovering: bool,
     /// A transmit loop is running; others leave their frames to it.
     draining: bool,
+    /// The device's MTU is below the frame size planned at attach (logged
+    /// once per drop); requests fail with `EMSGSIZE` until it is raised.
+    mtu_short: bool,
 }
 
 impl<B> Inner<B> {
-    /// The server's answer to the Info request, once it came.
+    /// The server's answer to the Info request, once it is final: an
+    /// acceptance, or a configured server's refusal.
     fn info_answer(&self) -> Option<Result<ExportInfo>> {
         match (self.info, self.info_refused) {
             (Some(info), _) => Some(Ok(info)),
-            (None, Some(status)) => Some(Err(status_error(status))),
-            (None, None) => None,
+            (None, Some(status)) if !self.discovering => Some(Err(status_error(status))),
+            _ => None,
         }
     }
 }
@@ -127,7 +151,7 @@ impl<B> Inner<B> {
 struct Core<D: StorageDriver> {
     driver: D,
     #[pin]
-    inner: SpinLockIrq<Inner<D::Buffer>>,
+    inner: SpinLockBh<Inner<D::Buffer>>,
     stats: Stats,
     export: u16,
     /// This attachment's session id: random, never zero; the server keeps
@@ -138,6 +162,13 @@ struct Core<D: StorageDriver> {
     payload: u32,
     timeout: Delta,
 }
+
+// Locking: `Core::inner` is taken from process context (`queue`, blk-mq's
+// timeout work, `query_info`, `detach`) and from softirq (response receive),
+// never from a hard interrupt handler, so it is a bottom-half spinlock: held,
+// it keeps receive off this CPU while interrupts stay on, which is what
+// building frames (GFP_ATOMIC allocation, data copies) and freeing a frame
+// whose build failed need. The driver's callbacks run without it.
 
 /// Receives the personality's response frames on its device.
 struct Receiver<D: StorageDriver>(Arc<Core<D>>);
@@ -212,13 +243,15 @@ impl<D: StorageDriver> Personality<D> {
         let core = Arc::pin_init(
             pin_init!(Core {
                 driver,
-                inner <- new_spinlock_irq!(Inner {
+                inner <- new_spinlock_bh!(Inner {
                     ledger,
                     dev: Some(held),
                     server: config.server,
                     info: None,
                     info_refused: None,
+                    discovering: config.server.is_none(),
                     draining: false,
+                    mtu_short: false,
                 }),
                 stats: Stats::default(),
                 export: config.export,
@@ -311,8 +344,15 @@ impl<D: StorageDriver> Personality<D> {
         let core = &*self.core;
         {
             let mut g = core.inner.lock();
-            if g.dev.is_none() || g.server.is_none() {
+            let Some(dev) = g.dev.clone() else {
                 return Err(Refused::Invalid(buffer, ENODEV));
+            };
+            if g.server.is_none() {
+                return Err(Refused::Invalid(buffer, ENODEV));
+            }
+            if !core.frames_fit(&mut g, &dev) {
+                Stats::bump(&core.stats.failed_mtu);
+                return Err(Refused::Invalid(buffer, EMSGSIZE));
             }
             if let Err(refused) = g.ledger.admit(id, buffer, command) {
                 if matches!(refused, Refused::Full(_)) {
@@ -361,6 +401,11 @@ impl<D: StorageDriver> Personality<D> {
     /// Asks the server for the export's geometry, binding to the server
     /// that answers when discovering. Sends up to `attempts` requests,
     /// `interval` apart. Process context (sleeps).
+    ///
+    /// A configured server's refusal ends the query with its error at once.
+    /// When discovering, refusals do not: the first server that accepts is
+    /// bound, and only if none does by the last attempt is the query failed
+    /// with the last refusal's error (or `ETIMEDOUT` if nobody answered).
     pub fn query_info(&self, attempts: u32, interval: Delta) -> Result<ExportInfo> {
         let core = &*self.core;
         for attempt in 0..attempts {
@@ -400,7 +445,8 @@ impl<D: StorageDriver> Personality<D> {
                 }
             }
         }
-        Err(ETIMEDOUT)
+        let g = core.inner.lock();
+        Err(g.info_refused.map_or(ETIMEDOUT, status_error))
     }
 
     /// Stops receiving, drops the device and ends every held request with
@@ -413,13 +459,7 @@ impl<D: StorageDriver> Personality<D> {
         let core = &*self.core;
         let dev = core.inner.lock().dev.take();
         drop(dev);
-        loop {
-            let Some(buffer) = core.inner.lock().ledger.take_any() else {
-                break;
-            };
-            Stats::bump(&core.stats.failed);
-            core.driver.complete(buffer, Err(EIO));
-        }
+        core.fail_held(EIO, None);
     }
 }
 
@@ -458,6 +498,56 @@ impl<D: StorageDriver> Core<D> {
         Ok(skb)
     }
 
+    /// Ends every held request with `err`, oldest first (see
+    /// [`Ledger::take_oldest`]), a batch per hold of the lock; the driver's
+    /// completions run without it. Counts each in `failed` and in `also`.
+    fn fail_held(&self, err: Error, also: Option<&AtomicU64>) {
+        loop {
+            let mut batch: [Option<D::Buffer>; TX_BATCH] = core::array::from_fn(|_| None);
+            {
+                let mut g = self.inner.lock();
+                for slot in batch.iter_mut() {
+                    *slot = g.ledger.take_oldest();
+                }
+            }
+            if batch[0].is_none() {
+                return;
+            }
+            for buffer in batch.into_iter().flatten() {
+                Stats::bump(&self.stats.failed);
+                if let Some(counter) = also {
+                    Stats::bump(counter);
+                }
+                self.driver.complete(buffer, Err(err));
+            }
+        }
+    }
+
+    /// Whether the device's MTU still carries the frames planned at attach.
+    /// Logs when that changes: a link whose MTU drops below the frame size
+    /// would drop every data frame, so requests fail at once instead of
+    /// timing out one by one, and work again once the MTU is raised.
+    fn frames_fit(&self, g: &mut Inner<D::Buffer>, dev: &NetDevice) -> bool {
+        let mtu = dev.mtu();
+        let frame = HEADER_LEN as u32 + self.payload;
+        let fits = frame <= mtu;
+        if fits == g.mtu_short {
+            g.mtu_short = !fits;
+            if fits {
+                pr_info!("storage: {}: MTU {} carries {}-byte frames again\n", dev.name(), mtu, frame);
+            } else {
+                pr_warn!(
+                    "storage: {}: MTU {} is below the {}-byte frames this disk attached with; \
+                     requests fail with EMSGSIZE until it is raised\n",
+                    dev.name(),
+                    mtu,
+                    frame
+                );
+            }
+        }
+        fits
+    }
+
     fn device_busy(dev: &NetDevice) -> bool {
         (0..dev.num_tx_queues()).any(|q| dev.tx_queue_stopped(q).unwrap_or(false))
     }
@@ -476,6 +566,18 @@ impl<D: StorageDriver> Core<D> {
                 g.draining = false;
                 return;
             };
+            if !self.frames_fit(&mut g, &dev) {
+                if g.ledger.len() == 0 {
+                    g.draining = false;
+                    return;
+                }
+                g.draining = true;
+                drop(g);
+                drop(dev);
+                self.fail_held(EMSGSIZE, Some(&self.stats.failed_mtu));
+                g = self.inner.lock();
+                continue;
+            }
             let mut batch: [Option<SkBuff<Writable>>; TX_BATCH] = core::array::from_fn(|_| None);
             let mut n = 0;
             while n < TX_BATCH && !Self::device_busy(&dev) {
@@ -544,7 +646,9 @@ impl<D: StorageDriver> Core<D> {
             return;
         }
         if header.opcode == Opcode::Info {
-            self.receive_info(&header, &skb, source);
+            if self.receive_info(&header, &skb, source) {
+                skb.consume();
+            }
             return;
         }
         let done;
@@ -570,7 +674,7 @@ impl<D: StorageDriver> Core<D> {
                 Ok(Matched::Frames { id, frames, data }) => {
                     if let (Some((offset, len)), Some(buffer)) = (data, g.ledger.request(id)) {
                         if buffer.fill_from(offset, &skb, HEADER_LEN as u32, len).is_err() {
-                            self.stats.count_malformed(WireError::BadLength);
+                            Stats::bump(&self.stats.drop_copy);
                             return;
                         }
                     }
@@ -579,7 +683,9 @@ impl<D: StorageDriver> Core<D> {
             }
             space = g.ledger.take_space_signal();
         }
-        drop(skb);
+        // Handled, not dropped: freed as consumed, so drop monitors and
+        // tracepoints see only the frames refused above.
+        skb.consume();
         if let Some((buffer, status)) = done {
             Stats::bump(if status.is_ok() { &self.stats.completed } else { &self.stats.failed });
             self.driver.complete(buffer, status);
@@ -590,16 +696,19 @@ impl<D: StorageDriver> Core<D> {
         self.drain();
     }
 
-    fn receive_info(&self, header: &Header, skb: &SkBuff, source: Option<MacAddr>) {
+    /// An answer to the personality's Info request. Returns whether it was
+    /// taken (an answer from the server, or the first one when
+    /// discovering); what is refused is counted.
+    fn receive_info(&self, header: &Header, skb: &SkBuff, source: Option<MacAddr>) -> bool {
         let mut payload = [0u8; ExportInfo::LEN];
         if header.tag == INFO_TAG && header.status != Status::Ok {
             let mut g = self.inner.lock();
             if g.server.is_none() || g.server == source {
                 g.info_refused = Some(header.status);
-            } else {
-                Stats::bump(&self.stats.drop_foreign);
+                return true;
             }
-            return;
+            Stats::bump(&self.stats.drop_foreign);
+            return false;
         }
         let parsed = if header.tag != INFO_TAG {
             None
@@ -610,7 +719,7 @@ impl<D: StorageDriver> Core<D> {
         };
         let Some(info) = parsed else {
             Stats::bump(&self.stats.drop_mismatch);
-            return;
+            return false;
         };
         let mut g = self.inner.lock();
         match (g.server, source) {
@@ -619,7 +728,11 @@ impl<D: StorageDriver> Core<D> {
                 g.server = Some(src);
                 g.info = Some(info);
             }
-            _ => Stats::bump(&self.stats.drop_foreign),
+            _ => {
+                Stats::bump(&self.stats.drop_foreign);
+                return false;
+            }
         }
+        true
     }
 }

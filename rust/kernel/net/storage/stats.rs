@@ -57,6 +57,9 @@ counters! {
     timeouts,
     /// Admissions refused because the queue was full.
     queue_full,
+    /// Requests failed (or refused) because the device's MTU had dropped
+    /// below the frame size planned at attach.
+    failed_mtu,
     /// Most requests held at once.
     queue_high_water,
     /// Dropped: shorter than a header.
@@ -78,6 +81,9 @@ counters! {
     drop_mismatch,
     /// Dropped: the frame was already answered.
     drop_duplicate,
+    /// Dropped: a read's data could not be copied into its request (the
+    /// frame was well formed; the request's timer asks for it again).
+    drop_copy,
 }
 
 impl Stats {
