@@ -250,7 +250,7 @@ impl<S: State> SkBuff<S> {
     pub fn consume(self) {
         // SAFETY: We own one reference and give it up; the `_any` variant is
         // valid in every context.
-        unsafe { bindings::dev_kfree_skb_any_reason(self.into_raw(), bindings::skb_drop_reason_SKB_CONSUMED) };
+        unsafe { bindings::dev_kfree_skb_any_reason(self.into_raw(), CONSUMED) };
     }
 }
 
@@ -420,9 +420,8 @@ impl SkBuff<Writable> {
     /// The linear data, writable.
     pub fn data_mut(&mut self) -> &mut [u8] {
         let skb = self.as_raw();
-        // SAFETY: `data` points at `headlen` initialised bytes of a data area
-        // that belongs to this buffer alone (type invariant), borrowed
-        // mutably through `&mut self`.
+        // Type invariant: the data area belongs to this buffer alone.
+        // SAFETY: `data` points at `headlen` initialised bytes of it, borrowed via `&mut self`.
         unsafe { core::slice::from_raw_parts_mut((*skb).data, self.headlen() as usize) }
     }
 
@@ -435,9 +434,8 @@ impl SkBuff<Writable> {
         // SAFETY: The buffer is writable and linear with at least `len` bytes
         // of tailroom, so `skb_put` cannot overrun.
         let p = unsafe { bindings::skb_put(self.as_raw(), len) }.cast::<u8>();
-        // SAFETY: `p` points at the `len` bytes just added, inside the data
-        // area that is ours alone; zeroing them first makes the slice
-        // initialised.
+        // Zeroing the `len` bytes just added first makes the slice initialised.
+        // SAFETY: `p` points at those bytes, inside the data area that is ours alone.
         Ok(unsafe {
             core::ptr::write_bytes(p, 0, len as usize);
             core::slice::from_raw_parts_mut(p, len as usize)
@@ -453,15 +451,18 @@ impl SkBuff<Writable> {
         // SAFETY: The buffer is writable with at least `len` bytes of
         // headroom, so `skb_push` cannot underrun.
         let p = unsafe { bindings::skb_push(self.as_raw(), len) }.cast::<u8>();
-        // SAFETY: `p` points at the `len` bytes just added, inside the data
-        // area that is ours alone; zeroing them first makes the slice
-        // initialised.
+        // Zeroing the `len` bytes just added first makes the slice initialised.
+        // SAFETY: `p` points at those bytes, inside the data area that is ours alone.
         Ok(unsafe {
             core::ptr::write_bytes(p, 0, len as usize);
             core::slice::from_raw_parts_mut(p, len as usize)
         })
     }
 }
+
+/// Free reasons: consumed (handled) and a drop without a more precise reason.
+const CONSUMED: bindings::skb_drop_reason = bindings::skb_drop_reason_SKB_CONSUMED;
+const DROPPED: bindings::skb_drop_reason = bindings::skb_drop_reason_SKB_DROP_REASON_NOT_SPECIFIED;
 
 /// Dropping a buffer frees it as a drop. A buffer is `Send` and may be
 /// dropped where interrupts are off (a driver's transmit under netpoll, code
@@ -472,7 +473,7 @@ impl<S: State> Drop for SkBuff<S> {
         // SAFETY: We own one reference and give it up; the `_any` variant is
         // valid in every context.
         unsafe {
-            bindings::dev_kfree_skb_any_reason(self.as_raw(), bindings::skb_drop_reason_SKB_DROP_REASON_NOT_SPECIFIED)
+            bindings::dev_kfree_skb_any_reason(self.as_raw(), DROPPED)
         };
     }
 }
