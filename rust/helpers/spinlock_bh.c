@@ -29,3 +29,14 @@ __rust_helper bool rust_helper_polynic_bh_disabled(void)
 {
 	return softirq_count() != 0;
 }
+
+/*
+ * Whether the caller may not sleep because of its context: hard or soft
+ * interrupt, bottom halves disabled (a NAPI poll, a transmit), or interrupts
+ * disabled. (Held spinlocks are not seen without CONFIG_PREEMPT_COUNT; the
+ * callers' documentation covers those.)
+ */
+__rust_helper bool rust_helper_polynic_in_atomic_section(void)
+{
+	return in_interrupt() || irqs_disabled();
+}

@@ -162,17 +162,6 @@ __rust_helper void rust_helper_netif_stop_queue(struct net_device *dev)
 	netif_stop_queue(dev);
 }
 
-/*
- * Whether the caller may not sleep because of its context: hard or soft
- * interrupt, bottom halves disabled (a NAPI poll, a transmit), or interrupts
- * disabled. (Held spinlocks are not seen without CONFIG_PREEMPT_COUNT; the
- * callers' documentation covers those.)
- */
-__rust_helper bool rust_helper_polynic_in_atomic_section(void)
-{
-	return in_interrupt() || irqs_disabled();
-}
-
 __rust_helper bool rust_helper_netif_queue_stopped(const struct net_device *dev)
 {
 	return netif_queue_stopped(dev);

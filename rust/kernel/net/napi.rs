@@ -203,13 +203,11 @@ impl<T: NapiPoll> Napi<T> {
     }
 }
 
-/// Whether the caller runs with bottom halves or interrupts disabled, or in
-/// interrupt context: where `napi_enable` and `napi_disable`, which sleep,
-/// may not run (a poll runs with bottom halves disabled, also when threaded).
+/// Whether the caller runs where `napi_enable` and `napi_disable`, which
+/// sleep, may not run (a poll runs with bottom halves disabled, also when
+/// threaded).
 fn in_atomic_section() -> bool {
-    // SAFETY: Reads the caller's preemption and interrupt state; no
-    // precondition.
-    unsafe { bindings::polynic_in_atomic_section() }
+    crate::sync::context::in_interrupt_or_irqs_off()
 }
 
 #[pinned_drop]
