@@ -344,13 +344,10 @@ impl<D: StorageDriver> Personality<D> {
         let core = &*self.core;
         {
             let mut g = core.inner.lock();
-            let Some(dev) = g.dev.clone() else {
+            let Inner { dev: Some(dev), server: Some(_), mtu_short, .. } = &mut *g else {
                 return Err(Refused::Invalid(buffer, ENODEV));
             };
-            if g.server.is_none() {
-                return Err(Refused::Invalid(buffer, ENODEV));
-            }
-            if !core.frames_fit(&mut g, &dev) {
+            if !core.frames_fit(mtu_short, dev) {
                 Stats::bump(&core.stats.failed_mtu);
                 return Err(Refused::Invalid(buffer, EMSGSIZE));
             }
@@ -527,12 +524,12 @@ impl<D: StorageDriver> Core<D> {
     /// Logs when that changes: a link whose MTU drops below the frame size
     /// would drop every data frame, so requests fail at once instead of
     /// timing out one by one, and work again once the MTU is raised.
-    fn frames_fit(&self, g: &mut Inner<D::Buffer>, dev: &NetDevice) -> bool {
+    fn frames_fit(&self, mtu_short: &mut bool, dev: &NetDevice) -> bool {
         let mtu = dev.mtu();
         let frame = HEADER_LEN as u32 + self.payload;
         let fits = frame <= mtu;
-        if fits == g.mtu_short {
-            g.mtu_short = !fits;
+        if fits == *mtu_short {
+            *mtu_short = !fits;
             if fits {
                 pr_info!("storage: {}: MTU {} carries {}-byte frames again\n", dev.name(), mtu, frame);
             } else {
@@ -566,7 +563,7 @@ impl<D: StorageDriver> Core<D> {
                 g.draining = false;
                 return;
             };
-            if !self.frames_fit(&mut g, &dev) {
+            if !self.frames_fit(&mut g.mtu_short, &dev) {
                 if g.ledger.len() == 0 {
                     g.draining = false;
                     return;
