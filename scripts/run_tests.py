@@ -133,6 +133,13 @@ class StepVerdict:
     def passed(self) -> bool:
         return self.ran and not self.reasons
 
+    @property
+    def outcome(self) -> str:
+        """ok, skipped (exit status 77, nothing else wrong) or FAILED."""
+        if not self.passed:
+            return "FAILED"
+        return "skipped" if self.status == 77 else "ok"
+
     def failures(self, name: str) -> list[str]:
         where = f" (logs: {self.out.relative_to(ROOT)})" if self.out else ""
         tail = ""
@@ -197,8 +204,7 @@ def run_batch(t: Tally, kdir: str, name: str, steps: list[Step]) -> dict[str, St
         for s in pending:
             if s.name in judged:
                 v = verdicts[s.name] = judged[s.name]
-                outcome = "ok" if v.passed and v.status != 77 else ("skipped" if v.passed else "FAILED")
-                say(f"    {s.name}: {outcome} ({v.seconds} s)")
+                say(f"    {s.name}: {v.outcome} ({v.seconds} s)")
         if boot_reasons:
             t.add("vm", failed=1, failures=[f"{name} boot {boot}: " + "; ".join(boot_reasons) +
                                             f" (logs: {out.relative_to(ROOT)})"] +
@@ -269,9 +275,9 @@ def step_watch(out: Path, steps: list[Step]):
 
 
 def count_step(t: Tally, group: str, name: str, v: StepVerdict) -> None:
-    if not v.passed:
+    if v.outcome == "FAILED":
         t.add(group, failed=1, failures=v.failures(name))
-    elif v.status == 77:
+    elif v.outcome == "skipped":
         t.add(group, skipped=1)
     else:
         t.add(group, passed=1)

@@ -118,12 +118,14 @@ def restore(before: dict, own: set[str]) -> list[str]:
     # Modules last: a namespace or link may hold a reference on one. Only
     # the project's own count: the kernel loads others on demand (sch_netem
     # for tc), and those may stay.
-    extra = sorted((loaded_modules() - before["modules"]) & own)
-    left.extend(f"module {m}" for m in extra)
+    def ours_loaded() -> list[str]:
+        return sorted((loaded_modules() - before["modules"]) & own)
+
+    left.extend(f"module {m}" for m in ours_loaded())
     for _ in range(3):
-        for m in sorted((loaded_modules() - before["modules"]) & own):
+        for m in ours_loaded():
             subprocess.run(["rmmod", m], capture_output=True)
-    left.extend(f"module {m} could not be unloaded" for m in sorted((loaded_modules() - before["modules"]) & own))
+    left.extend(f"module {m} could not be unloaded" for m in ours_loaded())
     return left
 
 

@@ -7,9 +7,15 @@ EBD_IMG=/tmp/ebd-export.img
 EBD_CFG=/sys/kernel/config/ebd
 EBD_MNT=/tmp/ebd-mnt
 
-ebd_bin() {
+# ebd_need NAME: fails the scenario unless user-space tool NAME is built.
+ebd_need() {
   : "${POLYNIC_BIN:?POLYNIC_BIN must name the user-space build directory}"
   [[ -x $POLYNIC_BIN/$1 ]] || fail "$1 not built in $POLYNIC_BIN"
+}
+
+# ebd_bin NAME: the path of user-space tool NAME.
+ebd_bin() {
+  ebd_need "$1"
   echo "$POLYNIC_BIN/$1"
 }
 
@@ -32,7 +38,7 @@ ebd_setup() {
 # ebd_server_start [EXTRA ARGS]: ebd-server in the server namespace.
 ebd_server_start() {
   rm -f /tmp/ebd-server.pid
-  [[ -x $POLYNIC_BIN/ebd-server ]] || fail "ebd-server not built in $POLYNIC_BIN"
+  ebd_need ebd-server
   ip netns exec ebdsrv "$POLYNIC_BIN/ebd-server" -i pnk1 -e "$EBD_IMG" --pid-file /tmp/ebd-server.pid "$@" \
     2>>/tmp/ebd-server.log &
   local i
@@ -53,7 +59,7 @@ ebd_server_stop() {
 }
 
 ebdctl() {
-  [[ -x $POLYNIC_BIN/ebdctl ]] || fail "ebdctl not built in $POLYNIC_BIN"
+  ebd_need ebdctl
   "$POLYNIC_BIN/ebdctl" "$@"
 }
 
