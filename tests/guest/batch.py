@@ -146,8 +146,8 @@ def run_step(out: Path, step: dict, env: dict, seq: int) -> tuple[dict, int]:
     started = time.monotonic()
     timed_out = False
     argv, step_env, trace = list(step["argv"]), {**env, "POLYNIC_OUT": str(d)}, None
-    if argv[0] == "bash":
-        # Bash steps are traced into trace.log, each command with the time
+    if argv[0] == "bash" and len(argv) > 1 and not argv[1].startswith("-"):
+        # Bash script steps (not `bash -c`) are traced into trace.log, each command with the time
         # it started (built-ins only, so tracing costs no process): where a
         # step's time goes is then a read away.
         # (bash ignores PS4 from the environment when run as root, so it is
