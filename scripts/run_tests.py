@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """polynic test runner: every test, one verdict.
 
-Runs, in order: the host tests of userspace/ (cargo test, clippy), the KUnit
-suites in the VM (built-in suites such as the kernel crate's doctests, and the
-suites of every polynic module, run at load), each in-VM scenario under
-tests/scenarios/ in its own VM, and the harness self-test, which proves that a
-failing KUnit case and a guest oops each turn the run red.
+Runs, in order: the host tests of userspace/ (cargo test, clippy) and of the
+harness, then one shared VM boot (tests/guest/batch.py) for the KUnit suites
+(built-in suites such as the kernel crate's doctests, and the suites of every
+polynic module, run at load), each scenario under tests/scenarios/ (those
+that share a fixture together, inside it) and the harness self-test, which
+proves that a failing KUnit case and a guest oops each turn the run red.
 
 Ends with one line `N passed, N failed, N skipped` counting host tests, KUnit
 cases, scenarios and self-test checks; exits non-zero on any failure.
@@ -118,6 +119,60 @@ class Step:
     name: str
     argv: list
     timeout: int = STEP_TIMEOUT
+    # The shared fixture the step runs in (tests/guest/fixtures/NAME.sh), and
+    # whether the step is that fixture's set-up ("up") or tear-down ("down").
+    fixture: str | None = None
+    role: str | None = None
+    # Make the boot's leak scan before this step (see tests/guest/batch.py).
+    scan_leaks_first: bool = False
+
+    def plan(self, own_modules: list) -> dict:
+        """The step as tests/guest/batch.py reads it."""
+        p = {"name": self.name, "argv": self.argv, "timeout": self.timeout, "own_modules": own_modules}
+        if self.fixture:
+            p["env"] = {"POLYNIC_FIXTURE": self.fixture}
+        if self.role == "up":
+            p["fixture_up"] = True
+        elif self.role == "down":
+            p["baseline"] = fixture_step(self.fixture, "up").name
+        if self.scan_leaks_first:
+            p["scan_leaks_first"] = True
+        return p
+
+
+def fixture_step(fixture: str, role: str) -> Step:
+    return Step(f"fixture-{fixture}-{role}", ["bash", f"tests/guest/fixtures/{fixture}.sh", role],
+                fixture=fixture, role=role)
+
+
+def with_fixtures(steps: list[Step]) -> list[Step]:
+    """`steps` with the set-up and tear-down of each fixture around the steps
+    that share it (kept together, in order). Run again on the steps a
+    crashed boot left, it sets up again whatever they still need."""
+    out: list[Step] = []
+    current = None
+    for s in steps:
+        if s.role:
+            continue
+        if s.fixture != current:
+            if current:
+                out.append(fixture_step(current, "down"))
+            if s.fixture:
+                out.append(fixture_step(s.fixture, "up"))
+            current = s.fixture
+        out.append(s)
+    if current:
+        out.append(fixture_step(current, "down"))
+    return out
+
+
+def scenario_fixture(script: Path) -> str | None:
+    """The fixture a scenario declares in its header (`# fixture: NAME`)."""
+    for line in script.read_text().splitlines()[:30]:
+        m = re.match(r"#\s*fixture:\s*(\S+)", line)
+        if m:
+            return m[1]
+    return None
 
 
 @dataclass
@@ -190,7 +245,8 @@ def run_batch(t: Tally, kdir: str, name: str, steps: list[Step]) -> dict[str, St
         out = ROOT / "out" / "vm" / f"{name}-{boot}"
         out.mkdir(parents=True, exist_ok=True)
         own = sorted(ko.stem for ko in (ROOT / "out" / "build").rglob("*.ko"))
-        plan = [{"name": s.name, "argv": s.argv, "timeout": s.timeout, "own_modules": own} for s in pending]
+        pending = with_fixtures(pending)
+        plan = [s.plan(own) for s in pending]
         (out / "plan.json").write_text(json.dumps(plan, indent=2))
         cmd = ["env", f"POLYNIC_MODULES={ROOT / 'out' / 'build'}",
                f"POLYNIC_BIN={ROOT / 'userspace' / 'target' / 'release'}",
@@ -283,22 +339,42 @@ def count_step(t: Tally, group: str, name: str, v: StepVerdict) -> None:
         t.add(group, passed=1)
 
 
-def test_steps(t: Tally, kdir: str, kos: list[Path], only: str | None, skip: list[str]) -> None:
-    """KUnit and every scenario, in one shared boot."""
+SELFTEST_FIXTURES = ("polynic_selftest_kunit_fail", "polynic_selftest_oops")
+
+
+def test_steps(t: Tally, kdir: str, kos: list[Path], only: str | None, skip: list[str], fixtures: Path) -> None:
+    """KUnit, every scenario and the harness self-test, in one shared boot.
+
+    Scenarios that declare a fixture run together inside it, after the
+    others; the self-test comes last, after the boot's leak scan, because
+    its oops ends the boot."""
     steps = []
     if "kunit" not in skip:
         steps.append(Step("kunit", ["bash", "tests/guest/kunit.sh", *map(str, kos)]))
     if "scenarios" not in skip:
-        for sc in sorted((ROOT / "tests" / "scenarios").glob("*.sh")):
-            if not only or only in sc.stem:
-                steps.append(Step(f"scenario-{sc.stem}", ["bash", str(sc.relative_to(ROOT))]))
-    if not steps:
+        scenarios = [Step(f"scenario-{sc.stem}", ["bash", str(sc.relative_to(ROOT))], fixture=scenario_fixture(sc))
+                     for sc in sorted((ROOT / "tests" / "scenarios").glob("*.sh")) if not only or only in sc.stem]
+        steps += sorted(scenarios, key=lambda s: s.fixture is not None)
+    self_steps = []
+    if "selftest" not in skip:
+        found = {name: next(fixtures.rglob(f"{name}.ko"), None) for name in SELFTEST_FIXTURES}
+        if None in found.values():
+            t.add("selftest", failed=1, failures=[f"self-test fixtures not built in {fixtures}"])
+        else:
+            # The oops comes last: it taints the kernel and ends the batch.
+            self_steps = [
+                Step("selftest-kunit-fail", ["bash", "tests/guest/kunit.sh", str(found["polynic_selftest_kunit_fail"])],
+                     300, scan_leaks_first=True),
+                Step("selftest-clean", ["true"], 120),
+                Step("selftest-oops", ["insmod", str(found["polynic_selftest_oops"])], 120)]
+    if not steps + self_steps:
         return
-    say(f"vm: KUnit ({len(kos)} module(s)) and {len(steps) - ('kunit' not in skip)} scenario(s) in a shared boot")
-    verdicts = run_batch(t, kdir, "tests", steps)
-    for s in steps:
-        v = verdicts[s.name]
-        if s.name == "kunit":
+    n_sc = sum(s.name.startswith("scenario-") for s in steps)
+    say(f"vm: KUnit ({len(kos)} module(s)), {n_sc} scenario(s) and {len(self_steps)} self-test step(s) "
+        "in a shared boot")
+    verdicts = run_batch(t, kdir, "tests", steps + self_steps)
+    for name, v in verdicts.items():
+        if name == "kunit":
             suites = count_kunit(v.out / "kunit") if v.out else {}
             for suite in suites.values():
                 t.add("kunit", suite.passed, suite.failed, suite.skipped, suite.failures)
@@ -306,50 +382,43 @@ def test_steps(t: Tally, kdir: str, kos: list[Path], only: str | None, skip: lis
                 t.add("kunit", failed=1, failures=["no KUnit results came back from the VM"])
             # Loading and unloading every module must also leave a clean log.
             count_step(t, "kunit-vm", "kunit", v)
-        else:
-            count_step(t, "scenarios", s.name.removeprefix("scenario-"), v)
+        elif name.startswith("scenario-"):
+            count_step(t, "scenarios", name.removeprefix("scenario-"), v)
+        elif name.startswith("fixture-"):
+            count_step(t, "fixtures", name.removeprefix("fixture-"), v)
+    if self_steps:
+        judge_selftest(t, verdicts)
 
 
-def selftest(t: Tally, kdir: str, fixtures: Path) -> None:
+def judge_selftest(t: Tally, v: dict[str, StepVerdict]) -> None:
     """The harness must see a failing case and an oops as failures.
 
-    The checks run in a shared boot through the same code paths the real
-    steps go through (batch runner, per-step log slices, the KTAP counter),
-    on fixtures built to fail, and pass only if each failure was counted
-    against the step that caused it and no other.
+    The self-test steps run in the shared boot through the same code paths
+    the real steps go through (batch runner, per-step log slices, the KTAP
+    counter), on fixtures built to fail, and pass only if each failure was
+    counted against the step that caused it and no other.
     """
-    kunit_fail = next(fixtures.rglob("polynic_selftest_kunit_fail.ko"), None)
-    oops = next(fixtures.rglob("polynic_selftest_oops.ko"), None)
-    if kunit_fail is None or oops is None:
-        t.add("selftest", failed=1, failures=[f"self-test fixtures not built in {fixtures}"])
-        return
-    say("selftest: a failing KUnit case, a clean command and an oops, in one boot")
-    # The oops comes last: it taints the kernel and ends the batch.
-    steps = [Step("kunit-fail", ["bash", "tests/guest/kunit.sh", str(kunit_fail)], 300),
-             Step("clean", ["true"], 120),
-             Step("oops", ["insmod", str(oops)], 120)]
-    scratch = Tally()
-    v = run_batch(scratch, kdir, "selftest", steps)
-
-    got = count_kunit(v["kunit-fail"].out / "kunit", {"polynic_selftest_kunit_fail"}).get(
-        "polynic_selftest_kunit_fail") if v["kunit-fail"].out else None
+    kf = v.get("selftest-kunit-fail")
+    got = count_kunit(kf.out / "kunit", {"polynic_selftest_kunit_fail"}).get(
+        "polynic_selftest_kunit_fail") if kf and kf.out else None
     if got and got.failed == 1 and got.passed == 1:
         t.add("selftest", passed=1)
     else:
         t.add("selftest", failed=1, failures=[f"failing fixture case not counted as exactly 1 failed + 1 passed: {got}"])
 
-    o = v["oops"]
-    if not o.passed and any("Oops" in p or "BUG:" in p for p in o.problems):
+    o = v.get("selftest-oops")
+    if o and not o.passed and any("Oops" in p or "BUG:" in p for p in o.problems):
         t.add("selftest", passed=1)
     else:
-        t.add("selftest", failed=1, failures=[f"guest oops not detected in its step: {o.reasons}, {len(o.problems)} problems"])
+        t.add("selftest", failed=1, failures=[
+            f"guest oops not detected in its step: {o.reasons if o else 'never ran'}, {len(o.problems) if o else 0} problems"])
 
-    c = v["clean"]
-    if c.passed:
+    c = v.get("selftest-clean")
+    if c and c.passed:
         t.add("selftest", passed=1)
     else:
-        t.add("selftest", failed=1, failures=["a clean step was judged failed: " + "; ".join(c.reasons)]
-              + [f"kernel problem:\n{p}" for p in c.problems[:3]])
+        t.add("selftest", failed=1, failures=["a clean step was judged failed: " + "; ".join(c.reasons if c else ["never ran"])]
+              + [f"kernel problem:\n{p}" for p in (c.problems[:3] if c else [])])
 
 
 def main() -> int:
@@ -367,9 +436,7 @@ def main() -> int:
     kos = sorted(args.modules.rglob("*.ko")) + sorted(args.kunit_modules.rglob("*.ko"))
     if "host" not in args.skip:
         host_tests(t)
-    test_steps(t, args.kdir, kos, args.only, args.skip)
-    if "selftest" not in args.skip:
-        selftest(t, args.kdir, args.fixtures)
+    test_steps(t, args.kdir, kos, args.only, args.skip, args.fixtures)
 
     print()
     print(f"{'group':<12} {'passed':>7} {'failed':>7} {'skipped':>8}")

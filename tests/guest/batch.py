@@ -14,7 +14,17 @@ steps apart so that each one is judged on its own:
 - a new "died" or "soft lockup" taint stops the batch: later steps would run
   on a broken kernel. The host boots again for the steps that did not run.
 
-PLAN.json is a list of {"name", "argv", "timeout"}. For each step, OUT/NAME/
+Steps may share a fixture (a set-up that costs more than the test using it,
+such as EBD's namespace, link and module): a step marked "fixture_up" keeps
+what it creates, the steps after it find it there (and must leave it as
+they found it), and a step with "baseline": UP_STEP is judged against the
+system as it was before UP_STEP, so the fixture's tear-down must remove it
+all. A step marked "scan_leaks_first" makes the boot's kmemleak scan (into
+OUT/kmemleak.txt) before it runs: steps built to break the kernel (the
+harness self-test) come after the scan and cannot hide or fake a leak.
+
+PLAN.json is a list of {"name", "argv", "timeout"} with optional "env",
+"fixture_up", "baseline" and "scan_leaks_first". For each step, OUT/NAME/
 receives `started`, `output.log`, `dmesg.txt`, `kunit/*.ktap` (from the
 step's own save_kunit) and `result.json`. OUT/batch.json says how the batch
 ended.
@@ -129,6 +139,19 @@ def restore(before: dict, own: set[str]) -> list[str]:
     return left
 
 
+def scan_leaks(out: Path) -> None:
+    """The boot's kmemleak report so far, into OUT/kmemleak.txt (wrap.sh
+    then makes no scan of its own). kmemleak reports an object only once it
+    has stayed unreferenced across scans older than its minimum age (5 s)."""
+    ctl = Path("/sys/kernel/debug/kmemleak")
+    if not ctl.exists():
+        return
+    time.sleep(6)
+    for _ in range(2):
+        ctl.write_text("scan")
+    (out / "kmemleak.txt").write_text(ctl.read_text())
+
+
 def kill_session(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -136,16 +159,17 @@ def kill_session(pid: int) -> None:
         pass
 
 
-def run_step(out: Path, step: dict, env: dict, seq: int) -> tuple[dict, int]:
+def run_step(out: Path, step: dict, env: dict, seq: int, baselines: dict) -> tuple[dict, int]:
     d = out / step["name"]
     d.mkdir(parents=True, exist_ok=True)
     (d / "kunit").mkdir(exist_ok=True)
-    before = snapshot()
+    before = baselines[step["name"]] = snapshot()
     taint_before = taint()
     (d / "started").write_text(f"{time.time()}\n")
     started = time.monotonic()
     timed_out = False
-    argv, step_env, trace = list(step["argv"]), {**env, "POLYNIC_OUT": str(d)}, None
+    argv, trace = list(step["argv"]), None
+    step_env = {**env, **step.get("env", {}), "POLYNIC_OUT": str(d)}
     if argv[0] == "bash" and len(argv) > 1 and not argv[1].startswith("-"):
         # Bash script steps (not `bash -c`) are traced into trace.log, each command with the time
         # it started (built-ins only, so tracing costs no process): where a
@@ -177,7 +201,13 @@ def run_step(out: Path, step: dict, env: dict, seq: int) -> tuple[dict, int]:
     # process group.
     kill_session(proc.pid)
     time.sleep(0.2)
-    leftovers = restore(before, set(step.get("own_modules", [])))
+    if step.get("fixture_up"):
+        leftovers = []  # the fixture, kept for the steps that share it
+    else:
+        # A fixture's tear-down is judged against the system before its set-up;
+        # if that set-up ran in an earlier boot, the system is as it booted.
+        base = baselines.get(step["baseline"], baselines["boot"]) if step.get("baseline") else before
+        leftovers = restore(base, set(step.get("own_modules", [])))
     lines, seq = kmsg_records(seq)
     (d / "dmesg.txt").write_text("\n".join(lines) + "\n")
     new_taint = taint() & ~taint_before
@@ -200,9 +230,13 @@ def main() -> int:
     env = dict(os.environ)
     _, seq = kmsg_records(-1)
     ended = "completed"
+    baselines = {"boot": snapshot()}
     for step in plan:
+        if step.get("scan_leaks_first") and not (out / "kmemleak.txt").exists():
+            print("batch: kmemleak scan", flush=True)
+            scan_leaks(out)
         print(f"batch: {step['name']}", flush=True)
-        r, seq = run_step(out, step, env, seq)
+        r, seq = run_step(out, step, env, seq, baselines)
         print(f"batch: {step['name']} -> status {r['status']} in {r['seconds']} s", flush=True)
         if r["fatal_taint"]:
             ended = f"stopped after {step['name']}: kernel tainted {', '.join(r['fatal_taint'])}"

@@ -123,5 +123,42 @@ class JudgeBoot(unittest.TestCase):
         self.assertTrue(any("no step ran" in r for r in reasons))
 
 
+class Fixtures(unittest.TestCase):
+    """Steps that share a fixture run inside its set-up and tear-down; a
+    boot that died among them sets it up again for the ones left."""
+
+    def names(self, steps):
+        return [s.name for s in steps]
+
+    def test_fixture_wraps_the_steps_that_share_it(self):
+        steps = [run_tests.Step("a", ["true"]), run_tests.Step("b", ["true"], fixture="ebd"),
+                 run_tests.Step("c", ["true"], fixture="ebd"), run_tests.Step("d", ["true"])]
+        self.assertEqual(self.names(run_tests.with_fixtures(steps)),
+                         ["a", "fixture-ebd-up", "b", "c", "fixture-ebd-down", "d"])
+
+    def test_replanning_what_a_crash_left_sets_the_fixture_up_again(self):
+        first = run_tests.with_fixtures([run_tests.Step("b", ["true"], fixture="ebd"),
+                                         run_tests.Step("c", ["true"], fixture="ebd")])
+        left = first[2:]  # the boot died in "b": "c" and the tear-down never ran
+        self.assertEqual(self.names(run_tests.with_fixtures(left)), ["fixture-ebd-up", "c", "fixture-ebd-down"])
+
+    def test_plan_marks_roles_and_environment(self):
+        up, down = run_tests.fixture_step("ebd", "up"), run_tests.fixture_step("ebd", "down")
+        self.assertTrue(up.plan([])["fixture_up"])
+        self.assertEqual(down.plan([])["baseline"], up.name)
+        inside = run_tests.Step("b", ["true"], fixture="ebd").plan([])
+        self.assertEqual(inside["env"], {"POLYNIC_FIXTURE": "ebd"})
+        self.assertNotIn("fixture_up", inside)
+        self.assertNotIn("baseline", inside)
+
+    def test_scenarios_declare_their_fixture_in_the_header(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            a, b = Path(tmp) / "a.sh", Path(tmp) / "b.sh"
+            a.write_text("#!/bin/bash\n# fixture: ebd (shared)\ntrue\n")
+            b.write_text("#!/bin/bash\n# no fixture here\ntrue\n")
+            self.assertEqual(run_tests.scenario_fixture(a), "ebd")
+            self.assertIsNone(run_tests.scenario_fixture(b))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,4 +1,5 @@
 #!/bin/bash
+# fixture: ebd (tests/guest/ebd.sh: shares the link, namespace and module)
 # Per-export access control (ebd-server --allow EXPORT=MAC[,ro]): an export
 # allowed only to another MAC refuses this client at once (the attach fails
 # and says why, no directory is left behind); an export allowing this client

@@ -1,4 +1,5 @@
 #!/bin/bash
+# fixture: ebd (tests/guest/ebd.sh: shares the link, namespace and module)
 # End to end: ext4 on /dev/ebd0 over a veth pair to ebd-server; files
 # written, synced, unmounted, the disk detached and re-attached, and every
 # file read back and checked.

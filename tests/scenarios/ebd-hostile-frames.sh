@@ -1,4 +1,5 @@
 #!/bin/bash
+# fixture: ebd (tests/guest/ebd.sh: shares the link, namespace and module)
 # Malformed and foreign response frames are counted by reason and dropped;
 # the disk keeps working.
 source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# fixture: ebd (tests/guest/ebd.sh: shares the link, namespace and module)
 # What a disk does when its surroundings change (issue 8, item 12):
 # 1. discovery hears a refusal first (another server without the export):
 #    it keeps listening and binds the server that accepts;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# fixture: ebd (tests/guest/ebd.sh: shares the link, namespace and module)
 # Data integrity under a hostile link and a crashing server: fio writes with
 # crc32c verification on a clean link, then with netem loss, reordering and
 # duplication in both directions, then while ebd-server is killed with

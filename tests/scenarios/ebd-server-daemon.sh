@@ -1,4 +1,5 @@
 #!/bin/bash
+# fixture: ebd (tests/guest/ebd.sh: shares the link, namespace and module)
 # ebd-server is a daemon: it rides out its link going down and up and its
 # MTU being lowered and restored, while fio writes and verifies (crc32c) on
 # /dev/ebd0. Afterwards the same server process is still serving, fio saw

@@ -1,4 +1,5 @@
 #!/bin/bash
+# fixture: ebd (tests/guest/ebd.sh: shares the link, namespace and module)
 # Sessions keep disks apart and make late duplicates harmless (wire v2).
 #
 # 1. Two disks of the same export on one net device, side by side: fio
