@@ -1,20 +1,48 @@
 #!/usr/bin/env bash
-# `make bench`: EBD against AoE and NBD, and the link's TCP ceiling, in one VM
-# run on one veth link; writes out/bench/results.{json,md,png}. A benchmark,
-# not a test: it reports figures and ratios, it does not pass or fail on them.
+# `make bench`: the benchmark sections, in one VM run on the bench kernel.
+#   ebd   EBD against AoE and NBD and the link's TCP ceiling, on one veth link
+#         (out/bench/results.{md,json,png})
+#   pnic  a pnic pair with no bus and on a modelled PCI bus, next to veth
+#         (out/bench/pnic/results.{md,json,png})
+# BENCH_ONLY=SECTION runs one section; BENCH_EBD_ALONE=1 measures EBD
+# without its anchors, for tuning (no report). A benchmark, not a test: it
+# reports figures and ratios, it does not pass or fail on them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$POLYNIC_ROOT"
+only=${BENCH_ONLY:-}
+case $only in "" | ebd | pnic) ;; *) die "BENCH_ONLY=$only: no such section (ebd, pnic)" ;; esac
+sections=()
+[[ -z $only || $only == ebd ]] && sections+=(ebd)
+[[ -z $only || $only == pnic ]] && sections+=(pnic)
 # The bench kernel: the test kernel without KASAN, lockdep and kmemleak
 # (scripts/polynic-bench.config); built once into the cache (~11 min).
 prepare_guest bench
 out="$POLYNIC_ROOT/out/vm/bench"
-log "booting the bench kernel and running tests/guest/bench.sh (${BENCH_ROUNDS:-3} rounds, about 3 minutes each)"
+log "booting the bench kernel for ${sections[*]} (${BENCH_ROUNDS:-3} rounds; about 3 minutes a round for ebd, 2 for pnic)"
+guest=()
+for s in "${sections[@]}"; do
+  case $s in
+    ebd) guest+=("bash tests/guest/bench.sh") ;;
+    pnic) guest+=("bash tests/guest/bench-pnic.sh") ;;
+  esac
+done
 rc=0
-run_guest "$out" 3000 BENCH_RUNTIME="${BENCH_RUNTIME:-10}" BENCH_ROUNDS="${BENCH_ROUNDS:-3}" BENCH_ONLY="${BENCH_ONLY:-}" EBD_WINDOW="${EBD_WINDOW:-}" \
-  bash tests/guest/bench.sh || rc=$?
+run_guest "$out" 4800 BENCH_RUNTIME="${BENCH_RUNTIME:-10}" BENCH_ROUNDS="${BENCH_ROUNDS:-3}" \
+  BENCH_EBD_ALONE="${BENCH_EBD_ALONE:-}" EBD_WINDOW="${EBD_WINDOW:-}" \
+  bash -c "$(IFS=';'; echo "set -e; ${guest[*]}")" || rc=$?
 if [[ $rc -ne 0 ]]; then
   tail -n 30 "$out/output.log"
   die "benchmark run failed (logs: $out)"
 fi
-[[ -n ${BENCH_ONLY:-} ]] && { log "BENCH_ONLY=$BENCH_ONLY: raw fio results in $out/bench, no report"; exit 0; }
-python3 "$POLYNIC_ROOT/scripts/bench_report.py" "$out/bench" "$POLYNIC_ROOT/out/bench"
+for s in "${sections[@]}"; do
+  case $s in
+    ebd)
+      if [[ -n ${BENCH_EBD_ALONE:-} ]]; then
+        log "BENCH_EBD_ALONE: raw fio results in $out/bench, no report"
+      else
+        python3 scripts/bench_report.py "$out/bench" "$POLYNIC_ROOT/out/bench"
+      fi
+      ;;
+    pnic) python3 scripts/bench_pnic_report.py "$out/bench/pnic" "$POLYNIC_ROOT/out/bench/pnic" ;;
+  esac
+done

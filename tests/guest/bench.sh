@@ -17,10 +17,10 @@ res="$POLYNIC_OUT/bench"
 mkdir -p "$res"
 rm -f "$res"/*.json "$res"/*.txt
 
-# Tuning runs measure EBD alone (BENCH_ONLY=ebd); the report needs all three.
+# Tuning runs measure EBD alone (BENCH_EBD_ALONE=1); the report needs all three.
 devices=(ebd aoe nbd)
 declare -A DEV # device name -> its block device, set by attach_NAME
-[[ ${BENCH_ONLY:-} == ebd ]] && devices=(ebd)
+[[ -n ${BENCH_EBD_ALONE:-} ]] && devices=(ebd)
 
 ebd_setup "$SIZE_MIB"
 ip addr add 10.99.0.1/24 dev pnk0

@@ -37,6 +37,9 @@ pub(crate) struct Loop {
     /// While set the poll takes nothing from the ring, as a stalled device
     /// would, so that tests can fill it.
     hold: AtomicBool,
+    /// Whether `Device::get_ref` gave a reference during setup (it must not:
+    /// the device is not registered yet).
+    ref_in_setup: AtomicBool,
 }
 
 impl Loop {
@@ -52,6 +55,7 @@ impl Loop {
             rx_bytes: AtomicU64::new(0),
             rx_dropped: AtomicU64::new(0),
             hold: AtomicBool::new(false),
+            ref_in_setup: AtomicBool::new(true),
         })
     }
 }
@@ -59,6 +63,7 @@ impl Loop {
 #[vtable]
 impl Driver for Loop {
     fn setup(dev: &Device<Self>) -> Result {
+        dev.data().ref_in_setup.store(dev.get_ref().is_some(), Relaxed);
         dev.data().napi.add(dev);
         Ok(())
     }
@@ -209,6 +214,23 @@ mod tests {
         // would wait forever in the core).
         assert!(!dev.data().napi.is_enabled());
         assert!(!dev.data().napi.disable());
+        drop(reg);
+        Ok(())
+    }
+
+    #[test]
+    fn a_counted_device_reference_exists_only_once_registered() -> Result {
+        let reg = Registration::<Loop>::register(c"pnkloop%d", Loop::new())?;
+        let dev = reg.device();
+        assert!(!dev.data().ref_in_setup.load(Relaxed));
+        let held = dev.get_ref().ok_or(EINVAL)?;
+        // The reference reaches the same device and its driver state.
+        assert!(core::ptr::eq(&*held, dev));
+        assert_eq!(held.ifindex(), dev.ifindex());
+        held.data().hold.store(true, Relaxed);
+        assert!(dev.data().hold.load(Relaxed));
+        // Unregistering waits for references: drop it first.
+        drop(held);
         drop(reg);
         Ok(())
     }

@@ -12,6 +12,7 @@ mod notifier_tests;
 mod packet_tests;
 mod skb_tests;
 mod storage_tests;
+mod workqueue_tests;
 
 module! {
     type: OverlayKunit,

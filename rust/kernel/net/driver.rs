@@ -22,6 +22,7 @@ use crate::{
     error::{code::*, from_result, to_result, Result},
     prelude::*,
     str::CStrExt as _,
+    sync::aref::ARef,
 };
 use core::{marker::PhantomData, ptr::NonNull};
 
@@ -131,6 +132,10 @@ pub trait Driver: Send + Sync + Sized + 'static {
         let _ = dev;
         build_error!(crate::error::VTABLE_DEFAULT_ERROR)
     }
+
+    /// The largest MTU the device takes (`ip link set DEV mtu N` refuses
+    /// more); Ethernet's 1500 unless the driver says otherwise.
+    const MAX_MTU: u32 = super::ethernet::DATA_LEN as u32;
 }
 
 /// A net device driven by [`Driver`] `T`, whose private area holds the `T`.
@@ -161,6 +166,27 @@ impl<T: Driver> Device<T> {
         // SAFETY: By the type invariant the private area holds an initialised
         // `T` that stays pinned there while `self` is borrowed.
         unsafe { Pin::new_unchecked(&*bindings::netdev_priv(self.0.as_raw()).cast::<T>()) }
+    }
+
+    /// A counted reference to this device, for work that runs outside the
+    /// driver's callbacks (a device's DMA engine thread, say), or `None`
+    /// before the device is registered (in [`Driver::setup`]).
+    ///
+    /// The device cannot finish unregistering while the reference is held,
+    /// so its holder must drop it when the device stops: in
+    /// [`Driver::stop`], which unregistering calls first.
+    pub fn get_ref(&self) -> Option<DeviceRef<T>> {
+        // Unregistering may write the state meanwhile (`READ_ONCE` in C);
+        // before registration a `&Device<T>` exists only inside setup, and
+        // registering cannot run concurrently with it.
+        // SAFETY: The device is live, so the field is valid for reads.
+        let state = unsafe { core::ptr::addr_of!((*self.0.as_raw()).reg_state).read_volatile() };
+        if u32::from(state) != bindings::netdev_reg_state_NETREG_REGISTERED {
+            return None;
+        }
+        // INVARIANT: Registered, so `T` stays initialised until unregistering
+        // has waited for this reference.
+        Some(DeviceRef(ARef::from(&self.0), PhantomData))
     }
 
     /// Stops the stack from calling [`Driver::start_xmit`].
@@ -223,6 +249,36 @@ impl<T: Driver> Device<T> {
     }
 }
 
+/// A counted reference to a registered device of driver `T` (made by
+/// [`Device::get_ref`]).
+///
+/// # Invariants
+///
+/// The device was registered for `T` when the reference was taken.
+/// [`Registration`] drops the `T` only after unregistering, which waits for
+/// every reference: the `T` stays initialised while this one is held.
+pub struct DeviceRef<T: Driver>(ARef<NetDevice>, PhantomData<T>);
+
+// The `T` lives in the device's private area, not in the reference: moving
+// the reference moves no `T`.
+impl<T: Driver> Unpin for DeviceRef<T> {}
+
+impl<T: Driver> Clone for DeviceRef<T> {
+    fn clone(&self) -> Self {
+        DeviceRef(self.0.clone(), PhantomData)
+    }
+}
+
+impl<T: Driver> core::ops::Deref for DeviceRef<T> {
+    type Target = Device<T>;
+
+    fn deref(&self) -> &Device<T> {
+        // SAFETY: Allocated for `T`, whose state stays initialised while the
+        // reference is held (type invariant).
+        unsafe { Device::from_raw(self.0.as_raw()) }
+    }
+}
+
 impl<T> core::ops::Deref for Device<T> {
     type Target = NetDevice;
 
@@ -263,6 +319,10 @@ pub struct Registration<T: Driver> {
 unsafe impl<T: Driver> Send for Registration<T> {}
 // SAFETY: See `Send`.
 unsafe impl<T: Driver> Sync for Registration<T> {}
+
+// The `T` lives pinned in the device's private area, not in the
+// registration: moving the registration moves no `T`.
+impl<T: Driver> Unpin for Registration<T> {}
 
 impl<T: Driver> Registration<T> {
     /// Allocates an Ethernet device named `name` (which may contain `%d`)
@@ -357,6 +417,7 @@ unsafe extern "C" fn setup<T: Driver>(dev: *mut bindings::net_device) {
     // SAFETY: `dev` is new and exclusively ours during allocation.
     unsafe {
         bindings::ether_setup(dev);
+        (*dev).max_mtu = T::MAX_MTU;
         (*dev).netdev_ops = &Ops::<T>::VTABLE;
         bindings::eth_hw_addr_random(dev);
     }

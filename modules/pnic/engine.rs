@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The DMA engine of each NIC: it runs apart from the code that asks for
+//! transfers (as work items on the pair's queue, in process context), takes
+//! descriptors from the host rings, moves the bytes, and makes each transfer
+//! visible only when the modelled bus could have carried it.
+//!
+//! One pass serves up to [`BATCH`] frames each way and then queues the next
+//! pass instead of looping, so the worker reaches a scheduling point between
+//! passes and `stop` never waits for more than one pass.
+
+use crate::{
+    bus::{now_ns, wait_until, Kind},
+    end::End,
+    mem::{Owner, Pool, Slot},
+    nic::{Nic, NicCounters},
+    pair::PairShared,
+};
+use core::sync::atomic::Ordering::Relaxed;
+use kernel::{
+    net::{
+        driver::Device,
+        skb::{Shared, SkBuff, Writable},
+    },
+    prelude::*,
+    sync::Arc,
+    time::{delay::fsleep, Delta},
+    workqueue::WorkItem,
+};
+
+/// Frames served each way in one pass.
+const BATCH: usize = 32;
+
+/// Transfers an engine keeps in flight at once: the bus serves them one
+/// after another, and the engine sleeps once for several of them.
+const WINDOW: usize = 16;
+
+/// An Ethernet header with one VLAN tag: what a frame may carry beyond the
+/// MTU.
+const MAX_LINK_HEADER: u32 = 18;
+
+impl WorkItem<0> for PairShared {
+    type Pointer = Arc<PairShared>;
+
+    fn run(this: Arc<PairShared>) {
+        PairShared::pass(this, 0);
+    }
+}
+
+impl WorkItem<1> for PairShared {
+    type Pointer = Arc<PairShared>;
+
+    fn run(this: Arc<PairShared>) {
+        PairShared::pass(this, 1);
+    }
+}
+
+impl PairShared {
+    /// Tells NIC `i`'s engine there is work (a doorbell). Any context.
+    pub(crate) fn kick(self: &Arc<Self>, i: usize) {
+        {
+            let mut st = self.nic(i).engine.lock();
+            if !st.running {
+                return;
+            }
+            if st.scheduled {
+                st.rekick = true;
+                return;
+            }
+            st.scheduled = true;
+        }
+        self.queue_pass(i);
+    }
+
+    fn queue_pass(self: &Arc<Self>, i: usize) {
+        // Only the holder of `scheduled` queues a pass, so the item is never
+        // already queued; were it, the pass queued would serve this kick too.
+        let _ = if i == 0 {
+            self.queue.enqueue::<Arc<PairShared>, 0>(self.clone())
+        } else {
+            self.queue.enqueue::<Arc<PairShared>, 1>(self.clone())
+        };
+    }
+
+    /// Starts NIC `i`'s engine, delivering to `dev`.
+    pub(crate) fn start_engine(&self, i: usize, dev: kernel::net::driver::DeviceRef<End>) {
+        let nic = self.nic(i);
+        *nic.dev.lock() = Some(dev);
+        let mut st = nic.engine.lock();
+        st.running = true;
+        st.rekick = false;
+    }
+
+    /// Stops NIC `i`'s engine and waits until its last pass has finished;
+    /// then lets go of the device. Process context.
+    pub(crate) fn stop_engine(&self, i: usize) {
+        let nic = self.nic(i);
+        nic.engine.lock().running = false;
+        // A pass checks `running` when it ends and then clears `scheduled`.
+        while nic.engine.lock().scheduled {
+            fsleep(Delta::from_micros(500));
+        }
+        drop(nic.dev.lock().take());
+    }
+
+    /// One pass of NIC `i`'s engine.
+    fn pass(this: Arc<Self>, i: usize) {
+        let nic = this.nic(i);
+        {
+            let mut st = nic.engine.lock();
+            st.rekick = false;
+            if !st.running {
+                st.scheduled = false;
+                return;
+            }
+        }
+        let started = now_ns();
+        let dev = nic.dev.lock().clone();
+        let done = match &dev {
+            Some(dev) => {
+                let mut window = Window::new();
+                let done = this.serve_tx(i, dev, &mut window) + this.serve_rx(i, dev, &mut window);
+                this.land(i, dev, &mut window);
+                done
+            }
+            None => 0,
+        };
+        drop(dev);
+        NicCounters::add(&nic.counters.engine_passes, 1);
+        NicCounters::add(&nic.counters.engine_ns, now_ns().saturating_sub(started));
+        let again = {
+            let mut st = nic.engine.lock();
+            let again = st.running && (done > 0 || st.rekick);
+            if !again {
+                st.scheduled = false;
+            }
+            again
+        };
+        if again {
+            this.queue_pass(i);
+        }
+    }
+
+    /// One transaction of `bytes` by NIC `i`, counted; returns when it ends
+    /// on the NIC's bus (now, on no bus).
+    fn dma(&self, i: usize, kind: Kind, bytes: u32) -> u64 {
+        let nic = self.nic(i);
+        let now = now_ns();
+        let end = match &nic.bus {
+            Some(bus) => bus.reserve(kind, u64::from(bytes), now, self.scale),
+            None => now,
+        };
+        let c = &nic.traffic.0[kind as usize];
+        c.transactions.fetch_add(1, Relaxed);
+        c.bytes.fetch_add(u64::from(bytes), Relaxed);
+        c.busy_ns.fetch_add(end - now, Relaxed);
+        end
+    }
+
+    /// Host transmit ring to device memory (then, as each transfer
+    /// completes, to the wire).
+    fn serve_tx(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window) -> usize {
+        let nic = self.nic(i);
+        let mut done = 0;
+        while done < BATCH {
+            let Some(skb) = nic.tx.lock().pop() else { break };
+            let len = skb.len();
+            let Some(slot) = self.mem.alloc(Owner { nic: i, pool: Pool::Tx }, len) else {
+                // Transmit memory is full: the descriptor stays in the ring
+                // (the queue stops when the ring fills) until frames leave.
+                NicCounters::add(&nic.counters.tx_mem_full, 1);
+                if let Err(skb) = nic.tx.lock().push_front(skb) {
+                    drop(skb);
+                    NicCounters::add(&nic.counters.tx_dropped, 1);
+                }
+                break;
+            };
+            let ok = self.mem.with_bytes(&slot, |bytes| skb.copy_bits(0, bytes)).is_ok();
+            let end = self.dma(i, Kind::HostToDevice, len);
+            self.fly(i, dev, window, InFlight { end, what: Transfer::Sent { skb, slot, ok } });
+            done += 1;
+        }
+        done
+    }
+
+    /// The emulated wire: NIC `i`'s frame reaches the far NIC's receive
+    /// memory at once (the wire itself is not modelled as a cost), or is
+    /// lost if the far NIC is down or its memory is full.
+    fn wire(self: &Arc<Self>, i: usize, slot: Slot) {
+        let j = 1 - i;
+        let far: &Nic = self.nic(j);
+        if !far.is_running() {
+            self.mem.free(slot);
+            NicCounters::add(&self.nic(i).counters.tx_carrier, 1);
+            return;
+        }
+        let slot = match self.mem.move_to(slot, Owner { nic: j, pool: Pool::Rx }) {
+            Ok(slot) => slot,
+            Err(slot) => {
+                self.mem.free(slot);
+                NicCounters::add(&far.counters.rx_missed, 1);
+                return;
+            }
+        };
+        if let Err(slot) = far.wire_in.lock().push(slot) {
+            self.mem.free(slot);
+            NicCounters::add(&far.counters.rx_missed, 1);
+            return;
+        }
+        self.kick(j);
+    }
+
+    /// Device memory to host memory, for the NAPI poll.
+    fn serve_rx(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window) -> usize {
+        let nic = self.nic(i);
+        let mut done = 0;
+        while done < BATCH {
+            if nic.completions.lock().room() <= WINDOW {
+                // The host has not taken what it has; its poll kicks us.
+                break;
+            }
+            let Some(slot) = nic.wire_in.lock().pop() else { break };
+            let len = slot.len();
+            done += 1;
+            // Longer than this end's MTU allows (the far end's MTU may be
+            // larger): a real NIC drops it as a length error.
+            if len > dev.mtu() + MAX_LINK_HEADER {
+                self.mem.free(slot);
+                NicCounters::add(&nic.counters.rx_dropped, 1);
+                continue;
+            }
+            let mut skb = match SkBuff::alloc_for(dev, len, GFP_KERNEL) {
+                Ok(skb) => skb,
+                Err(_) => {
+                    self.mem.free(slot);
+                    NicCounters::add(&nic.counters.rx_dropped, 1);
+                    continue;
+                }
+            };
+            let ok = match skb.put(len) {
+                Ok(buf) => {
+                    self.mem.with_bytes(&slot, |bytes| buf.copy_from_slice(bytes));
+                    true
+                }
+                Err(_) => false,
+            };
+            let end = self.dma(i, Kind::DeviceToHost, len);
+            self.fly(i, dev, window, InFlight { end, what: Transfer::Received { skb, slot, ok } });
+        }
+        done
+    }
+
+    /// Adds a transfer to the window; if the window is full, first waits
+    /// for the oldest to end and completes every transfer that has.
+    fn fly(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window, f: InFlight) {
+        if window.is_full() {
+            self.complete_due(i, dev, window);
+        }
+        window.push(f);
+    }
+
+    /// Waits for the window's transfers to end and completes them.
+    fn land(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window) {
+        while !window.is_empty() {
+            self.complete_due(i, dev, window);
+        }
+    }
+
+    /// Waits until the oldest transfer in the window has ended, then makes it
+    /// and every other one that has ended visible, in order.
+    fn complete_due(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window) {
+        let Some(oldest) = window.oldest_end() else { return };
+        wait_until(oldest);
+        let now = now_ns();
+        let mut received = false;
+        while window.oldest_end().is_some_and(|end| end <= now) {
+            let Some(f) = window.pop() else { break };
+            received |= self.complete(i, dev, f);
+        }
+        if received {
+            // Raised with bottom halves off, the poll runs as soon as they
+            // are on again, on this CPU, rather than in ksoftirqd later.
+            let _bh = self.nic(i).completions.lock();
+            dev.data().schedule_poll();
+        }
+    }
+
+    /// Makes one transfer visible; returns whether it posted a received
+    /// frame for the poll.
+    fn complete(self: &Arc<Self>, i: usize, dev: &Device<End>, f: InFlight) -> bool {
+        let nic = self.nic(i);
+        match f.what {
+            Transfer::Sent { skb, slot, ok } => {
+                let len = slot.len();
+                // The host may free the buffer now.
+                skb.consume();
+                if dev.is_queue_stopped() && !nic.tx.lock().is_full() {
+                    dev.wake_queue();
+                }
+                if !ok {
+                    self.mem.free(slot);
+                    NicCounters::add(&nic.counters.tx_dropped, 1);
+                    return false;
+                }
+                NicCounters::add(&nic.counters.tx_packets, 1);
+                NicCounters::add(&nic.counters.tx_bytes, u64::from(len));
+                self.wire(i, slot);
+                false
+            }
+            Transfer::Received { skb, slot, ok } => {
+                self.mem.free(slot);
+                if !ok {
+                    NicCounters::add(&nic.counters.rx_dropped, 1);
+                    return false;
+                }
+                if let Err(skb) = nic.completions.lock().push(skb) {
+                    drop(skb);
+                    NicCounters::add(&nic.counters.rx_dropped, 1);
+                    return false;
+                }
+                true
+            }
+        }
+    }
+}
+
+/// A transfer whose bytes have moved but which is not visible yet.
+enum Transfer {
+    /// A frame DMA'd from a host buffer into device memory.
+    Sent { skb: SkBuff<Shared>, slot: Slot, ok: bool },
+    /// A frame DMA'd from device memory into a host buffer.
+    Received { skb: SkBuff<Writable>, slot: Slot, ok: bool },
+}
+
+struct InFlight {
+    /// When the bus will have carried it.
+    end: u64,
+    what: Transfer,
+}
+
+/// Transfers an engine has started and not completed, oldest first. With
+/// more than one, the next transaction is reserved while the previous one
+/// is on the bus, so the bus is not left idle while the engine sleeps.
+struct Window {
+    flights: [Option<InFlight>; WINDOW],
+    head: usize,
+    len: usize,
+}
+
+impl Window {
+    fn new() -> Self {
+        Window { flights: [const { None }; WINDOW], head: 0, len: 0 }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == WINDOW
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds `f` (the caller made room).
+    fn push(&mut self, f: InFlight) {
+        if self.is_full() {
+            return;
+        }
+        self.flights[(self.head + self.len) % WINDOW] = Some(f);
+        self.len += 1;
+    }
+
+    /// When the oldest transfer ends.
+    fn oldest_end(&self) -> Option<u64> {
+        if self.len == 0 { None } else { self.flights[self.head].as_ref().map(|f| f.end) }
+    }
+
+    fn pop(&mut self) -> Option<InFlight> {
+        if self.len == 0 {
+            return None;
+        }
+        let f = self.flights[self.head].take();
+        self.head = (self.head + 1) % WINDOW;
+        self.len -= 1;
+        f
+    }
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Summarise the pnic section of a `make bench` run.
+
+    bench_pnic_report.py RAW_DIR OUT_DIR
+
+RAW_DIR holds what tests/guest/bench-pnic.sh wrote: per link (veth,
+pnic-nobus, pnic-bus), test (tcp, udp1470, udp8972) and round, iperf3's JSON
+and a CPU record. Each figure is the median of its rounds; each ratio is the
+median of the per-round ratios (both sides measured in the same round), with
+its range. Writes OUT_DIR/results.{md,json,png}.
+
+Targets (issue 9): pnic with no bus at least 0.5x veth; pnic on the default
+bus within 10% of the bus's modelled capacity for large frames (UDP 8972).
+"""
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+LINKS = ["veth", "pnic-nobus", "pnic-bus"]
+TESTS = [("tcp", 0), ("udp1470", 1470), ("udp8972", 8972)]
+# Ethernet + IPv4 + UDP headers around a datagram.
+UDP_OVERHEAD = 14 + 20 + 8
+
+
+def received_bps(doc: dict) -> float:
+    end = doc["end"]
+    if "sum_received" in end:
+        return end["sum_received"]["bits_per_second"]
+    s = end["sum"]  # UDP on older iperf3: sender rate less the loss
+    return s["bits_per_second"] * (1 - s.get("lost_percent", 0) / 100)
+
+
+def bus_capacity_bps(payload: int, bandwidth: float, arbitration_ns: float, scale: float) -> float:
+    """Payload bits per second the bus carries when every frame crosses it
+    twice (host to NIC a, NIC b to host: both NICs on the one bus)."""
+    frame = payload + UDP_OVERHEAD
+    dur = scale * (arbitration_ns * 1e-9 + frame / bandwidth)
+    return payload * 8 / (2 * dur)
+
+
+def ratio_stats(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
+
+
+def main() -> int:
+    raw, out = Path(sys.argv[1]), Path(sys.argv[2])
+    out.mkdir(parents=True, exist_ok=True)
+    rounds = sorted({int(p.name.split(".r")[1].split(".")[0]) for p in raw.glob("veth-tcp.r*.json")
+                     if not p.name.endswith(".cpu.json")})
+    if not rounds:
+        print(f"no rounds in {raw}", file=sys.stderr)
+        return 1
+    bandwidth, arbitration, _pio = (float(x) for x in (raw / "bus-params.txt").read_text().split())
+    scale = float((raw / "time-scale.txt").read_text().strip())
+
+    per = {(l, t): [] for l in LINKS for t, _ in TESTS}
+    cpu = {(l, t): [] for l in LINKS for t, _ in TESTS}
+    engine = {(l, t): [] for l in LINKS for t, _ in TESTS}
+    bus_util = {t: [] for t, _ in TESTS}
+    for l in LINKS:
+        for t, _ in TESTS:
+            for r in rounds:
+                doc = json.loads((raw / f"{l}-{t}.r{r}.json").read_text())
+                c = json.loads((raw / f"{l}-{t}.r{r}.cpu.json").read_text())
+                bps = received_bps(doc)
+                per[(l, t)].append(bps)
+                gbit = bps * c["seconds"] / 1e9
+                # CPU-seconds of the whole guest per gigabit received, and
+                # of pnic's DMA engines alone.
+                busy_s = c["busy_jiffies"] / max(c["total_jiffies"], 1) * c["cpus"] * c["seconds"]
+                cpu[(l, t)].append(busy_s / gbit if gbit else float("inf"))
+                engine[(l, t)].append(c["engine_ns"] / 1e9 / gbit if gbit else float("inf"))
+                if l == "pnic-bus":
+                    bus_util[t].append(c["bus_busy_ns"] / 1e9 / c["seconds"])
+
+    mbps = {k: round(statistics.median(v) / 1e6, 1) for k, v in per.items()}
+    ratios, targets = {}, {}
+    for t, payload in TESTS:
+        ratios[f"nobus_over_veth_{t}"] = ratio_stats(
+            [a / b for a, b in zip(per[("pnic-nobus", t)], per[("veth", t)])])
+        if payload:
+            cap = bus_capacity_bps(payload, bandwidth, arbitration, scale)
+            ratios[f"bus_over_capacity_{t}"] = ratio_stats([a / cap for a in per[("pnic-bus", t)]])
+            ratios[f"bus_over_capacity_{t}"]["capacity_mbps"] = round(cap / 1e6, 1)
+    targets["pnic with no bus >= 0.5x veth (TCP)"] = ratios["nobus_over_veth_tcp"]["median"] >= 0.5
+    targets["pnic on the bus within 10% of its capacity (UDP 8972)"] = \
+        abs(1 - ratios["bus_over_capacity_udp8972"]["median"]) <= 0.10
+
+    results = {
+        "rounds": len(rounds),
+        "time_scale": scale,
+        "bus": {"bandwidth_bps": bandwidth, "arbitration_ns": arbitration},
+        "mbit_per_s": {f"{l}/{t}": mbps[(l, t)] for l, t in per},
+        "guest_cpu_seconds_per_gbit": {f"{l}/{t}": round(statistics.median(v), 3) for (l, t), v in cpu.items()},
+        "engine_cpu_seconds_per_gbit": {f"{l}/{t}": round(statistics.median(v), 3)
+                                        for (l, t), v in engine.items() if l != "veth"},
+        "bus_utilisation": {t: round(statistics.median(v), 3) for t, v in bus_util.items() if v},
+        "ratios": ratios,
+        "targets_met": targets,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+    lines = [
+        f"# pnic benchmark ({len(rounds)} round(s), medians; time_scale {scale:g}; "
+        f"bus {bandwidth / 1e6:.1f} MB/s, {arbitration:g} ns per transaction)",
+        "",
+        "| link | test | Mbit/s | guest CPU-s per Gbit | engine CPU-s per Gbit |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for l in LINKS:
+        for t, _ in TESTS:
+            eng = results["engine_cpu_seconds_per_gbit"].get(f"{l}/{t}", "")
+            lines.append(f"| {l} | {t} | {mbps[(l, t)]} | {results['guest_cpu_seconds_per_gbit'][f'{l}/{t}']} | {eng} |")
+    lines += ["", "| ratio | median | range | target | met |", "|---|---:|---|---|---|"]
+    for key, r in ratios.items():
+        target = ">= 0.5" if key == "nobus_over_veth_tcp" else ("0.9 - 1.1" if key == "bus_over_capacity_udp8972" else "")
+        met = "" if not target else ("yes" if (r["median"] >= 0.5 if key.startswith("nobus") else abs(1 - r["median"]) <= 0.1) else "no")
+        extra = f" (capacity {r['capacity_mbps']} Mbit/s)" if "capacity_mbps" in r else ""
+        lines.append(f"| {key}{extra} | {r['median']} | {r['min']} - {r['max']} | {target} | {met} |")
+    lines += ["", "Bus utilisation (busy time over elapsed, both NICs): " +
+              ", ".join(f"{t} {v}" for t, v in results["bus_utilisation"].items())]
+    md = "\n".join(lines) + "\n"
+    (out / "results.md").write_text(md)
+    print(md)
+
+    data = out / "results.dat"
+    with data.open("w") as f:
+        f.write("test veth pnic-nobus pnic-bus\n")
+        for t, _ in TESTS:
+            f.write(f"{t} {mbps[('veth', t)]} {mbps[('pnic-nobus', t)]} {mbps[('pnic-bus', t)]}\n")
+    script = f"""
+set terminal pngcairo size 900,500 noenhanced
+set output '{out / 'results.png'}'
+set title 'pnic bench (medians): Mbit/s received; time_scale {scale:g}'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key top right
+set yrange [0:*]
+plot '{data}' using 2:xtic(1) title 'veth', '' using 3 title 'pnic, no bus', '' using 4 title 'pnic, PCI bus'
+"""
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"PNG chart not drawn: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
