@@ -14,9 +14,10 @@ bus within 10% of the bus's modelled capacity for large frames (UDP 8972).
 """
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+from bench_chart import bar_chart
 
 LINKS = ["veth", "pnic-nobus", "pnic-bus"]
 TESTS = [("tcp", 0), ("udp1470", 1470), ("udp8972", 8972)]
@@ -125,26 +126,9 @@ def main() -> int:
     (out / "results.md").write_text(md)
     print(md)
 
-    data = out / "results.dat"
-    with data.open("w") as f:
-        f.write("test veth pnic-nobus pnic-bus\n")
-        for t, _ in TESTS:
-            f.write(f"{t} {mbps[('veth', t)]} {mbps[('pnic-nobus', t)]} {mbps[('pnic-bus', t)]}\n")
-    script = f"""
-set terminal pngcairo size 900,500 noenhanced
-set output '{out / 'results.png'}'
-set title 'pnic bench (medians): Mbit/s received; time_scale {scale:g}'
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set key top right
-set yrange [0:*]
-plot '{data}' using 2:xtic(1) title 'veth', '' using 3 title 'pnic, no bus', '' using 4 title 'pnic, PCI bus'
-"""
-    try:
-        subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        print(f"PNG chart not drawn: {e}", file=sys.stderr)
+    rows = [(t, [mbps[(l, t)] for l in LINKS]) for t, _ in TESTS]
+    if not bar_chart(out, f"pnic bench (medians): Mbit/s received; time_scale {scale:g}",
+                     ["veth", "pnic, no bus", "pnic, PCI bus"], rows):
         return 1
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
     return 0

@@ -11,9 +11,10 @@ its rounds, and each target ratio is the median of the per-round ratios
 """
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+from bench_chart import bar_chart
 
 DEVICES = ["ebd", "aoe", "nbd"]
 WORKLOADS = [
@@ -105,28 +106,11 @@ def main() -> int:
     (out / "results.md").write_text(md)
     print(md)
 
-    data = out / "results.dat"
-    with data.open("w") as f:
-        f.write("device seqread seqwrite randread randwrite\n")
-        for d in DEVICES:
-            r = results[d]
-            f.write(f"{d.upper()} {r['seqread']} {r['seqwrite']} {r['randread'] / 100:.1f} {r['randwrite'] / 100:.1f}\n")
-    script = f"""
-set terminal pngcairo size 900,500 noenhanced
-set output '{out / 'results.png'}'
-set title 'polynic bench (medians of one run): MiB/s for sequential, IOPS/100 for 4K random; link {link_mib} MiB/s'
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set key top right
-set yrange [0:*]
-plot '{data}' using 2:xtic(1) title 'seq read MiB/s', '' using 3 title 'seq write MiB/s', \\
-     '' using 4 title '4K rand read IOPS/100', '' using 5 title '4K rand write IOPS/100'
-"""
-    try:
-        subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        print(f"PNG chart not drawn: {e}", file=sys.stderr)
+    rows = [(d.upper(), [results[d]["seqread"], results[d]["seqwrite"], round(results[d]["randread"] / 100, 1),
+                         round(results[d]["randwrite"] / 100, 1)]) for d in DEVICES]
+    title = f"polynic bench (medians of one run): MiB/s for sequential, IOPS/100 for 4K random; link {link_mib} MiB/s"
+    if not bar_chart(out, title, ["seq read MiB/s", "seq write MiB/s", "4K rand read IOPS/100",
+                                  "4K rand write IOPS/100"], rows):
         return 1
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
     return 0

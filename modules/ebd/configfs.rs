@@ -6,7 +6,7 @@
 
 use crate::device::{EbdDisk, Settings};
 use kernel::{
-    configfs::{self, AttributeOperations},
+    configfs::{self, attribute_text, show_attribute, AttributeOperations},
     configfs_attrs,
     fmt::{self, Write as _},
     net::{device::IFNAMSIZ, ethernet::MacAddr},
@@ -39,9 +39,9 @@ impl AttributeOperations<0> for Root {
 
     /// The attributes a disk directory offers.
     fn show(_this: &Root, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
-        let mut w = Formatter::new(page);
-        w.write_str("power,netdev,server,export,frame_size,queue_depth,read_only,timeout_ms,retries,disk,stats,window\n")?;
-        Ok(w.bytes_written())
+        show_attribute(page, |w| {
+            w.write_str("power,netdev,server,export,frame_size,queue_depth,read_only,timeout_ms,retries,disk,stats,window\n")
+        })
     }
 }
 
@@ -101,15 +101,6 @@ impl DiskConfig {
     }
 }
 
-fn text(page: &[u8]) -> Result<&str> {
-    Ok(core::str::from_utf8(page).map_err(|_| EINVAL)?.trim())
-}
-
-fn show_with(page: &mut [u8; PAGE_SIZE], f: impl FnOnce(&mut Formatter<'_>) -> fmt::Result) -> Result<usize> {
-    let mut w = Formatter::new(page);
-    f(&mut w)?;
-    Ok(w.bytes_written())
-}
 
 /// Parses `aa:bb:cc:dd:ee:ff`; an empty value or `discover` means none.
 fn parse_mac(s: &str) -> Result<Option<MacAddr>> {
@@ -143,7 +134,7 @@ impl AttributeOperations<0> for DiskConfig {
 
     fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let on = this.state.lock().disk.is_some();
-        show_with(page, |w| on.show(w))
+        show_attribute(page, |w| on.show(w))
     }
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
@@ -165,11 +156,11 @@ impl AttributeOperations<1> for DiskConfig {
     fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let g = this.state.lock();
         let name = g.settings.netdev.as_ref().and_then(|n| n.to_str().ok()).unwrap_or("");
-        show_with(page, |w| w.write_fmt(fmt!("{}\n", name)))
+        show_attribute(page, |w| w.write_fmt(fmt!("{}\n", name)))
     }
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
-        let name = text(page)?;
+        let name = attribute_text(page)?;
         // IFNAMSIZ includes the terminating NUL.
         if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('/') {
             return Err(EINVAL);
@@ -191,7 +182,7 @@ impl AttributeOperations<2> for DiskConfig {
         // Once powered on, the server actually bound (it may have been
         // discovered).
         let server = g.disk.as_ref().and_then(|d| d.personality().server()).or(g.settings.server);
-        show_with(page, |w| {
+        show_attribute(page, |w| {
             match server {
                 Some(m) => write_mac(w, &m)?,
                 None => w.write_str("discover")?,
@@ -201,7 +192,7 @@ impl AttributeOperations<2> for DiskConfig {
     }
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
-        let mac = parse_mac(text(page)?)?;
+        let mac = parse_mac(attribute_text(page)?)?;
         this.set(|s| {
             s.server = mac;
             Ok(())
@@ -230,7 +221,7 @@ macro_rules! number_setting_value {
     ($($ty:ty),*) => {$(
         impl SettingValue for $ty {
             fn parse(page: &[u8]) -> Result<Self> {
-                text(page)?.parse().map_err(|_| EINVAL)
+                attribute_text(page)?.parse().map_err(|_| EINVAL)
             }
 
             fn show(self, w: &mut Formatter<'_>) -> fmt::Result {
@@ -251,7 +242,7 @@ macro_rules! setting_attribute {
 
             fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
                 let v = this.state.lock().settings.$field;
-                show_with(page, |w| v.show(w))
+                show_attribute(page, |w| v.show(w))
             }
 
             fn store(this: &DiskConfig, page: &[u8]) -> Result {
@@ -285,7 +276,7 @@ impl AttributeOperations<9> for DiskConfig {
     /// `ebdN size block_size` while powered on, empty otherwise.
     fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let g = this.state.lock();
-        show_with(page, |w| match &g.disk {
+        show_attribute(page, |w| match &g.disk {
             Some(d) => {
                 let info = d.info();
                 w.write_fmt(fmt!(
@@ -312,7 +303,7 @@ impl AttributeOperations<10> for DiskConfig {
         };
         let p = d.personality();
         let snapshot = p.stats();
-        show_with(page, |w| {
+        show_attribute(page, |w| {
             for (name, value) in snapshot.fields() {
                 w.write_fmt(fmt!("{} {}\n", name, value))?;
             }

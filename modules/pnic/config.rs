@@ -14,7 +14,7 @@ use crate::{
 };
 use core::sync::atomic::Ordering::Relaxed;
 use kernel::{
-    configfs::{self, AttributeOperations},
+    configfs::{self, attribute_text, show_attribute, AttributeOperations},
     configfs_attrs,
     fmt::{self, Write as _},
     net::device::IFNAMSIZ,
@@ -50,18 +50,9 @@ impl Registry {
     }
 }
 
-fn text(page: &[u8]) -> Result<&str> {
-    Ok(core::str::from_utf8(page).map_err(|_| EINVAL)?.trim())
-}
-
-fn show_with(page: &mut [u8; PAGE_SIZE], f: impl FnOnce(&mut Formatter<'_>) -> fmt::Result) -> Result<usize> {
-    let mut w = Formatter::new(page);
-    f(&mut w)?;
-    Ok(w.bytes_written())
-}
 
 fn parse_u64(page: &[u8]) -> Result<u64> {
-    text(page)?.parse().map_err(|_| EINVAL)
+    attribute_text(page)?.parse().map_err(|_| EINVAL)
 }
 
 // ---- pnic_bus ----
@@ -135,7 +126,7 @@ macro_rules! bus_parameter {
 
             fn show(this: &BusConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
                 let v = this.bus.params().$field;
-                show_with(page, |w| w.write_fmt(fmt!("{}\n", v)))
+                show_attribute(page, |w| w.write_fmt(fmt!("{}\n", v)))
             }
 
             fn store(this: &BusConfig, page: &[u8]) -> Result {
@@ -158,7 +149,7 @@ impl AttributeOperations<3> for BusConfig {
     /// `KIND.transactions|bytes|busy_ns|wait_ns N` lines; writing anything
     /// sets them to zero.
     fn show(this: &BusConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
-        show_with(page, |w| this.bus.traffic.show("", w))
+        show_attribute(page, |w| this.bus.traffic.show("", w))
     }
 
     fn store(this: &BusConfig, _page: &[u8]) -> Result {
@@ -261,7 +252,7 @@ impl AttributeOperations<0> for PairConfig {
 
     fn show(this: &PairConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let on = this.state.lock().pair.is_some();
-        show_with(page, |w| w.write_str(if on { "1\n" } else { "0\n" }))
+        show_attribute(page, |w| w.write_str(if on { "1\n" } else { "0\n" }))
     }
 
     fn store(this: &PairConfig, page: &[u8]) -> Result {
@@ -286,11 +277,11 @@ macro_rules! name_attribute {
             fn show(this: &PairConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
                 let g = this.state.lock();
                 let n = g.settings.names[$i].as_ref().and_then(|n| n.to_str().ok()).unwrap_or("pnic%d");
-                show_with(page, |w| w.write_fmt(fmt!("{}\n", n)))
+                show_attribute(page, |w| w.write_fmt(fmt!("{}\n", n)))
             }
 
             fn store(this: &PairConfig, page: &[u8]) -> Result {
-                let name = text(page)?;
+                let name = attribute_text(page)?;
                 if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('/') || name.contains(' ') {
                     return Err(EINVAL);
                 }
@@ -316,11 +307,11 @@ macro_rules! number_attribute {
 
             fn show(this: &PairConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
                 let v = this.state.lock().settings.$field;
-                show_with(page, |w| w.write_fmt(fmt!("{}\n", v)))
+                show_attribute(page, |w| w.write_fmt(fmt!("{}\n", v)))
             }
 
             fn store(this: &PairConfig, page: &[u8]) -> Result {
-                let v: u32 = text(page)?.parse().map_err(|_| EINVAL)?;
+                let v: u32 = attribute_text(page)?.parse().map_err(|_| EINVAL)?;
                 if !($range).contains(&v) {
                     return Err(EINVAL);
                 }
@@ -347,11 +338,11 @@ macro_rules! bus_attribute {
             fn show(this: &PairConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
                 let g = this.state.lock();
                 let n = g.bus_names[$i].as_ref().and_then(|n| n.to_str().ok()).unwrap_or("");
-                show_with(page, |w| w.write_fmt(fmt!("{}\n", n)))
+                show_attribute(page, |w| w.write_fmt(fmt!("{}\n", n)))
             }
 
             fn store(this: &PairConfig, page: &[u8]) -> Result {
-                let name = text(page)?;
+                let name = attribute_text(page)?;
                 let name = if name.is_empty() { None } else { Some(CString::try_from_fmt(fmt!("{}", name))?) };
                 // Checked now for a clear error, and again at power-on.
                 if let Some(n) = &name {
@@ -376,7 +367,7 @@ impl AttributeOperations<7> for PairConfig {
     /// The two devices' names while powered, as `A B`; empty otherwise.
     fn show(this: &PairConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let g = this.state.lock();
-        show_with(page, |w| {
+        show_attribute(page, |w| {
             let Some(pair) = &g.pair else { return Ok(()) };
             let mut sep = "";
             for reg in pair.devices() {
@@ -400,7 +391,7 @@ impl AttributeOperations<8> for PairConfig {
             return Err(ENODEV);
         };
         let shared = pair.shared();
-        show_with(page, |w| {
+        show_attribute(page, |w| {
             for (i, p) in ["a.", "b."].into_iter().enumerate() {
                 let c = &shared.nic(i).counters;
                 for (name, v) in [

@@ -73,8 +73,9 @@ cpu_jiffies() {
 
 # pnic_counter PAIR KEY: one stats line of a pair.
 pnic_counter() {
-  local key value
-  while read -r key value; do [[ $key == "$2" ]] && { echo "$value"; return; }; done <"$CFG/pnic/$1/stats"
+  local line lines
+  mapfile -t lines <"$CFG/pnic/$1/stats"
+  for line in "${lines[@]}"; do [[ $line == "$2 "* ]] && { echo "${line#* }"; return; }; done
   echo 0
 }
 
@@ -101,11 +102,10 @@ for round in $(seq "$ROUNDS"); do
       eng1=0
       [[ -n $pair ]] && eng1=$(($(pnic_counter "$pair" a.engine_ns) + $(pnic_counter "$pair" b.engine_ns)))
       bus_busy=0
-      [[ $link == pnic-bus ]] && bus_busy=$(
-        total=0
-        while read -r key value; do [[ $key == *.busy_ns ]] && total=$((total + value)); done <"$CFG/pnic_bus/pci/stats"
-        echo $total
-      )
+      if [[ $link == pnic-bus ]]; then
+        mapfile -t lines <"$CFG/pnic_bus/pci/stats"
+        for line in "${lines[@]}"; do [[ $line == *.busy_ns\ * ]] && bus_busy=$((bus_busy + ${line#* })); done
+      fi
       echo "{\"busy_jiffies\": $((busy1 - busy0)), \"total_jiffies\": $((total1 - total0)), \"cpus\": $(nproc)," \
         "\"seconds\": $(echo "$end - $start" | bc), \"engine_ns\": $((eng1 - eng0)), \"bus_busy_ns\": $bus_busy}" \
         >"$res/$link-$name.r$round.cpu.json"

@@ -30,12 +30,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# pstat PAIR KEY: one line of a pair's stats.
+# pstat PAIR KEY: one line of a pair's stats. The file is read in one go:
+# configfs renders the whole file again for every read a line-by-line loop
+# makes.
 pstat() {
-  local key value
-  while read -r key value; do
-    [[ $key == "$2" ]] && { echo "$value"; return 0; }
-  done <"$P/$1/stats"
+  local line lines
+  mapfile -t lines <"$P/$1/stats"
+  for line in "${lines[@]}"; do
+    [[ $line == "$2 "* ]] && { echo "${line#* }"; return 0; }
+  done
   echo "no $2 in $P/$1/stats" >&2
   return 1
 }
@@ -128,7 +131,8 @@ pause 1
 ip netns exec pn1 iperf3 -c 10.77.1.2 -p 5202 -t 2 >/dev/null 2>&1 || fail "iperf3 over p1 (bus)"
 pause 1
 declare -A bus
-while read -r key value; do bus[$key]=$value; done <"$CFG/pnic_bus/pci0/stats"
+mapfile -t lines <"$CFG/pnic_bus/pci0/stats"
+for line in "${lines[@]}"; do bus[${line% *}]=${line#* }; done
 sent=$(($(pstat p1 a.tx_bytes) + $(pstat p1 b.tx_bytes)))
 received=$(($(pstat p1 a.rx_bytes) + $(pstat p1 b.rx_bytes)))
 ((sent > 100000)) || fail "too little traffic to check the counters: $sent bytes"
