@@ -13,7 +13,7 @@
 //!
 //! A NIC on no bus is unlimited; its transfers are still counted.
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use kernel::{
     prelude::*,
     processor::cpu_relax,
@@ -54,7 +54,7 @@ pub(crate) struct KindCounters {
 pub(crate) struct Traffic(pub(crate) [KindCounters; 4]);
 
 impl Traffic {
-    fn count(&self, kind: Kind, bytes: u64, busy: u64, wait: u64) {
+    pub(crate) fn count(&self, kind: Kind, bytes: u64, busy: u64, wait: u64) {
         let c = &self.0[kind as usize];
         c.transactions.fetch_add(1, Relaxed);
         c.bytes.fetch_add(bytes, Relaxed);
@@ -129,21 +129,23 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 /// Waits until the shared clock reads at least `deadline_ns` (process
-/// context: the DMA engine). Never returns early; sleeps for half of what
-/// is left at a time (a sleep may last up to twice what was asked), and
-/// spins for the last few microseconds, which a sleep would overshoot.
-pub(crate) fn wait_until(deadline_ns: u64) {
+/// context: the DMA engine), or until `abort` is set. Never returns early
+/// otherwise; sleeps for half of what is left at a time (a sleep may last up
+/// to twice what was asked), and spins for the last few microseconds, which
+/// a sleep would overshoot.
+pub(crate) fn wait_until(deadline_ns: u64, abort: &AtomicBool) {
     const SPIN_NS: u64 = 20_000;
     loop {
         let now = now_ns();
-        if now >= deadline_ns {
+        if now >= deadline_ns || abort.load(Relaxed) {
             return;
         }
         let left = deadline_ns - now;
         if left <= SPIN_NS {
             cpu_relax();
         } else {
-            fsleep(Delta::from_nanos(i64::try_from(left / 2).unwrap_or(i64::MAX)));
+            // At most 10 ms at a time, so that `abort` is seen soon.
+            fsleep(Delta::from_nanos(i64::try_from((left / 2).min(10_000_000)).unwrap_or(i64::MAX)));
         }
     }
 }
@@ -178,28 +180,36 @@ impl Bus {
         }
     }
 
-    /// Sets the parameters (zero bandwidth is refused: nothing could pass).
+    /// Sets the parameters: bandwidth from 1 MB/s to 1 TB/s, arbitration and
+    /// PIO latency up to 1 ms (`EINVAL` otherwise: a slower bus would hold a
+    /// frame's transfer for minutes). Reservations already made beyond now
+    /// are given up, so a bus set too slow by mistake recovers at once.
     pub(crate) fn set_params(&self, p: BusParams) -> Result {
-        if p.bandwidth_bps == 0 {
+        if !(1_000_000..=1_000_000_000_000).contains(&p.bandwidth_bps)
+            || p.arbitration_ns > 1_000_000
+            || p.pio_read_ns > 1_000_000
+        {
             return Err(EINVAL);
         }
         self.bandwidth_bps.store(p.bandwidth_bps, Relaxed);
         self.arbitration_ns.store(p.arbitration_ns, Relaxed);
         self.pio_read_ns.store(p.pio_read_ns, Relaxed);
+        self.next_free.fetch_min(now_ns(), Relaxed);
         Ok(())
     }
 
     /// Reserves the bus for a transaction of `bytes` ready at `ready_ns`;
-    /// returns when it ends. Any context; never waits.
-    pub(crate) fn reserve(&self, kind: Kind, bytes: u64, ready_ns: u64, scale: u64) -> u64 {
+    /// returns when it starts and when it ends. Any context; never waits.
+    pub(crate) fn reserve(&self, kind: Kind, bytes: u64, ready_ns: u64, scale: u64) -> (u64, u64) {
         let dur = self.params().duration_ns(bytes, scale);
         let mut cur = self.next_free.load(Relaxed);
         loop {
             let start = cur.max(ready_ns);
-            match self.next_free.compare_exchange_weak(cur, start + dur, Relaxed, Relaxed) {
+            let end = start.saturating_add(dur);
+            match self.next_free.compare_exchange_weak(cur, end, Relaxed, Relaxed) {
                 Ok(_) => {
                     self.traffic.count(kind, bytes, dur, start - ready_ns);
-                    return start + dur;
+                    return (start, end);
                 }
                 Err(now) => cur = now,
             }
@@ -219,7 +229,7 @@ mod tests {
     fn a_transfer_of_n_bytes_is_one_transaction_of_n_bytes_and_its_bus_time() -> Result {
         let b = bus()?;
         let now = now_ns();
-        let end = b.reserve(Kind::DeviceToHost, 1500, now, 1);
+        let (_, end) = b.reserve(Kind::DeviceToHost, 1500, now, 1);
         let c = &b.traffic.0[Kind::DeviceToHost as usize];
         assert_eq!(c.transactions.load(Relaxed), 1);
         assert_eq!(c.bytes.load(Relaxed), 1500);
@@ -236,8 +246,8 @@ mod tests {
     fn transactions_are_served_one_after_another() -> Result {
         let b = bus()?;
         let now = now_ns();
-        let first = b.reserve(Kind::HostToDevice, 9000, now, 1);
-        let second = b.reserve(Kind::DeviceToHost, 9000, now, 1);
+        let (_, first) = b.reserve(Kind::HostToDevice, 9000, now, 1);
+        let (_, second) = b.reserve(Kind::DeviceToHost, 9000, now, 1);
         let dur = b.params().duration_ns(9000, 1);
         assert_eq!(second - first, dur);
         // The second waited for the whole first one.
@@ -248,10 +258,34 @@ mod tests {
     #[test]
     fn idle_time_is_not_banked() -> Result {
         let b = bus()?;
-        let end = b.reserve(Kind::Pio, 4, 1_000, 1);
+        let (_, end) = b.reserve(Kind::Pio, 4, 1_000, 1);
         // Ready long after the bus went idle: starts when ready, not earlier.
-        let later = b.reserve(Kind::Pio, 4, end + 1_000_000, 1);
+        let (start, later) = b.reserve(Kind::Pio, 4, end + 1_000_000, 1);
+        assert_eq!(start, end + 1_000_000);
         assert_eq!(later, end + 1_000_000 + b.params().duration_ns(4, 1));
+        Ok(())
+    }
+
+    #[test]
+    fn parameters_out_of_range_are_refused_and_a_slow_setting_is_given_up() -> Result {
+        let b = bus()?;
+        let slow = BusParams { bandwidth_bps: 1_000_000, ..BusParams::default() };
+        for bad in [
+            BusParams { bandwidth_bps: 999_999, ..BusParams::default() },
+            BusParams { arbitration_ns: 1_000_001, ..BusParams::default() },
+            BusParams { pio_read_ns: u64::MAX, ..BusParams::default() },
+        ] {
+            assert_eq!(b.set_params(bad), Err(EINVAL));
+        }
+        b.set_params(slow)?;
+        // 9 MB at 1 MB/s holds the bus for 9 s ...
+        let (_, held) = b.reserve(Kind::HostToDevice, 9_000_000, now_ns(), 1);
+        assert!(held > now_ns() + 8_000_000_000);
+        // ... until the parameters change: the next transaction starts now.
+        b.set_params(BusParams::default())?;
+        let now = now_ns();
+        let (start, _) = b.reserve(Kind::HostToDevice, 1500, now, 1);
+        assert_eq!(start, now);
         Ok(())
     }
 
@@ -265,7 +299,11 @@ mod tests {
     #[test]
     fn waiting_lasts_at_least_until_the_deadline() {
         let deadline = now_ns() + 200_000;
-        wait_until(deadline);
+        wait_until(deadline, &AtomicBool::new(false));
         assert!(now_ns() >= deadline);
+        // An abort ends the wait at once.
+        let far = now_ns() + 60_000_000_000;
+        wait_until(far, &AtomicBool::new(true));
+        assert!(now_ns() < far);
     }
 }

@@ -16,12 +16,12 @@ use core::sync::atomic::Ordering::Relaxed;
 use kernel::{
     configfs::{self, attribute_text, show_attribute, AttributeOperations},
     configfs_attrs,
-    fmt::{self, Write as _},
+    fmt::Write as _,
     net::device::IFNAMSIZ,
     new_mutex,
     page::PAGE_SIZE,
     prelude::*,
-    str::{kstrtobool_bytes, CString, Formatter},
+    str::{kstrtobool_bytes, CString},
     sync::{Arc, Mutex},
 };
 
@@ -90,12 +90,11 @@ impl configfs::GroupOperations for BusRoot {
         };
         let bus = Arc::new(Bus::new(BusParams::default()), GFP_KERNEL)?;
         let key = CString::try_from_fmt(fmt!("{}", name.to_str().map_err(|_| EINVAL)?))?;
-        {
-            let mut buses = self.registry.buses.lock();
-            buses.push((key, bus.clone()), GFP_KERNEL)?;
-        }
+        let group_name = name.try_into()?;
+        // Registered last, once nothing else can fail.
+        self.registry.buses.lock().push((key, bus.clone()), GFP_KERNEL)?;
         Ok(configfs::Group::new(
-            name.try_into()?,
+            group_name,
             item_type,
             try_pin_init!(BusConfig { bus, registry: self.registry.clone() }),
         ))
@@ -324,7 +323,8 @@ macro_rules! number_attribute {
     };
 }
 
-// From 16 KiB (a few jumbo frames) to 16 MiB per NIC.
+// From 16 KiB to 16 MiB per NIC. A pool smaller than a frame drops that
+// frame (counted: `rx_missed`, `tx_too_big`) rather than blocking.
 number_attribute!(3, mem_kib, 16..=16384);
 number_attribute!(4, tx_percent, 10..=90);
 
@@ -400,6 +400,7 @@ impl AttributeOperations<8> for PairConfig {
                     ("tx_dropped", &c.tx_dropped),
                     ("tx_carrier", &c.tx_carrier),
                     ("tx_mem_full", &c.tx_mem_full),
+                    ("tx_too_big", &c.tx_too_big),
                     ("rx_packets", &c.rx_packets),
                     ("rx_bytes", &c.rx_bytes),
                     ("rx_dropped", &c.rx_dropped),

@@ -51,6 +51,9 @@ impl Driver for End {
 
     fn setup(dev: &Device<Self>) -> Result {
         dev.data().napi.add(dev);
+        // No carrier until both ends are up; set before registration, so
+        // that a device opened at once (by udev, say) is not turned off after.
+        dev.set_carrier(false);
         Ok(())
     }
 
@@ -61,6 +64,9 @@ impl Driver for End {
         // Frames that reached the NIC while it was down are stale.
         me.shared.free_received(me.index);
         me.shared.start_engine(me.index, this);
+        // The queue may have been left stopped when the device went down
+        // with a full ring (the core does not restart a driver's queue).
+        dev.wake_queue();
         // Carrier on both ends once both are up, as on a cable.
         if let Some(far) = me.far_device() {
             dev.set_carrier(true);
@@ -128,7 +134,7 @@ impl Driver for End {
             tx_packets: c.tx_packets.load(Relaxed),
             tx_bytes: c.tx_bytes.load(Relaxed),
             rx_dropped: c.rx_dropped.load(Relaxed) + c.rx_missed.load(Relaxed),
-            tx_dropped: c.tx_dropped.load(Relaxed) + c.tx_carrier.load(Relaxed),
+            tx_dropped: c.tx_dropped.load(Relaxed),
         }
     }
 }

@@ -86,6 +86,7 @@ impl PairShared {
     pub(crate) fn start_engine(&self, i: usize, dev: kernel::net::driver::DeviceRef<End>) {
         let nic = self.nic(i);
         *nic.dev.lock() = Some(dev);
+        nic.stopping.store(false, Relaxed);
         let mut st = nic.engine.lock();
         st.running = true;
         st.rekick = false;
@@ -95,6 +96,8 @@ impl PairShared {
     /// then lets go of the device. Process context.
     pub(crate) fn stop_engine(&self, i: usize) {
         let nic = self.nic(i);
+        // A running pass starts nothing more and waits for no bus time.
+        nic.stopping.store(true, Relaxed);
         nic.engine.lock().running = false;
         // A pass checks `running` when it ends and then clears `scheduled`.
         while nic.engine.lock().scheduled {
@@ -141,19 +144,17 @@ impl PairShared {
         }
     }
 
-    /// One transaction of `bytes` by NIC `i`, counted; returns when it ends
-    /// on the NIC's bus (now, on no bus).
+    /// One transaction of `bytes` by NIC `i`, counted (with its bus time and
+    /// its wait for the bus, as the bus counts them); returns when it ends on
+    /// the NIC's bus (now, on no bus).
     fn dma(&self, i: usize, kind: Kind, bytes: u32) -> u64 {
         let nic = self.nic(i);
         let now = now_ns();
-        let end = match &nic.bus {
+        let (start, end) = match &nic.bus {
             Some(bus) => bus.reserve(kind, u64::from(bytes), now, self.scale),
-            None => now,
+            None => (now, now),
         };
-        let c = &nic.traffic.0[kind as usize];
-        c.transactions.fetch_add(1, Relaxed);
-        c.bytes.fetch_add(u64::from(bytes), Relaxed);
-        c.busy_ns.fetch_add(end - now, Relaxed);
+        nic.traffic.count(kind, u64::from(bytes), end - start, start - now);
         end
     }
 
@@ -162,12 +163,24 @@ impl PairShared {
     fn serve_tx(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window) -> usize {
         let nic = self.nic(i);
         let mut done = 0;
-        while done < BATCH {
+        let pool = Owner { nic: i, pool: Pool::Tx };
+        while done < BATCH && !nic.stopping.load(Relaxed) {
             let Some(skb) = nic.tx.lock().pop() else { break };
             let len = skb.len();
-            let Some(slot) = self.mem.alloc(Owner { nic: i, pool: Pool::Tx }, len) else {
+            if !self.mem.can_ever_hold(pool, len) {
+                // Larger than the whole transmit pool (a small `mem_kib` and
+                // a large MTU): it would block the ring for good.
+                drop(skb);
+                NicCounters::add(&nic.counters.tx_too_big, 1);
+                NicCounters::add(&nic.counters.tx_dropped, 1);
+                done += 1;
+                continue;
+            }
+            let Some(slot) = self.mem.alloc(pool, len) else {
                 // Transmit memory is full: the descriptor stays in the ring
-                // (the queue stops when the ring fills) until frames leave.
+                // (the queue stops when the ring fills) until frames leave,
+                // and freeing memory kicks this engine again.
+                nic.tx_waits_for_memory.store(true, Relaxed);
                 NicCounters::add(&nic.counters.tx_mem_full, 1);
                 if let Err(skb) = nic.tx.lock().push_front(skb) {
                     drop(skb);
@@ -189,22 +202,28 @@ impl PairShared {
     fn wire(self: &Arc<Self>, i: usize, slot: Slot) {
         let j = 1 - i;
         let far: &Nic = self.nic(j);
-        if !far.is_running() {
-            self.mem.free(slot);
-            NicCounters::add(&self.nic(i).counters.tx_carrier, 1);
-            return;
-        }
         let slot = match self.mem.move_to(slot, Owner { nic: j, pool: Pool::Rx }) {
             Ok(slot) => slot,
             Err(slot) => {
-                self.mem.free(slot);
+                self.free(slot);
                 NicCounters::add(&far.counters.rx_missed, 1);
                 return;
             }
         };
-        if let Err(slot) = far.wire_in.lock().push(slot) {
-            self.mem.free(slot);
-            NicCounters::add(&far.counters.rx_missed, 1);
+        let refused = {
+            // Checked and pushed under the far engine's lock: its `stop`
+            // clears `running` under it before freeing what arrived, so no
+            // frame lands in a stopped NIC.
+            let st = far.engine.lock();
+            if st.running {
+                far.wire_in.lock().push(slot).err().map(|slot| (slot, &far.counters.rx_missed))
+            } else {
+                Some((slot, &self.nic(i).counters.tx_carrier))
+            }
+        };
+        if let Some((slot, counter)) = refused {
+            self.free(slot);
+            NicCounters::add(counter, 1);
             return;
         }
         self.kick(j);
@@ -214,7 +233,7 @@ impl PairShared {
     fn serve_rx(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window) -> usize {
         let nic = self.nic(i);
         let mut done = 0;
-        while done < BATCH {
+        while done < BATCH && !nic.stopping.load(Relaxed) {
             if nic.completions.lock().room() <= WINDOW {
                 // The host has not taken what it has; its poll kicks us.
                 break;
@@ -225,14 +244,14 @@ impl PairShared {
             // Longer than this end's MTU allows (the far end's MTU may be
             // larger): a real NIC drops it as a length error.
             if len > dev.mtu() + MAX_LINK_HEADER {
-                self.mem.free(slot);
+                self.free(slot);
                 NicCounters::add(&nic.counters.rx_dropped, 1);
                 continue;
             }
             let mut skb = match SkBuff::alloc_for(dev, len, GFP_KERNEL) {
                 Ok(skb) => skb,
                 Err(_) => {
-                    self.mem.free(slot);
+                    self.free(slot);
                     NicCounters::add(&nic.counters.rx_dropped, 1);
                     continue;
                 }
@@ -256,7 +275,15 @@ impl PairShared {
         if window.is_full() {
             self.complete_due(i, dev, window);
         }
-        window.push(f);
+        if let Err(f) = window.push(f) {
+            // Cannot happen (room was made above); completing it at once
+            // loses nothing.
+            wait_until(f.end, &self.nic(i).stopping);
+            if self.complete(i, dev, f) {
+                let _bh = self.nic(i).completions.lock();
+                dev.data().schedule_poll();
+            }
+        }
     }
 
     /// Waits for the window's transfers to end and completes them.
@@ -270,8 +297,10 @@ impl PairShared {
     /// and every other one that has ended visible, in order.
     fn complete_due(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window) {
         let Some(oldest) = window.oldest_end() else { return };
-        wait_until(oldest);
-        let now = now_ns();
+        let stopping = &self.nic(i).stopping;
+        wait_until(oldest, stopping);
+        // A stopping NIC completes everything at once.
+        let now = if stopping.load(Relaxed) { u64::MAX } else { now_ns() };
         let mut received = false;
         while window.oldest_end().is_some_and(|end| end <= now) {
             let Some(f) = window.pop() else { break };
@@ -285,6 +314,17 @@ impl PairShared {
         }
     }
 
+    /// Frees a slot, and kicks an engine whose frame to send was waiting for
+    /// memory.
+    fn free(self: &Arc<Self>, slot: Slot) {
+        self.mem.free(slot);
+        for n in 0..2 {
+            if self.nic(n).tx_waits_for_memory.swap(false, Relaxed) {
+                self.kick(n);
+            }
+        }
+    }
+
     /// Makes one transfer visible; returns whether it posted a received
     /// frame for the poll.
     fn complete(self: &Arc<Self>, i: usize, dev: &Device<End>, f: InFlight) -> bool {
@@ -294,11 +334,16 @@ impl PairShared {
                 let len = slot.len();
                 // The host may free the buffer now.
                 skb.consume();
-                if dev.is_queue_stopped() && !nic.tx.lock().is_full() {
-                    dev.wake_queue();
+                {
+                    // With bottom halves off, the stack's transmit softirq
+                    // runs here when they are on again.
+                    let ring = nic.tx.lock();
+                    if dev.is_queue_stopped() && !ring.is_full() {
+                        dev.wake_queue();
+                    }
                 }
                 if !ok {
-                    self.mem.free(slot);
+                    self.free(slot);
                     NicCounters::add(&nic.counters.tx_dropped, 1);
                     return false;
                 }
@@ -308,7 +353,7 @@ impl PairShared {
                 false
             }
             Transfer::Received { skb, slot, ok } => {
-                self.mem.free(slot);
+                self.free(slot);
                 if !ok {
                     NicCounters::add(&nic.counters.rx_dropped, 1);
                     return false;
@@ -360,13 +405,14 @@ impl Window {
         self.len == 0
     }
 
-    /// Adds `f` (the caller made room).
-    fn push(&mut self, f: InFlight) {
+    /// Adds `f`; gives it back if the window is full.
+    fn push(&mut self, f: InFlight) -> Result<(), InFlight> {
         if self.is_full() {
-            return;
+            return Err(f);
         }
         self.flights[(self.head + self.len) % WINDOW] = Some(f);
         self.len += 1;
+        Ok(())
     }
 
     /// When the oldest transfer ends.

@@ -126,6 +126,11 @@ impl DevMem {
         Some(Slot { first, chunks, len, owner })
     }
 
+    /// Whether a `len`-byte frame fits in `owner`'s pool at all (when empty).
+    pub(crate) fn can_ever_hold(&self, owner: Owner, len: u32) -> bool {
+        len.div_ceil(CHUNK).max(1) <= self.arena.lock().pools[owner.nic][owner.pool as usize].quota
+    }
+
     /// Moves `slot`'s charge to `to` (the wire handing a frame to the far
     /// NIC); gives the slot back if `to` has no room.
     pub(crate) fn move_to(&self, mut slot: Slot, to: Owner) -> Result<Slot, Slot> {

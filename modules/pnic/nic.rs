@@ -7,7 +7,7 @@
 //! away.
 
 use crate::{bus::Bus, bus::Traffic, end::End, mem::Slot, ring::Ring};
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use kernel::{
     net::{
         driver::DeviceRef,
@@ -48,9 +48,13 @@ pub(crate) struct NicCounters {
     pub(crate) rx_dropped: AtomicU64,
     /// Frames lost because this NIC's receive memory was full.
     pub(crate) rx_missed: AtomicU64,
-    /// Frames sent while the far end was down (lost on the wire).
+    /// Frames sent while the far end was down (lost on the wire; they count
+    /// as sent, as on a real NIC).
     pub(crate) tx_carrier: AtomicU64,
-    /// Transmit descriptors left in the ring because transmit memory was full.
+    /// Frames larger than the transmit pool could ever hold, dropped.
+    pub(crate) tx_too_big: AtomicU64,
+    /// Times a frame to send was left in the ring because transmit memory
+    /// was full.
     pub(crate) tx_mem_full: AtomicU64,
     /// Engine passes, and the time they ran (the emulation's CPU cost).
     pub(crate) engine_passes: AtomicU64,
@@ -85,6 +89,13 @@ pub(crate) struct Nic {
     /// can unregister.
     #[pin]
     pub(crate) dev: SpinLockBh<Option<DeviceRef<End>>>,
+    /// Set while the NIC stops: the engine starts nothing new and waits for
+    /// no bus time, so `stop` (under RTNL) is not held up by a slow bus.
+    pub(crate) stopping: AtomicBool,
+    /// Set when a frame to send found no room in device memory although the
+    /// pool's quota had some (the arena was fragmented): whoever frees
+    /// memory kicks the engine again.
+    pub(crate) tx_waits_for_memory: AtomicBool,
     /// The bus the NIC sits on (none: unlimited).
     pub(crate) bus: Option<Arc<Bus>>,
     pub(crate) traffic: Traffic,
@@ -104,14 +115,11 @@ impl Nic {
             completions <- new_spinlock_bh!(completions),
             engine <- new_spinlock_bh!(EngineState::default()),
             dev <- new_spinlock_bh!(None),
+            stopping: AtomicBool::new(false),
+            tx_waits_for_memory: AtomicBool::new(false),
             bus,
             traffic: Traffic::default(),
             counters: NicCounters::default(),
         }))
-    }
-
-    /// Whether the NIC is up (its engine runs).
-    pub(crate) fn is_running(&self) -> bool {
-        self.engine.lock().running
     }
 }

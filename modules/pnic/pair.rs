@@ -41,6 +41,14 @@ impl Default for Settings {
 /// Engines run as work items on the pair's own queue (one pass at a time
 /// per NIC, IDs 0 and 1), so the pair can wait for all of them to have
 /// returned before it goes away.
+///
+/// # Invariants
+///
+/// The last `Arc` is dropped by [`Pair`]'s drop, after it drained the queue,
+/// never by a pass: dropping the queue on one of its own workers would wait
+/// for itself. Passes and the devices' driver states hold clones only while
+/// the pair exists; a NIC's `dev` holds its device only while it is up, and
+/// both devices are unregistered (so down) before the drain.
 #[pin_data]
 pub(crate) struct PairShared {
     #[pin]
@@ -115,10 +123,7 @@ impl Pair {
         let mut pair = Pair { shared, ends: [None, None] };
         for (i, name) in s.names.iter().enumerate() {
             let name = name.as_deref().unwrap_or(c"pnic%d");
-            let reg = Registration::register(name, End::new(pair.shared.clone(), i))?;
-            // No carrier until both ends are up.
-            reg.device().set_carrier(false);
-            pair.ends[i] = Some(reg);
+            pair.ends[i] = Some(Registration::register(name, End::new(pair.shared.clone(), i))?);
         }
         Ok(pair)
     }

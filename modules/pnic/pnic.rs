@@ -48,6 +48,8 @@ struct PnicModule {
 impl kernel::InPlaceModule for PnicModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let scale = module_parameters::time_scale.value();
+        // Starts the modelled clock (its first reader fixes its zero).
+        bus::now_ns();
         pr_info!("pnic loaded (time_scale {})\n", scale);
         let registry = config::Registry::new(u64::from(scale));
         try_pin_init!(Self {

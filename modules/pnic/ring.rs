@@ -7,7 +7,9 @@ use kernel::prelude::*;
 
 /// A first-in first-out ring of at most `capacity` entries, allocated once.
 pub(crate) struct Ring<T> {
-    slots: KVec<Option<T>>,
+    /// `KVVec`: a ring for every chunk of a large device memory is too big
+    /// for one kmalloc.
+    slots: KVVec<Option<T>>,
     head: usize,
     len: usize,
 }
@@ -18,7 +20,7 @@ impl<T> Ring<T> {
         if capacity == 0 {
             return Err(EINVAL);
         }
-        let mut slots = KVec::with_capacity(capacity, GFP_KERNEL)?;
+        let mut slots = KVVec::with_capacity(capacity, GFP_KERNEL)?;
         for _ in 0..capacity {
             slots.push(None, GFP_KERNEL)?;
         }

@@ -9,6 +9,13 @@
 
 #ifdef CONFIG_NET
 
+/* Rust drivers take bottom-half locks in ndo_start_xmit, which netpoll may
+ * call with interrupts off: keep netpoll (netconsole) away from them. */
+__rust_helper void rust_helper_polynic_netdev_disable_netpoll(struct net_device *dev)
+{
+	dev->priv_flags |= IFF_DISABLE_NETPOLL;
+}
+
 __rust_helper void rust_helper_dev_hold(struct net_device *dev)
 {
 	dev_hold(dev);

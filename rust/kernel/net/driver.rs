@@ -123,8 +123,10 @@ pub trait Driver: Send + Sync + Sized + 'static {
     }
 
     /// Send `skb`, which starts with the link-layer header and may be shared
-    /// (see [`XmitSkb`]). Runs with bottom halves disabled (sometimes
-    /// interrupts too), under the transmit queue's lock: must not sleep.
+    /// (see [`XmitSkb`]). Runs with bottom halves disabled and interrupts
+    /// enabled (the overlay keeps netpoll, which calls it with interrupts
+    /// off, away from Rust drivers), under the transmit queue's lock: must
+    /// not sleep.
     fn start_xmit<'a>(dev: &Device<Self>, skb: XmitSkb<'a>) -> TxVerdict<'a>;
 
     /// Current counters. Runs under RCU: must not sleep.
@@ -414,10 +416,19 @@ impl<T: Driver> Drop for Registration<T> {
 ///
 /// `dev` is a new, live device being allocated for `T`.
 unsafe extern "C" fn setup<T: Driver>(dev: *mut bindings::net_device) {
+    const {
+        assert!(
+            T::MAX_MTU >= bindings::ETH_MIN_MTU && T::MAX_MTU <= bindings::ETH_MAX_MTU,
+            "Driver::MAX_MTU must lie between ETH_MIN_MTU and ETH_MAX_MTU"
+        )
+    };
     // SAFETY: `dev` is new and exclusively ours during allocation.
     unsafe {
         bindings::ether_setup(dev);
         (*dev).max_mtu = T::MAX_MTU;
+        // `start_xmit` runs with bottom halves off but interrupts on: no
+        // netpoll, which would call it with interrupts off.
+        bindings::polynic_netdev_disable_netpoll(dev);
         (*dev).netdev_ops = &Ops::<T>::VTABLE;
         bindings::eth_hw_addr_random(dev);
     }
