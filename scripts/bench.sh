@@ -28,7 +28,7 @@ for s in "${sections[@]}"; do
 done
 rc=0
 run_guest "$out" 4800 BENCH_RUNTIME="${BENCH_RUNTIME:-10}" BENCH_ROUNDS="${BENCH_ROUNDS:-3}" \
-  BENCH_EBD_ALONE="${BENCH_EBD_ALONE:-}" EBD_WINDOW="${EBD_WINDOW:-}" \
+  BENCH_EBD_ALONE="${BENCH_EBD_ALONE:-}" EBD_WINDOW="${EBD_WINDOW:-}" PNIC_TIME_SCALE="${PNIC_TIME_SCALE:-1}" \
   bash -c "$(IFS=';'; echo "set -e; ${guest[*]}")" || rc=$?
 if [[ $rc -ne 0 ]]; then
   tail -n 30 "$out/output.log"

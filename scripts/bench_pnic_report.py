@@ -63,7 +63,9 @@ def main() -> int:
     for l in LINKS:
         for t, _ in TESTS:
             for r in rounds:
-                doc = json.loads((raw / f"{l}-{t}.r{r}.json").read_text())
+                text = (raw / f"{l}-{t}.r{r}.json").read_text()
+                # iperf3 may print a warning before its JSON (older runs kept stderr there).
+                doc = json.loads(text[text.index("{"):])
                 c = json.loads((raw / f"{l}-{t}.r{r}.cpu.json").read_text())
                 bps = received_bps(doc)
                 per[(l, t)].append(bps)
