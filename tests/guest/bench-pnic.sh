@@ -116,6 +116,6 @@ for round in $(seq "$ROUNDS"); do
     done
   done
 done
-for p in nb pb; do cp "$CFG/pnic/$p/stats" "$res/stats-$p.txt"; done
-cp "$CFG/pnic_bus/pci/stats" "$res/stats-bus.txt"
+for p in nb pb; do cat "$CFG/pnic/$p/stats" >"$res/stats-$p.txt"; done
+cat "$CFG/pnic_bus/pci/stats" >"$res/stats-bus.txt"
 echo "== pnic done"
