@@ -356,7 +356,7 @@ def test_steps(t: Tally, kdir: str, kos: list[Path], only: str | None, skip: lis
         steps.append(Step("kunit", ["bash", "tests/guest/kunit.sh", *map(str, kos)]))
     if "scenarios" not in skip:
         scenarios = [Step(f"scenario-{sc.stem}", ["bash", str(sc.relative_to(ROOT))], fixture=scenario_fixture(sc))
-                     for sc in sorted((ROOT / "tests" / "scenarios").glob("*.sh")) if not only or only in sc.stem]
+                     for sc in sorted((ROOT / "tests" / "scenarios").glob("*.sh")) if not only or any(o in sc.stem for o in only.split(","))]
         steps += sorted(scenarios, key=lambda s: s.fixture is not None)
     self_steps = []
     if "selftest" not in skip:
@@ -430,7 +430,7 @@ def main() -> int:
     ap.add_argument("--modules", required=True, type=Path, help="directory of built polynic modules")
     ap.add_argument("--kunit-modules", required=True, type=Path, help="directory of built KUnit-only modules")
     ap.add_argument("--fixtures", required=True, type=Path, help="directory of built self-test fixtures")
-    ap.add_argument("--only", help="run only scenarios whose name contains this")
+    ap.add_argument("--only", help="run only scenarios whose name contains one of these (comma-separated)")
     ap.add_argument("--skip", action="append", default=[], choices=["host", "kunit", "scenarios", "selftest"])
     args = ap.parse_args()
 

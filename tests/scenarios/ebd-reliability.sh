@@ -21,13 +21,13 @@ verify_run() {
   return $rc
 }
 
-verify_run clean 8M || fail "fio verify on a clean link"
+verify_run clean 4M || fail "fio verify on a clean link"
 before=$(ebd_stat rel retransmits)
 
 tc qdisc add dev pnk0 root netem delay 1ms loss 2% duplicate 2% reorder 25% 50% || fail "netem (client side)"
 ip netns exec ebdsrv tc qdisc add dev pnk1 root netem delay 1ms loss 2% duplicate 2% reorder 25% 50% \
   || fail "netem (server side)"
-verify_run lossy 4M || fail "fio verify with loss, reordering and duplication"
+verify_run lossy 2M || fail "fio verify with loss, reordering and duplication"
 after=$(ebd_stat rel retransmits)
 [[ $after -gt $before ]] || fail "no retransmission under 2% loss (before $before, after $after)"
 [[ $(ebd_stat rel drop_duplicate) -gt 0 || $(ebd_stat rel drop_stale) -gt 0 ]] || fail "duplicates not seen"

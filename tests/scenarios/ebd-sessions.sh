@@ -22,7 +22,7 @@ s1=$(ebd_stat one session) s2=$(ebd_stat two session)
 [[ -n $s1 && -n $s2 && $s1 != "$s2" ]] || fail "sessions not distinct: '$s1' '$s2'"
 
 region() { # region DEV OFFSET NAME
-  fio --name="$3" --filename="$1" --offset="$2" --size=4M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 \
+  fio --name="$3" --filename="$1" --offset="$2" --size=2M --rw=randwrite --bs=4k --ioengine=libaio --iodepth=16 \
     --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 --output=/tmp/fio-"$3".log \
     >/dev/null 2>&1
 }
@@ -46,7 +46,7 @@ dev=/dev/$(cut -d" " -f1 "$EBD_CFG/late/disk")
 tc qdisc add dev pnk0 root netem delay 300ms 100ms duplicate 25% || fail "netem"
 for round in 1 2 3; do
   fio --name=late$round --filename="$dev" --size=256k --rw=randwrite --bs=4k --ioengine=libaio --iodepth=8 \
-    --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 --number_ios=192 \
+    --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 --number_ios=128 \
     --output=/tmp/fio-late$round.log >/dev/null 2>&1 || fail "fio verify with late duplicates, round $round: $(grep -E 'err=|verify' /tmp/fio-late$round.log | head -3)"
 done
 tc qdisc del dev pnk0 root
