@@ -13,7 +13,7 @@ use super::{
     driver::{Device, Driver},
     skb::{SkBuff, Writable},
 };
-use crate::{bindings, new_mutex, prelude::*, sync::Mutex, types::Opaque};
+use crate::{bindings, prelude::*, sync::Mutex, types::Opaque};
 use core::{
     marker::PhantomData,
     sync::atomic::{AtomicBool, Ordering},
@@ -121,7 +121,10 @@ impl<T: NapiPoll> Napi<T> {
                 unsafe { slot.write(core::mem::zeroed()) };
             }),
             added: AtomicBool::new(false),
-            enabled <- new_mutex!(false),
+            enabled <- {
+                let (name, key) = crate::sync::generic_lock_class!("net::napi::Napi::enabled");
+                Mutex::new(false, name, key)
+            },
             is_enabled: AtomicBool::new(false),
             _p: PhantomData,
         })

@@ -21,7 +21,6 @@ use crate::{
         packet::{self, PacketHandler},
         skb::{SkBuff, Writable},
     },
-    new_mutex, new_spinlock_bh,
     prelude::*,
     sync::{aref::ARef, Arc, Mutex, SpinLockBh},
     time::{delay::fsleep, Delta, Instant, Monotonic},
@@ -243,16 +242,20 @@ impl<D: StorageDriver> Personality<D> {
         let core = Arc::pin_init(
             pin_init!(Core {
                 driver,
-                inner <- new_spinlock_bh!(Inner {
-                    ledger,
-                    dev: Some(held),
-                    server: config.server,
-                    info: None,
-                    info_refused: None,
-                    discovering: config.server.is_none(),
-                    draining: false,
-                    mtu_short: false,
-                }),
+                inner <- {
+                    let (name, key) = crate::sync::generic_lock_class!("net::storage::Core::inner");
+                    let inner = Inner {
+                        ledger,
+                        dev: Some(held),
+                        server: config.server,
+                        info: None,
+                        info_refused: None,
+                        discovering: config.server.is_none(),
+                        draining: false,
+                        mtu_short: false,
+                    };
+                    SpinLockBh::new(inner, name, key)
+                },
                 stats: Stats::default(),
                 export: config.export,
                 session,
@@ -273,7 +276,10 @@ impl<D: StorageDriver> Personality<D> {
         Arc::pin_init(
             pin_init!(Personality {
                 core,
-                receiver <- new_mutex!(Some(receiver)),
+                receiver <- {
+                    let (name, key) = crate::sync::generic_lock_class!("net::storage::Personality::receiver");
+                    Mutex::new(Some(receiver), name, key)
+                },
             }),
             GFP_KERNEL,
         )
