@@ -29,7 +29,6 @@ pub(crate) enum Kind {
     /// Device memory to host memory (a received frame).
     DeviceToHost = 1,
     /// Device memory to another device's memory.
-    #[allow(dead_code, reason = "made by the peer-DMA capability (issue 9, second part); counted as zero until then")]
     Peer = 2,
     /// A programmed-I/O access by the CPU.
     Pio = 3,
@@ -150,6 +149,23 @@ pub(crate) fn wait_until(deadline_ns: u64, abort: &AtomicBool) {
     }
 }
 
+/// The longest a CPU waits for a PIO read; a bus slower than that fails the
+/// read (`ETIMEDOUT`) instead of holding a softirq for longer.
+pub(crate) const PIO_TIMEOUT_NS: u64 = 10_000_000;
+
+/// Spins until the shared clock reads at least `deadline_ns`: a CPU held by
+/// an uncached read until the bus answers. Any context; `ETIMEDOUT` at once
+/// if that is more than [`PIO_TIMEOUT_NS`] away.
+pub(crate) fn spin_until(deadline_ns: u64) -> Result {
+    if deadline_ns.saturating_sub(now_ns()) > PIO_TIMEOUT_NS {
+        return Err(ETIMEDOUT);
+    }
+    while now_ns() < deadline_ns {
+        cpu_relax();
+    }
+    Ok(())
+}
+
 /// A modelled bus (`/sys/kernel/config/pnic_bus/NAME`). Its parameters may
 /// change while NICs use it; each transaction reads them once.
 pub(crate) struct Bus {
@@ -201,7 +217,24 @@ impl Bus {
     /// Reserves the bus for a transaction of `bytes` ready at `ready_ns`;
     /// returns when it starts and when it ends. Any context; never waits.
     pub(crate) fn reserve(&self, kind: Kind, bytes: u64, ready_ns: u64, scale: u64) -> (u64, u64) {
-        let dur = self.params().duration_ns(bytes, scale);
+        self.reserve_for(kind, bytes, self.params().duration_ns(bytes, scale), ready_ns)
+    }
+
+    /// As [`Bus::reserve`], for a PIO read: the bus is held until the device
+    /// answers, `pio_read_ns` more.
+    pub(crate) fn reserve_pio_read(&self, bytes: u64, ready_ns: u64, scale: u64) -> (u64, u64) {
+        let p = self.params();
+        let dur = p.duration_ns(bytes, scale).saturating_add(scale.saturating_mul(p.pio_read_ns));
+        self.reserve_for(Kind::Pio, bytes, dur, ready_ns)
+    }
+
+    /// Identifies the bus to a peer on another driver's terms (an address
+    /// unique to it).
+    pub(crate) fn interconnect(&self) -> usize {
+        self as *const Bus as usize
+    }
+
+    fn reserve_for(&self, kind: Kind, bytes: u64, dur: u64, ready_ns: u64) -> (u64, u64) {
         let mut cur = self.next_free.load(Relaxed);
         loop {
             let start = cur.max(ready_ns);

@@ -405,6 +405,11 @@ impl AttributeOperations<8> for PairConfig {
                     ("rx_bytes", &c.rx_bytes),
                     ("rx_dropped", &c.rx_dropped),
                     ("rx_missed", &c.rx_missed),
+                    ("self_transfers", &c.self_transfers),
+                    ("peer_out", &c.peer_out),
+                    ("peer_in", &c.peer_in),
+                    ("fallbacks", &c.fallbacks),
+                    ("peer_gone", &c.peer_gone),
                     ("engine_passes", &c.engine_passes),
                     ("engine_ns", &c.engine_ns),
                 ] {

@@ -5,7 +5,7 @@
 //! NAPI poll takes the frames the DMA engine received.
 
 use crate::{
-    nic::NicCounters,
+    nic::{Command, Completion, NicCounters},
     pair::PairShared,
 };
 use core::sync::atomic::Ordering::Relaxed;
@@ -13,6 +13,7 @@ use kernel::{
     net::{
         driver::{Device, Driver, Stats, TxVerdict, XmitSkb},
         napi::{Napi, NapiPoll, Poll},
+        peer_dma::{self, Provider},
     },
     prelude::*,
     sync::Arc,
@@ -21,6 +22,10 @@ use kernel::{
 /// Jumbo frames, as the issue asks (9000 bytes of payload).
 pub(crate) const MAX_MTU: u32 = 9000;
 
+/// An Ethernet header with one VLAN tag: what a frame may carry beyond the
+/// MTU.
+pub(crate) const MAX_LINK_HEADER: u32 = 18;
+
 /// The driver state of one end.
 #[pin_data]
 pub(crate) struct End {
@@ -28,16 +33,36 @@ pub(crate) struct End {
     napi: Napi<End>,
     shared: Arc<PairShared>,
     index: usize,
+    /// The NIC's peer-DMA capability, which claimed frames are delivered
+    /// through.
+    provider: Provider,
 }
 
 impl End {
-    pub(crate) fn new(shared: Arc<PairShared>, index: usize) -> impl PinInit<Self, Error> {
-        try_pin_init!(End { napi <- Napi::new(), shared, index })
+    pub(crate) fn new(shared: Arc<PairShared>, index: usize, provider: Provider) -> impl PinInit<Self, Error> {
+        try_pin_init!(End { napi <- Napi::new(), shared, index, provider })
     }
 
     /// Schedules the receive poll (the engine's "interrupt").
     pub(crate) fn schedule_poll(&self) {
         self.napi.schedule();
+    }
+
+    /// A claimed frame the consumer can no longer take: DMA'd into an skb
+    /// for the stack by the engine (or dropped, counted, if its queue is
+    /// full).
+    fn fall_back(&self, raw: peer_dma::Slot) {
+        let nic = self.shared.nic(self.index);
+        let Some(slot) = self.shared.mem.slot_from_raw(raw.raw()) else { return };
+        let refused = nic.commands.lock().push(Command::ToHost { slot, tag: None }).err();
+        match refused {
+            None => self.shared.kick(self.index),
+            Some(Command::ToHost { slot, .. }) => {
+                self.shared.free(slot);
+                NicCounters::add(&nic.counters.rx_dropped, 1);
+            }
+            Some(Command::Peer(_)) => NicCounters::add(&nic.counters.rx_dropped, 1),
+        }
     }
 
     fn far_device(&self) -> Option<kernel::net::driver::DeviceRef<End>> {
@@ -62,7 +87,7 @@ impl Driver for End {
         let this = dev.get_ref().ok_or(ENODEV)?;
         me.napi.enable()?;
         // Frames that reached the NIC while it was down are stale.
-        me.shared.free_received(me.index);
+        me.shared.free_queued(me.index);
         me.shared.start_engine(me.index, this);
         // The queue may have been left stopped when the device went down
         // with a full ring (the core does not restart a driver's queue).
@@ -91,11 +116,13 @@ impl Driver for End {
             NicCounters::add(&nic.counters.tx_dropped, 1);
         }
         loop {
-            let Some(skb) = nic.completions.lock().pop() else { break };
-            drop(skb);
+            let Some(c) = nic.completions.lock().pop() else { break };
+            if let Completion::Claimed { slot, .. } = c {
+                me.shared.free(slot);
+            }
             NicCounters::add(&nic.counters.rx_dropped, 1);
         }
-        me.shared.free_received(me.index);
+        me.shared.free_queued(me.index);
         Ok(())
     }
 
@@ -145,14 +172,38 @@ impl NapiPoll for End {
         let nic = me.shared.nic(me.index);
         let mut done = 0;
         while done < budget {
-            let Some(skb) = nic.completions.lock().pop() else { break };
-            let len = u64::from(skb.len());
-            match poll.receive(skb) {
-                Ok(()) => {
-                    NicCounters::add(&nic.counters.rx_packets, 1);
-                    NicCounters::add(&nic.counters.rx_bytes, len);
+            let Some(c) = nic.completions.lock().pop() else { break };
+            match c {
+                Completion::Rx(skb) => {
+                    let len = u64::from(skb.len());
+                    match poll.receive(skb) {
+                        Ok(()) => {
+                            NicCounters::add(&nic.counters.rx_packets, 1);
+                            NicCounters::add(&nic.counters.rx_bytes, len);
+                        }
+                        Err(_) => NicCounters::add(&nic.counters.rx_dropped, 1),
+                    }
                 }
-                Err(_) => NicCounters::add(&nic.counters.rx_dropped, 1),
+                Completion::Claimed { slot, header } => {
+                    let len = slot.len();
+                    NicCounters::add(&nic.counters.rx_packets, 1);
+                    NicCounters::add(&nic.counters.rx_bytes, u64::from(len));
+                    let raw = peer_dma::Slot::new(slot.into_raw());
+                    if let Err(raw) = me.provider.deliver(poll, raw, len, header) {
+                        // The claim went meanwhile: the frame goes to the
+                        // stack after all.
+                        me.fall_back(raw);
+                    }
+                }
+                Completion::Host(skb, tag) => {
+                    let r = match tag {
+                        Some(tag) => me.provider.deliver_skb(poll, skb, tag),
+                        None => poll.receive(skb),
+                    };
+                    if r.is_err() {
+                        NicCounters::add(&nic.counters.rx_dropped, 1);
+                    }
+                }
             }
             done += 1;
         }

@@ -11,15 +11,16 @@
 
 use crate::{
     bus::{now_ns, wait_until, Kind},
-    end::End,
+    end::{End, MAX_LINK_HEADER},
     mem::{Owner, Pool, Slot},
-    nic::{Nic, NicCounters},
+    nic::{decode_claim, Command, Completion, Nic, NicCounters},
     pair::PairShared,
 };
 use core::sync::atomic::Ordering::Relaxed;
 use kernel::{
     net::{
         driver::Device,
+        peer_dma::{Header, HeaderMode, PeerJob, PeerSource},
         skb::{Shared, SkBuff, Writable},
     },
     prelude::*,
@@ -34,10 +35,6 @@ const BATCH: usize = 32;
 /// Transfers an engine keeps in flight at once: the bus serves them one
 /// after another, and the engine sleeps once for several of them.
 const WINDOW: usize = 16;
-
-/// An Ethernet header with one VLAN tag: what a frame may carry beyond the
-/// MTU.
-const MAX_LINK_HEADER: u32 = 18;
 
 impl WorkItem<0> for PairShared {
     type Pointer = Arc<PairShared>;
@@ -122,7 +119,10 @@ impl PairShared {
         let done = match &dev {
             Some(dev) => {
                 let mut window = Window::new();
-                let done = this.serve_tx(i, dev, &mut window) + this.serve_rx(i, dev, &mut window);
+                let done = this.serve_device_tx(i)
+                    + this.serve_tx(i, dev, &mut window)
+                    + this.serve_rx(i, dev, &mut window)
+                    + this.serve_commands(i, dev, &mut window);
                 this.land(i, dev, &mut window);
                 done
             }
@@ -147,7 +147,7 @@ impl PairShared {
     /// One transaction of `bytes` by NIC `i`, counted (with its bus time and
     /// its wait for the bus, as the bus counts them); returns when it ends on
     /// the NIC's bus (now, on no bus).
-    fn dma(&self, i: usize, kind: Kind, bytes: u32) -> u64 {
+    pub(crate) fn dma(&self, i: usize, kind: Kind, bytes: u32) -> u64 {
         let nic = self.nic(i);
         let now = now_ns();
         let (start, end) = match &nic.bus {
@@ -156,6 +156,171 @@ impl PairShared {
         };
         nic.traffic.count(kind, u64::from(bytes), end - start, start - now);
         end
+    }
+
+    /// A PIO read of `bytes` by the CPU from NIC `i`, counted; returns when
+    /// the bus answers (now, on no bus).
+    pub(crate) fn pio_read(&self, i: usize, bytes: u32) -> u64 {
+        let nic = self.nic(i);
+        let now = now_ns();
+        let (start, end) = match &nic.bus {
+            Some(bus) => bus.reserve_pio_read(u64::from(bytes), now, self.scale),
+            None => (now, now),
+        };
+        nic.traffic.count(Kind::Pio, u64::from(bytes), end - start, start - now);
+        end
+    }
+
+    /// Frames already in device memory (self and peer transfers) onto the
+    /// wire, each once its transfer has ended.
+    fn serve_device_tx(self: &Arc<Self>, i: usize) -> usize {
+        let nic = self.nic(i);
+        let mut done = 0;
+        while done < BATCH && !nic.stopping.load(Relaxed) {
+            let Some(out) = nic.dev_tx.lock().pop() else { break };
+            wait_until(out.not_before, &nic.stopping);
+            NicCounters::add(&nic.counters.tx_packets, 1);
+            NicCounters::add(&nic.counters.tx_bytes, u64::from(out.slot.len()));
+            self.wire(i, out.slot);
+            done += 1;
+        }
+        done
+    }
+
+    /// What forwarding paths asked of NIC `i`: claimed frames into skbs, and
+    /// peer transfers.
+    fn serve_commands(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window) -> usize {
+        let nic = self.nic(i);
+        let mut done = 0;
+        while done < BATCH && !nic.stopping.load(Relaxed) {
+            if nic.completions.lock().room() <= WINDOW {
+                break;
+            }
+            let Some(cmd) = nic.commands.lock().pop() else { break };
+            done += 1;
+            match cmd {
+                Command::ToHost { slot, tag } => {
+                    NicCounters::add(&nic.counters.fallbacks, 1);
+                    self.to_host(i, dev, window, slot, Some(tag));
+                }
+                Command::Peer(job) => self.peer_out(i, dev, window, job),
+            }
+        }
+        done
+    }
+
+    /// Source side of a peer transfer: the header write-back (if any), then
+    /// one DMA of the frame into the room reserved in the other NIC, which
+    /// transmits it once the transfer has ended.
+    fn peer_out(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window, job: PeerJob) {
+        let nic = self.nic(i);
+        let PeerJob { src, len, header, dst } = job;
+        let Some(slot) = self.mem.slot_from_raw(src.raw()) else { return };
+        if let Some(h) = &header {
+            let h = h.as_slice();
+            let _ = self.mem.with_range(&slot, 0, h.len(), |b| b.copy_from_slice(h));
+            self.dma(i, Kind::HostToDevice, h.len() as u32);
+        }
+        // Through a bounce buffer: the two NICs' memories have locks of
+        // their own, which are never held together.
+        let mut bounce = KVec::new();
+        let copied = bounce.resize(len as usize, 0u8, GFP_KERNEL).is_ok()
+            && self.mem.with_range(&slot, 0, len as usize, |b| bounce.copy_from_slice(b)).is_ok();
+        if !copied {
+            // No host memory for the emulation's bounce: lost, counted.
+            self.free(slot);
+            NicCounters::add(&nic.counters.tx_dropped, 1);
+            return;
+        }
+        let now = now_ns();
+        let end = self.dma(i, Kind::Peer, len);
+        let from = PeerSource {
+            interconnect: nic.bus.as_ref().map_or(0, |b| b.interconnect()),
+            ends_in_ns: end.saturating_sub(now),
+        };
+        let filled = dst.fill_and_transmit(from, &mut |b: &mut [u8]| {
+            let n = b.len().min(bounce.len());
+            b[..n].copy_from_slice(&bounce[..n]);
+        });
+        if filled.is_err() {
+            NicCounters::add(&nic.counters.peer_gone, 1);
+        } else {
+            NicCounters::add(&nic.counters.peer_out, 1);
+        }
+        // The source's memory is free once the transfer has ended.
+        self.fly(i, dev, window, InFlight { end, what: Transfer::PeerOut { slot } });
+    }
+
+    /// A frame in NIC `i`'s receive memory into an skb, for the poll: to the
+    /// stack (`None`) or, after a claim, as the consumer asked (`Some`).
+    fn to_host(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window, slot: Slot, tag: Option<Option<u64>>) {
+        let nic = self.nic(i);
+        let len = slot.len();
+        let mut skb = match SkBuff::alloc_for(dev, len, GFP_KERNEL) {
+            Ok(skb) => skb,
+            Err(_) => {
+                self.free(slot);
+                NicCounters::add(&nic.counters.rx_dropped, 1);
+                return;
+            }
+        };
+        let ok = match skb.put(len) {
+            Ok(buf) => {
+                self.mem.with_bytes(&slot, |bytes| buf.copy_from_slice(bytes));
+                true
+            }
+            Err(_) => false,
+        };
+        let end = self.dma(i, Kind::DeviceToHost, len);
+        self.fly(i, dev, window, InFlight { end, what: Transfer::Received { skb, slot, ok, tag } });
+    }
+
+    /// A frame for a forwarding path: it stays in device memory; in
+    /// [`HeaderMode::Copy`] its header is DMA'd to host memory first.
+    fn claimed(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window, slot: Slot, mode: HeaderMode) {
+        let (header, end) = match mode {
+            HeaderMode::InPlace => (None, now_ns()),
+            HeaderMode::Copy(n) => {
+                let n = usize::from(n).min(slot.len() as usize);
+                let header = Header::filled(n, |h| {
+                    let _ = self.mem.with_range(&slot, 0, n, |b| h.copy_from_slice(b));
+                })
+                .ok();
+                (header, self.dma(i, Kind::DeviceToHost, n as u32))
+            }
+        };
+        self.fly(i, dev, window, InFlight { end, what: Transfer::Claimed { slot, header } });
+    }
+
+    /// Frees what NIC `i` holds in device memory and has not handed on:
+    /// frames arrived from the wire or waiting for it, and queued requests
+    /// (the NIC is down or going).
+    pub(crate) fn free_queued(self: &Arc<Self>, i: usize) {
+        let nic = self.nic(i);
+        loop {
+            // Each ring's lock is released before the arena's is taken.
+            let Some(slot) = nic.wire_in.lock().pop() else { break };
+            self.mem.free(slot);
+        }
+        loop {
+            let Some(out) = nic.dev_tx.lock().pop() else { break };
+            self.mem.free(out.slot);
+            NicCounters::add(&nic.counters.tx_dropped, 1);
+        }
+        loop {
+            let Some(cmd) = nic.commands.lock().pop() else { break };
+            match cmd {
+                Command::ToHost { slot, .. } => self.mem.free(slot),
+                Command::Peer(job) => {
+                    if let Some(slot) = self.mem.slot_from_raw(job.src.raw()) {
+                        self.mem.free(slot);
+                    }
+                    // Dropping the job's reservation releases the room in
+                    // the other NIC.
+                }
+            }
+            NicCounters::add(&nic.counters.tx_dropped, 1);
+        }
     }
 
     /// Host transmit ring to device memory (then, as each transfer
@@ -248,23 +413,10 @@ impl PairShared {
                 NicCounters::add(&nic.counters.rx_dropped, 1);
                 continue;
             }
-            let mut skb = match SkBuff::alloc_for(dev, len, GFP_KERNEL) {
-                Ok(skb) => skb,
-                Err(_) => {
-                    self.free(slot);
-                    NicCounters::add(&nic.counters.rx_dropped, 1);
-                    continue;
-                }
-            };
-            let ok = match skb.put(len) {
-                Ok(buf) => {
-                    self.mem.with_bytes(&slot, |bytes| buf.copy_from_slice(bytes));
-                    true
-                }
-                Err(_) => false,
-            };
-            let end = self.dma(i, Kind::DeviceToHost, len);
-            self.fly(i, dev, window, InFlight { end, what: Transfer::Received { skb, slot, ok } });
+            match decode_claim(nic.claim.load(Relaxed)) {
+                None => self.to_host(i, dev, window, slot, None),
+                Some(mode) => self.claimed(i, dev, window, slot, mode),
+            }
         }
         done
     }
@@ -316,11 +468,28 @@ impl PairShared {
 
     /// Frees a slot, and kicks an engine whose frame to send was waiting for
     /// memory.
-    fn free(self: &Arc<Self>, slot: Slot) {
+    pub(crate) fn free(self: &Arc<Self>, slot: Slot) {
         self.mem.free(slot);
         for n in 0..2 {
             if self.nic(n).tx_waits_for_memory.swap(false, Relaxed) {
                 self.kick(n);
+            }
+        }
+    }
+
+    /// Posts `c` for NIC `i`'s poll; returns whether it did (a full ring
+    /// drops it, counted).
+    fn post(self: &Arc<Self>, i: usize, c: Completion) -> bool {
+        let nic = self.nic(i);
+        let refused = nic.completions.lock().push(c).err();
+        match refused {
+            None => true,
+            Some(c) => {
+                if let Completion::Claimed { slot, .. } = c {
+                    self.free(slot);
+                }
+                NicCounters::add(&nic.counters.rx_dropped, 1);
+                false
             }
         }
     }
@@ -352,18 +521,22 @@ impl PairShared {
                 self.wire(i, slot);
                 false
             }
-            Transfer::Received { skb, slot, ok } => {
+            Transfer::Received { skb, slot, ok, tag } => {
                 self.free(slot);
                 if !ok {
                     NicCounters::add(&nic.counters.rx_dropped, 1);
                     return false;
                 }
-                if let Err(skb) = nic.completions.lock().push(skb) {
-                    drop(skb);
-                    NicCounters::add(&nic.counters.rx_dropped, 1);
-                    return false;
-                }
-                true
+                let c = match tag {
+                    None => Completion::Rx(skb),
+                    Some(tag) => Completion::Host(skb, tag),
+                };
+                self.post(i, c)
+            }
+            Transfer::Claimed { slot, header } => self.post(i, Completion::Claimed { slot, header }),
+            Transfer::PeerOut { slot } => {
+                self.free(slot);
+                false
             }
         }
     }
@@ -373,8 +546,13 @@ impl PairShared {
 enum Transfer {
     /// A frame DMA'd from a host buffer into device memory.
     Sent { skb: SkBuff<Shared>, slot: Slot, ok: bool },
-    /// A frame DMA'd from device memory into a host buffer.
-    Received { skb: SkBuff<Writable>, slot: Slot, ok: bool },
+    /// A frame DMA'd from device memory into a host buffer: for the stack
+    /// (`tag` `None`) or on a forwarding path's request.
+    Received { skb: SkBuff<Writable>, slot: Slot, ok: bool, tag: Option<Option<u64>> },
+    /// A claimed frame (and its header copy, once DMA'd).
+    Claimed { slot: Slot, header: Option<Header> },
+    /// A frame whose peer transfer out of this NIC is under way.
+    PeerOut { slot: Slot },
 }
 
 struct InFlight {

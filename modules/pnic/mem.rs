@@ -53,6 +53,16 @@ impl Slot {
     pub(crate) fn owner(&self) -> Owner {
         self.owner
     }
+
+    /// The slot as the peer-DMA capability carries it: first chunk (bits
+    /// 0-23), chunks (24-39), length (40-55), NIC (56) and pool (57).
+    pub(crate) fn into_raw(self) -> u64 {
+        u64::from(self.first)
+            | u64::from(self.chunks) << 24
+            | u64::from(self.len) << 40
+            | (self.owner.nic as u64 & 1) << 56
+            | (self.owner.pool as u64) << 57
+    }
 }
 
 /// Use of one pool, in chunks.
@@ -77,6 +87,8 @@ struct Arena {
 /// A pair's packet memory.
 #[pin_data]
 pub(crate) struct DevMem {
+    /// Chunks in the arena (fixed).
+    chunks: u32,
     /// Taken by the DMA engines (process context) and, for in-place header
     /// access, by forwarding paths in softirq context.
     #[pin]
@@ -103,6 +115,7 @@ impl DevMem {
         ];
         Ok(try_pin_init!(DevMem {
             arena <- new_spinlock_bh!(Arena { bytes, map, chunks, next: 0, pools: [quota, quota] }),
+            chunks,
         }))
     }
 
@@ -158,6 +171,32 @@ impl DevMem {
         let mut a = self.arena.lock();
         let start = (slot.first * CHUNK) as usize;
         f(&mut a.bytes[start..start + slot.len as usize])
+    }
+
+    /// The slot `raw` names ([`Slot::into_raw`]), if it lies inside the
+    /// arena and its length fits its chunks: what the capability hands back
+    /// is checked, not trusted.
+    pub(crate) fn slot_from_raw(&self, raw: u64) -> Option<Slot> {
+        let first = (raw & 0xff_ffff) as u32;
+        let chunks = ((raw >> 24) & 0xffff) as u32;
+        let len = ((raw >> 40) & 0xffff) as u32;
+        let nic = ((raw >> 56) & 1) as usize;
+        let pool = if raw >> 57 & 1 == 0 { Pool::Rx } else { Pool::Tx };
+        let fits = chunks > 0 && first.checked_add(chunks)? <= self.chunks && len <= chunks * CHUNK;
+        fits.then_some(Slot { first, chunks, len, owner: Owner { nic, pool } })
+    }
+
+    /// Runs `f` on `n` bytes at `off` of the slot's frame; `ERANGE` if they
+    /// are not inside it.
+    pub(crate) fn with_range<R>(&self, slot: &Slot, off: u32, n: usize, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
+        let end = (off as usize).checked_add(n).ok_or(ERANGE)?;
+        if end > slot.len as usize {
+            return Err(ERANGE);
+        }
+        let mut a = self.arena.lock();
+        let start = (slot.first * CHUNK) as usize;
+        let bytes = a.bytes.get_mut(start + off as usize..start + end).ok_or(ERANGE)?;
+        Ok(f(bytes))
     }
 
     /// A copy of one pool's use.

@@ -7,10 +7,11 @@
 //! away.
 
 use crate::{bus::Bus, bus::Traffic, end::End, mem::Slot, ring::Ring};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::{
     net::{
         driver::DeviceRef,
+        peer_dma::{Header, HeaderMode, PeerJob},
         skb::{Shared, SkBuff, Writable},
     },
     new_spinlock_bh,
@@ -22,6 +23,58 @@ use kernel::{
 pub(crate) const TX_RING: usize = 256;
 /// Received frames DMA'd to the host and not yet taken by the poll.
 pub(crate) const RX_COMPLETIONS: usize = 256;
+/// Frames in device memory waiting for the wire (self and peer transfers),
+/// and commands from forwarding paths waiting for the engine.
+pub(crate) const DEVICE_QUEUE: usize = 256;
+
+/// What the engine posts for the NAPI poll.
+pub(crate) enum Completion {
+    /// A frame DMA'd into host memory, for the stack.
+    Rx(SkBuff<Writable>),
+    /// A claimed frame, still in device memory (with its header copy, in
+    /// [`HeaderMode::Copy`]), for the consumer.
+    Claimed { slot: Slot, header: Option<Header> },
+    /// A claimed frame DMA'd into host memory on the consumer's request
+    /// (`tag`), or for the stack (`None`) after all.
+    Host(SkBuff<Writable>, Option<u64>),
+}
+
+/// Work a forwarding path queued for the engine.
+pub(crate) enum Command {
+    /// DMA a claimed frame into an skb.
+    ToHost { slot: Slot, tag: Option<u64> },
+    /// Move a claimed frame into another NIC's memory.
+    Peer(PeerJob),
+}
+
+/// A frame in device memory waiting for the wire, not before `not_before`.
+pub(crate) struct Outgoing {
+    pub(crate) slot: Slot,
+    pub(crate) not_before: u64,
+}
+
+/// The claim state as the engine reads it: no claim, in place, or a header
+/// copy of 1 to 128 bytes.
+const UNCLAIMED: u32 = 0;
+const IN_PLACE: u32 = 0x100;
+
+/// Encodes a claim for [`Nic::claim`].
+pub(crate) fn encode_claim(mode: Option<HeaderMode>) -> u32 {
+    match mode {
+        None => UNCLAIMED,
+        Some(HeaderMode::InPlace) => IN_PLACE,
+        Some(HeaderMode::Copy(n)) => u32::from(n).max(1),
+    }
+}
+
+/// Decodes [`Nic::claim`].
+pub(crate) fn decode_claim(v: u32) -> Option<HeaderMode> {
+    match v {
+        UNCLAIMED => None,
+        IN_PLACE => Some(HeaderMode::InPlace),
+        n => Some(HeaderMode::Copy(n.min(u32::from(u8::MAX)) as u8)),
+    }
+}
 
 /// Whether the DMA engine runs, and whether a pass of it is queued.
 ///
@@ -56,6 +109,15 @@ pub(crate) struct NicCounters {
     /// Times a frame to send was left in the ring because transmit memory
     /// was full.
     pub(crate) tx_mem_full: AtomicU64,
+    /// Peer-DMA capability: frames sent back out of this NIC without a DMA
+    /// (self transfers), frames moved into another NIC (peer out) and from
+    /// one (peer in), claimed frames DMA'd to host memory (fallbacks), and
+    /// peer transfers whose destination had gone.
+    pub(crate) self_transfers: AtomicU64,
+    pub(crate) peer_out: AtomicU64,
+    pub(crate) peer_in: AtomicU64,
+    pub(crate) fallbacks: AtomicU64,
+    pub(crate) peer_gone: AtomicU64,
     /// Engine passes, and the time they ran (the emulation's CPU cost).
     pub(crate) engine_passes: AtomicU64,
     pub(crate) engine_ns: AtomicU64,
@@ -79,9 +141,17 @@ pub(crate) struct Nic {
     /// Frames the wire delivered into this NIC's receive memory.
     #[pin]
     pub(crate) wire_in: SpinLockBh<Ring<Slot>>,
-    /// Frames DMA'd into host memory, for the NAPI poll (softirq).
+    /// Frames for the NAPI poll (softirq).
     #[pin]
-    pub(crate) completions: SpinLockBh<Ring<SkBuff<Writable>>>,
+    pub(crate) completions: SpinLockBh<Ring<Completion>>,
+    /// Frames in device memory waiting for the wire.
+    #[pin]
+    pub(crate) dev_tx: SpinLockBh<Ring<Outgoing>>,
+    /// Work queued by forwarding paths.
+    #[pin]
+    pub(crate) commands: SpinLockBh<Ring<Command>>,
+    /// Whether a forwarding path claimed the NIC, and how ([`encode_claim`]).
+    pub(crate) claim: AtomicU32,
     #[pin]
     pub(crate) engine: SpinLockBh<EngineState>,
     /// The net device, while it is up: what the engine delivers to. Set by
@@ -108,8 +178,13 @@ impl Nic {
         let tx = Ring::new(TX_RING)?;
         let wire_in = Ring::new(wire_slots)?;
         let completions = Ring::new(RX_COMPLETIONS)?;
+        let dev_tx = Ring::new(DEVICE_QUEUE)?;
+        let commands = Ring::new(DEVICE_QUEUE)?;
         Ok(try_pin_init!(Nic {
             index,
+            dev_tx <- new_spinlock_bh!(dev_tx),
+            commands <- new_spinlock_bh!(commands),
+            claim: AtomicU32::new(UNCLAIMED),
             tx <- new_spinlock_bh!(tx),
             wire_in <- new_spinlock_bh!(wire_in),
             completions <- new_spinlock_bh!(completions),

@@ -5,13 +5,14 @@
 
 use crate::{
     bus::Bus,
+    capable::Port,
     end::End,
     mem::{DevMem, CHUNK},
     nic::Nic,
 };
 use kernel::{
     impl_has_work,
-    net::driver::Registration,
+    net::{driver::Registration, peer_dma::Provider},
     new_work,
     prelude::*,
     str::CString,
@@ -93,16 +94,6 @@ impl PairShared {
         )
     }
 
-    /// Frees the frames waiting in NIC `i`'s receive memory (the NIC is
-    /// down: they are stale).
-    pub(crate) fn free_received(&self, i: usize) {
-        loop {
-            // The ring's lock is released before the arena's is taken.
-            let Some(slot) = self.nic(i).wire_in.lock().pop() else { break };
-            self.mem.free(slot);
-        }
-    }
-
     /// NIC 0 or 1.
     pub(crate) fn nic(&self, i: usize) -> &Nic {
         if i == 0 { &self.nic0 } else { &self.nic1 }
@@ -123,7 +114,9 @@ impl Pair {
         let mut pair = Pair { shared, ends: [None, None] };
         for (i, name) in s.names.iter().enumerate() {
             let name = name.as_deref().unwrap_or(c"pnic%d");
-            pair.ends[i] = Some(Registration::register(name, End::new(pair.shared.clone(), i))?);
+            let provider = Provider::new(Port::new(pair.shared.clone(), i))?;
+            let init = End::new(pair.shared.clone(), i, provider.clone());
+            pair.ends[i] = Some(Registration::register_capable(name, init, &provider)?);
         }
         Ok(pair)
     }
@@ -135,6 +128,12 @@ impl Pair {
     /// The registered devices.
     pub(crate) fn devices(&self) -> impl Iterator<Item = &Registration<End>> {
         self.ends.iter().flatten()
+    }
+
+    /// End `i`'s device.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn device(&self, i: usize) -> Option<&kernel::net::driver::Device<End>> {
+        self.ends.get(i)?.as_ref().map(|r| r.device())
     }
 }
 
@@ -151,7 +150,7 @@ impl Drop for Pair {
         // is gone (module unload follows the last pair).
         self.shared.queue.drain();
         for i in 0..2 {
-            self.shared.free_received(i);
+            self.shared.free_queued(i);
         }
     }
 }

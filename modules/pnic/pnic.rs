@@ -11,6 +11,7 @@
 //! and is counted. See `docs/pnic.md` for the model and its limits.
 
 mod bus;
+mod capable;
 mod config;
 mod end;
 mod engine;

@@ -297,6 +297,15 @@ impl NetDevice {
         to_result(unsafe { bindings::dev_open(self.as_raw(), core::ptr::null_mut()) })
     }
 
+    /// Sets the MTU (`dev_set_mtu`), as `ip link set DEV mtu N` does:
+    /// `EINVAL` outside the device's bounds.
+    pub fn set_mtu(&self, mtu: u32, rtnl: &Rtnl) -> Result {
+        let _ = rtnl;
+        let mtu = i32::try_from(mtu).map_err(|_| EINVAL)?;
+        // SAFETY: RTNL is held (`rtnl`) and the device is live.
+        to_result(unsafe { bindings::dev_set_mtu(self.as_raw(), mtu) })
+    }
+
     /// Brings the device down (`dev_close`).
     pub fn close(&self, rtnl: &Rtnl) {
         let _ = rtnl;
@@ -313,6 +322,9 @@ impl NetDevice {
 /// initialised, and the device is registered, until drop.
 pub struct Registration<T: Driver> {
     dev: NonNull<bindings::net_device>,
+    /// The peer-DMA capability published on the device, withdrawn before it
+    /// unregisters.
+    peer_dma: Option<super::peer_dma::Provider>,
     _p: PhantomData<T>,
 }
 
@@ -332,6 +344,30 @@ impl<T: Driver> Registration<T> {
     /// with `init`, calls [`Driver::setup`], and registers it. Process
     /// context; RTNL must not be held.
     pub fn register(name: &CStr, init: impl PinInit<T, Error>) -> Result<Self> {
+        Self::register_inner(name, init, None)
+    }
+
+    /// As [`Registration::register`], for a device that keeps received
+    /// frames in its own memory: `provider` (a capability of this device,
+    /// not yet published, which the driver state usually holds a clone of
+    /// to deliver through) is published once the device is registered, so
+    /// that forwarding paths find it with
+    /// [`CapRef::lookup`](super::peer_dma::CapRef::lookup), and withdrawn
+    /// before the device unregisters. `EBUSY` if `provider` was published
+    /// before.
+    pub fn register_capable(
+        name: &CStr,
+        init: impl PinInit<T, Error>,
+        provider: &super::peer_dma::Provider,
+    ) -> Result<Self> {
+        Self::register_inner(name, init, Some(provider.clone()))
+    }
+
+    fn register_inner(
+        name: &CStr,
+        init: impl PinInit<T, Error>,
+        provider: Option<super::peer_dma::Provider>,
+    ) -> Result<Self> {
         if core::mem::align_of::<T>() > 1usize << bindings::L1_CACHE_SHIFT {
             // The private area is only cache-line aligned.
             return Err(EINVAL);
@@ -374,6 +410,10 @@ impl<T: Driver> Registration<T> {
             }
             return Err(e);
         }
+        if provider.is_some() {
+            // SAFETY: The device is set up and not registered.
+            unsafe { super::peer_dma::mark_capable(dev.as_ptr()) };
+        }
         // SAFETY: The device is fully set up; RTNL is not held (documented
         // requirement).
         if let Err(e) = to_result(unsafe { bindings::register_netdev(dev.as_ptr()) }) {
@@ -385,7 +425,15 @@ impl<T: Driver> Registration<T> {
             return Err(e);
         }
         // INVARIANT: Allocated for `T`, initialised, registered.
-        Ok(Registration { dev, _p: PhantomData })
+        let mut reg = Registration { dev, peer_dma: None, _p: PhantomData };
+        if let Some(provider) = provider {
+            // SAFETY: Registered, allocated by `register_inner` with the
+            // capable device type, and `drop` withdraws the capability
+            // before unregistering. On failure `reg` unregisters the device.
+            unsafe { provider.publish(dev.as_ptr()) }?;
+            reg.peer_dma = Some(provider);
+        }
+        Ok(reg)
     }
 
     /// The device.
@@ -399,6 +447,12 @@ impl<T: Driver> Registration<T> {
 impl<T: Driver> Drop for Registration<T> {
     fn drop(&mut self) {
         let dev = self.dev.as_ptr();
+        if let Some(provider) = self.peer_dma.take() {
+            // Before unregistering: once withdrawn, no forwarding path calls
+            // into the driver, whose state goes below.
+            // SAFETY: Published on this device, which is still registered.
+            unsafe { provider.withdraw(dev) };
+        }
         // Unregistering stops the device and waits until no operation runs and
         // no reference is held: after it nothing can reach the `T`.
         // SAFETY: The device is registered (type invariant).
