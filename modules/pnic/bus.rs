@@ -149,21 +149,18 @@ pub(crate) fn wait_until(deadline_ns: u64, abort: &AtomicBool) {
     }
 }
 
-/// The longest a CPU waits for a PIO read; a bus slower than that fails the
-/// read (`ETIMEDOUT`) instead of holding a softirq for longer.
-pub(crate) const PIO_TIMEOUT_NS: u64 = 10_000_000;
+/// The longest a CPU is held by one PIO access call (all its words): a bus
+/// that would answer later fails the call (`ETIMEDOUT`) instead of holding
+/// a softirq, and an RCU read section, for longer.
+pub(crate) const PIO_BUDGET_NS: u64 = 10_000_000;
 
 /// Spins until the shared clock reads at least `deadline_ns`: a CPU held by
-/// an uncached read until the bus answers. Any context; `ETIMEDOUT` at once
-/// if that is more than [`PIO_TIMEOUT_NS`] away.
-pub(crate) fn spin_until(deadline_ns: u64) -> Result {
-    if deadline_ns.saturating_sub(now_ns()) > PIO_TIMEOUT_NS {
-        return Err(ETIMEDOUT);
-    }
+/// an uncached read until the bus answers. Any context; callers bound the
+/// deadline (see [`PIO_BUDGET_NS`]).
+pub(crate) fn spin_until(deadline_ns: u64) {
     while now_ns() < deadline_ns {
         cpu_relax();
     }
-    Ok(())
 }
 
 /// A modelled bus (`/sys/kernel/config/pnic_bus/NAME`). Its parameters may
@@ -221,11 +218,26 @@ impl Bus {
     }
 
     /// As [`Bus::reserve`], for a PIO read: the bus is held until the device
-    /// answers, `pio_read_ns` more.
-    pub(crate) fn reserve_pio_read(&self, bytes: u64, ready_ns: u64, scale: u64) -> (u64, u64) {
+    /// answers, `pio_read_ns` more. `None`, with nothing reserved or
+    /// counted, if the answer would come after `deadline_ns`.
+    pub(crate) fn reserve_pio_read(&self, bytes: u64, ready_ns: u64, scale: u64, deadline_ns: u64) -> Option<(u64, u64)> {
         let p = self.params();
         let dur = p.duration_ns(bytes, scale).saturating_add(scale.saturating_mul(p.pio_read_ns));
-        self.reserve_for(Kind::Pio, bytes, dur, ready_ns)
+        let mut cur = self.next_free.load(Relaxed);
+        loop {
+            let start = cur.max(ready_ns);
+            let end = start.saturating_add(dur);
+            if end > deadline_ns {
+                return None;
+            }
+            match self.next_free.compare_exchange_weak(cur, end, Relaxed, Relaxed) {
+                Ok(_) => {
+                    self.traffic.count(Kind::Pio, bytes, dur, start - ready_ns);
+                    return Some((start, end));
+                }
+                Err(now) => cur = now,
+            }
+        }
     }
 
     /// Identifies the bus to a peer on another driver's terms (an address

@@ -5,8 +5,9 @@
 //! request costs on the modelled bus.
 //!
 //! - In-place access is PIO: a read reserves the bus (arbitration, four
-//!   bytes and the read latency) and the CPU spins until it ends; a write is
-//!   posted (the bus is reserved, the CPU goes on).
+//!   bytes and the read latency) and the CPU spins until it ends, at most
+//!   [`PIO_BUDGET_NS`] per call; a write is posted (the bus is reserved, the
+//!   CPU goes on).
 //! - A self transfer moves the frame's charge from the NIC's receive pool
 //!   to its transmit pool and queues it for the wire: no DMA of the frame.
 //! - A peer transfer is queued on the source NIC's engine, which DMAs the
@@ -18,7 +19,7 @@
 //! refuses them (`Refusal::Invalid`).
 
 use crate::{
-    bus::{now_ns, spin_until, Kind},
+    bus::{now_ns, spin_until, Kind, PIO_BUDGET_NS},
     end::MAX_LINK_HEADER,
     mem::{Owner, Pool, Slot},
     nic::{encode_claim, Command, NicCounters, Outgoing},
@@ -33,6 +34,10 @@ use kernel::{
 
 /// Bytes one PIO transaction moves.
 const PIO_WORD: usize = 4;
+
+/// The longest a peer transfer may say it takes on the source's side: a
+/// destination does not hold its transmit longer on another driver's word.
+const MAX_PEER_TRANSFER_NS: u64 = 1_000_000_000;
 
 /// One NIC of a pair, as the capability reaches it.
 pub(crate) struct Port {
@@ -90,9 +95,10 @@ impl PeerDmaOps for Port {
 
     fn pio_read(&self, slot: &peer_dma::Slot, off: u32, out: &mut [u8]) -> Result {
         let slot = self.slot(slot).ok_or(EINVAL)?;
+        let deadline = now_ns().saturating_add(PIO_BUDGET_NS);
         for (k, word) in out.chunks_mut(PIO_WORD).enumerate() {
-            let end = self.shared.pio_read(self.index, word.len() as u32);
-            spin_until(end)?;
+            let end = self.shared.pio_read(self.index, word.len() as u32, deadline)?;
+            spin_until(end);
             let at = off + (k * PIO_WORD) as u32;
             self.shared.mem.with_range(&slot, at, word.len(), |b| word.copy_from_slice(b))?;
         }
@@ -173,7 +179,7 @@ impl PeerDmaOps for Port {
         let nic = self.shared.nic(self.index);
         let Some(slot) = self.slot(&raw) else { return };
         let now = now_ns();
-        let mut not_before = now.saturating_add(from.ends_in_ns);
+        let mut not_before = now.saturating_add(from.ends_in_ns.min(MAX_PEER_TRANSFER_NS));
         // A transfer from another bus also crosses this NIC's own.
         if let Some(bus) = &nic.bus {
             if bus.interconnect() != from.interconnect {
@@ -225,7 +231,7 @@ mod tests {
         net::{
             peer_dma::{CapRef, Claim, DevBuf, RxConsumer, RxCtx, RxFrame, SendError},
             rtnl,
-            skb::{SkBuff, Writable},
+            skb::{SkBuff, TxOutcome, Writable},
         },
         new_spinlock_bh,
         str::CString,
@@ -236,6 +242,28 @@ mod tests {
     /// The ethertype of test frames (IEEE local experimental): the stack
     /// drops them.
     const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+
+    /// Fails the case by returning an error (a failed `assert!` would end
+    /// the case at once, leaving its pairs registered).
+    macro_rules! check {
+        ($cond:expr) => {
+            if !$cond {
+                pr_err!("check failed at line {}: {}\n", line!(), stringify!($cond));
+                return Err(EINVAL);
+            }
+        };
+    }
+
+    macro_rules! check_eq {
+        ($a:expr, $b:expr) => {{
+            let (a, b) = (&$a, &$b);
+            if a != b {
+                pr_err!("check failed at line {}: {} == {} ({:?} != {:?})\n", line!(), stringify!($a),
+                        stringify!($b), a, b);
+                return Err(EINVAL);
+            }
+        }};
+    }
 
     /// Keeps what a claimed device delivers.
     #[pin_data]
@@ -248,9 +276,16 @@ mod tests {
 
     impl RxConsumer for Catcher {
         fn receive(&self, _rx: &mut RxCtx<'_>, frame: RxFrame) {
-            // A failed push drops the frame, which releases it: the case
+            // Only the test's own frames (anything else is dropped, which
+            // releases it). A failed push drops the frame too: the case
             // waiting for it then fails.
-            let _ = self.frames.lock().push(frame.into_parts(), GFP_ATOMIC);
+            let ours = match frame.header() {
+                Some(h) => h.as_slice().get(12..14) == Some(&ETHERTYPE[..]),
+                None => frame.buf.read_be16(12) == Ok(u16::from_be_bytes(ETHERTYPE)),
+            };
+            if ours {
+                let _ = self.frames.lock().push(frame.into_parts(), GFP_ATOMIC);
+            }
         }
 
         fn skb_ready(&self, _rx: &mut RxCtx<'_>, skb: SkBuff<Writable>, tag: u64) {
@@ -321,12 +356,27 @@ mod tests {
         Ok(f)
     }
 
-    /// Sends `bytes` as a frame on `pair`'s end `i`.
+    /// Sends `bytes` as a frame on `pair`'s end `i`. Until the link is
+    /// active (the core attaches the qdisc a little after the carrier comes
+    /// on) a frame is dropped as "congested": send again then.
     fn send_on(pair: &Pair, i: usize, bytes: &[u8]) -> Result {
         let dev = pair.device(i).ok_or(ENODEV)?;
-        let mut skb = SkBuff::alloc_for(dev, bytes.len() as u32, GFP_KERNEL)?;
-        skb.put(bytes.len() as u32)?.copy_from_slice(bytes);
-        skb.transmit(dev).map(|_| ())
+        for _ in 0..2000 {
+            let mut skb = SkBuff::alloc_for(dev, bytes.len() as u32, GFP_KERNEL)?;
+            skb.put(bytes.len() as u32)?.copy_from_slice(bytes);
+            if let TxOutcome::Queued = skb.transmit(dev)? {
+                return Ok(());
+            }
+            fsleep(Delta::from_millis(1));
+        }
+        Err(ETIMEDOUT)
+    }
+
+    /// Waits until none of `pair`'s memory is in use: every frame sent,
+    /// received or dropped has given its memory back.
+    fn quiet(pair: &Pair) -> Result {
+        let owners = [0, 1].map(|nic| [Pool::Rx, Pool::Tx].map(|pool| Owner { nic, pool }));
+        wait_for(|| owners.iter().flatten().all(|&o| pair.shared().mem.pool(o).used == 0))
     }
 
     /// Waits up to 5 s for `done`.
@@ -375,15 +425,17 @@ mod tests {
         let _claim = claim(&r.caps[1], HeaderMode::InPlace, &c)?;
         send_on(&r.p, 0, &frame(200, 1)?)?;
         let (buf, header) = next_frame(&c)?;
-        assert!(header.is_none());
-        assert_eq!(buf.len(), 200);
+        check!(header.is_none());
+        check_eq!(buf.len(), 200);
         let dma = [Kind::HostToDevice, Kind::DeviceToHost, Kind::Peer].map(|k| nic_kind(&r.p, 1, k));
         let at_a = rx_packets(&r.p, 0);
-        assert!(buf.send(None, &r.caps[1]).is_ok());
+        check!(buf.send(None, &r.caps[1]).is_ok());
         // Back out of b, over the wire, received by a.
         wait_for(|| rx_packets(&r.p, 0) > at_a)?;
-        assert_eq!([Kind::HostToDevice, Kind::DeviceToHost, Kind::Peer].map(|k| nic_kind(&r.p, 1, k)), dma);
-        assert_eq!(r.p.shared().nic(1).counters.self_transfers.load(Relaxed), 1);
+        check_eq!([Kind::HostToDevice, Kind::DeviceToHost, Kind::Peer].map(|k| nic_kind(&r.p, 1, k)), dma);
+        check_eq!(r.p.shared().nic(1).counters.self_transfers.load(Relaxed), 1);
+        // Every frame gave its memory back.
+        quiet(&r.p)?;
         Ok(())
     }
 
@@ -397,23 +449,26 @@ mod tests {
         send_on(&r.p, 0, &sent)?;
         let (buf, _) = next_frame(&cb)?;
         let bus_peer = bus_kind(&r.bus, Kind::Peer);
-        assert!(buf.send(None, &r.caps[2]).is_ok());
+        check!(buf.send(None, &r.caps[2]).is_ok());
         // Out of b into c by one peer DMA, over Q's wire to d.
         let (got, _) = next_frame(&cd)?;
-        assert_eq!(nic_kind(&r.p, 1, Kind::Peer), (1, 900));
+        check_eq!(nic_kind(&r.p, 1, Kind::Peer), (1, 900));
         // b and c share the bus: one transaction, counted once.
-        assert_eq!(bus_kind(&r.bus, Kind::Peer), (bus_peer.0 + 1, bus_peer.1 + 900));
-        assert_eq!(nic_kind(&r.q, 0, Kind::Peer), (0, 0));
-        assert_eq!(r.q.shared().nic(0).counters.peer_in.load(Relaxed), 1);
+        check_eq!(bus_kind(&r.bus, Kind::Peer), (bus_peer.0 + 1, bus_peer.1 + 900));
+        check_eq!(nic_kind(&r.q, 0, Kind::Peer), (0, 0));
+        check_eq!(r.q.shared().nic(0).counters.peer_in.load(Relaxed), 1);
         // Read back in place at d: one PIO per 4 bytes, the same bytes.
         let pio = nic_kind(&r.q, 1, Kind::Pio);
         let mut back = KVec::new();
         back.resize(900, 0u8, GFP_KERNEL)?;
         got.read(0, &mut back)?;
-        assert_eq!(&back[..], &sent[..]);
-        assert_eq!(nic_kind(&r.q, 1, Kind::Pio), (pio.0 + 225, pio.1 + 900));
+        check_eq!(&back[..], &sent[..]);
+        check_eq!(nic_kind(&r.q, 1, Kind::Pio), (pio.0 + 225, pio.1 + 900));
         // Out of range is refused, not a panic.
-        assert_eq!(got.read_u8(900), Err(ERANGE));
+        check_eq!(got.read_u8(900), Err(ERANGE));
+        drop(got);
+        quiet(&r.p)?;
+        quiet(&r.q)?;
         Ok(())
     }
 
@@ -428,22 +483,24 @@ mod tests {
         send_on(&r.p, 0, &sent)?;
         let (buf, header) = next_frame(&cb)?;
         let mut header = header.ok_or(EINVAL)?;
-        assert_eq!(header.as_slice(), &sent[..34]);
-        assert_eq!(nic_kind(&r.p, 1, Kind::DeviceToHost), (d2h.0 + 1, d2h.1 + 34));
+        check_eq!(header.as_slice(), &sent[..34]);
+        check_eq!(nic_kind(&r.p, 1, Kind::DeviceToHost), (d2h.0 + 1, d2h.1 + 34));
         // A router's edit: a new source address.
         header.as_mut_slice()[6..12].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
         let h2d = nic_kind(&r.p, 1, Kind::HostToDevice);
-        assert!(buf.send(Some(header.as_slice()), &r.caps[2]).is_ok());
+        check!(buf.send(Some(header.as_slice()), &r.caps[2]).is_ok());
         let (got, _) = next_frame(&cd)?;
-        assert_eq!(nic_kind(&r.p, 1, Kind::HostToDevice), (h2d.0 + 1, h2d.1 + 34));
+        check_eq!(nic_kind(&r.p, 1, Kind::HostToDevice), (h2d.0 + 1, h2d.1 + 34));
         let mut src = [0u8; 6];
         got.read(6, &mut src)?;
-        assert_eq!(src, [0x02, 9, 9, 9, 9, 9]);
-        assert_eq!(got.read_be16(12)?, u16::from_be_bytes(ETHERTYPE));
+        check_eq!(src, [0x02, 9, 9, 9, 9, 9]);
+        check_eq!(got.read_be16(12)?, u16::from_be_bytes(ETHERTYPE));
         // A header longer than the frame is refused and the buffer returned.
         let mut long = KVec::new();
         long.resize(601, 0u8, GFP_KERNEL)?;
-        assert!(matches!(got.send(Some(&long), &r.caps[3]), Err(SendError::Invalid(_))));
+        check!(matches!(got.send(Some(&long), &r.caps[3]), Err(SendError::Invalid(_))));
+        quiet(&r.p)?;
+        quiet(&r.q)?;
         Ok(())
     }
 
@@ -456,7 +513,7 @@ mod tests {
         send_on(&r.p, 0, &sent)?;
         let (buf, _) = next_frame(&c)?;
         let d2h = nic_kind(&r.p, 1, Kind::DeviceToHost);
-        assert!(buf.to_skb(42).is_ok());
+        check!(buf.to_skb(42).is_ok());
         let mut got = None;
         wait_for(|| {
             let mut skbs = c.skbs.lock();
@@ -467,9 +524,10 @@ mod tests {
             true
         })?;
         let (tag, data) = got.ok_or(ETIMEDOUT)?.map_err(|_| EINVAL)?;
-        assert_eq!(tag, 42);
-        assert_eq!(&data[..], &sent[..]);
-        assert_eq!(nic_kind(&r.p, 1, Kind::DeviceToHost), (d2h.0 + 1, d2h.1 + 700));
+        check_eq!(tag, 42);
+        check_eq!(&data[..], &sent[..]);
+        check_eq!(nic_kind(&r.p, 1, Kind::DeviceToHost), (d2h.0 + 1, d2h.1 + 700));
+        quiet(&r.p)?;
         Ok(())
     }
 
@@ -480,7 +538,7 @@ mod tests {
         let claim_b = claim(&r.caps[1], HeaderMode::InPlace, &c)?;
         // A second claim is refused.
         let other = catcher()?;
-        assert_eq!(claim(&r.caps[1], HeaderMode::InPlace, &other).err(), Some(EBUSY));
+        check_eq!(claim(&r.caps[1], HeaderMode::InPlace, &other).err(), Some(EBUSY));
         send_on(&r.p, 0, &frame(100, 5)?)?;
         send_on(&r.p, 0, &frame(100, 6)?)?;
         let (first, _) = next_frame(&c)?;
@@ -488,12 +546,12 @@ mod tests {
         let Rig { p, q, bus: _bus, caps } = r;
         // Q goes while a frame is on its way to it: the send finds it gone.
         drop(q);
-        assert!(!caps[2].is_live());
-        assert!(matches!(first.send(None, &caps[2]), Err(SendError::Gone)));
+        check!(!caps[2].is_live());
+        check!(matches!(first.send(None, &caps[2]), Err(SendError::Gone)));
         // P goes while the consumer holds a frame and the claim.
         drop(p);
-        assert!(!caps[1].is_live());
-        assert_eq!(second.read_u8(0), Err(ENODEV));
+        check!(!caps[1].is_live());
+        check_eq!(second.read_u8(0), Err(ENODEV));
         drop(second);
         drop(claim_b);
         Ok(())
@@ -504,15 +562,16 @@ mod tests {
         let r = rig("u")?;
         let c = catcher()?;
         let claim_b = claim(&r.caps[1], HeaderMode::InPlace, &c)?;
-        assert_eq!(r.caps[1].claimed_mode(), Some(HeaderMode::InPlace));
+        check_eq!(r.caps[1].claimed_mode(), Some(HeaderMode::InPlace));
         drop(claim_b);
-        assert_eq!(r.caps[1].claimed_mode(), None);
+        check_eq!(r.caps[1].claimed_mode(), None);
         let d2h = nic_kind(&r.p, 1, Kind::DeviceToHost);
         let at_b = rx_packets(&r.p, 1);
         send_on(&r.p, 0, &frame(300, 7)?)?;
         wait_for(|| rx_packets(&r.p, 1) > at_b)?;
-        assert_eq!(nic_kind(&r.p, 1, Kind::DeviceToHost), (d2h.0 + 1, d2h.1 + 300));
-        assert!(c.frames.lock().is_empty());
+        check_eq!(nic_kind(&r.p, 1, Kind::DeviceToHost), (d2h.0 + 1, d2h.1 + 300));
+        check!(c.frames.lock().is_empty());
+        quiet(&r.p)?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use crate::{
 use core::sync::atomic::Ordering::Relaxed;
 use kernel::{
     net::{
-        driver::{Device, Driver, Stats, TxVerdict, XmitSkb},
+        driver::{Device, Driver, Features, Stats, TxVerdict, XmitSkb},
         napi::{Napi, NapiPoll, Poll},
         peer_dma::{self, Provider},
     },
@@ -54,15 +54,18 @@ impl End {
     fn fall_back(&self, raw: peer_dma::Slot) {
         let nic = self.shared.nic(self.index);
         let Some(slot) = self.shared.mem.slot_from_raw(raw.raw()) else { return };
-        let refused = nic.commands.lock().push(Command::ToHost { slot, tag: None }).err();
-        match refused {
-            None => self.shared.kick(self.index),
-            Some(Command::ToHost { slot, .. }) => {
-                self.shared.free(slot);
-                NicCounters::add(&nic.counters.rx_dropped, 1);
+        {
+            let mut commands = nic.commands.lock();
+            if !commands.is_full() {
+                // Room was checked under the lock: the push cannot fail.
+                let _ = commands.push(Command::ToHost { slot, tag: None });
+                drop(commands);
+                self.shared.kick(self.index);
+                return;
             }
-            Some(Command::Peer(_)) => NicCounters::add(&nic.counters.rx_dropped, 1),
         }
+        self.shared.free(slot);
+        NicCounters::add(&nic.counters.rx_dropped, 1);
     }
 
     fn far_device(&self) -> Option<kernel::net::driver::DeviceRef<End>> {
@@ -73,6 +76,9 @@ impl End {
 #[vtable]
 impl Driver for End {
     const MAX_MTU: u32 = MAX_MTU;
+    /// Checksums are computed by the DMA engine while it copies, as a NIC
+    /// with checksum offload does; frames to send may be in pieces.
+    const FEATURES: Features = Features::SG.union(Features::HW_CSUM).union(Features::RXCSUM);
 
     fn setup(dev: &Device<Self>) -> Result {
         dev.data().napi.add(dev);

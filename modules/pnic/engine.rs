@@ -19,7 +19,9 @@ use crate::{
 use core::sync::atomic::Ordering::Relaxed;
 use kernel::{
     net::{
-        driver::Device,
+        checksum::PartialSum,
+        driver::{Device, Features},
+        ethernet,
         peer_dma::{Header, HeaderMode, PeerJob, PeerSource},
         skb::{Shared, SkBuff, Writable},
     },
@@ -159,16 +161,17 @@ impl PairShared {
     }
 
     /// A PIO read of `bytes` by the CPU from NIC `i`, counted; returns when
-    /// the bus answers (now, on no bus).
-    pub(crate) fn pio_read(&self, i: usize, bytes: u32) -> u64 {
+    /// the bus answers (now, on no bus), or `ETIMEDOUT` (nothing reserved or
+    /// counted) if that would be after `deadline`.
+    pub(crate) fn pio_read(&self, i: usize, bytes: u32, deadline: u64) -> Result<u64> {
         let nic = self.nic(i);
         let now = now_ns();
         let (start, end) = match &nic.bus {
-            Some(bus) => bus.reserve_pio_read(u64::from(bytes), now, self.scale),
+            Some(bus) => bus.reserve_pio_read(u64::from(bytes), now, self.scale, deadline).ok_or(ETIMEDOUT)?,
             None => (now, now),
         };
         nic.traffic.count(Kind::Pio, u64::from(bytes), end - start, start - now);
-        end
+        Ok(end)
     }
 
     /// Frames already in device memory (self and peer transfers) onto the
@@ -264,11 +267,17 @@ impl PairShared {
                 return;
             }
         };
-        let ok = match skb.put(len) {
-            Ok(buf) => {
-                self.mem.with_bytes(&slot, |bytes| buf.copy_from_slice(bytes));
+        let sum_it = dev.has_features(Features::RXCSUM);
+        let copied = match skb.put(len) {
+            Ok(buf) => self.mem.with_bytes(&slot, |bytes| copy_to_host(bytes, buf, sum_it)),
+            Err(e) => Err(e),
+        };
+        let ok = match copied {
+            Ok(Some(sum)) => {
+                skb.set_checksum_complete(sum);
                 true
             }
+            Ok(None) => true,
             Err(_) => false,
         };
         let end = self.dma(i, Kind::DeviceToHost, len);
@@ -353,7 +362,7 @@ impl PairShared {
                 }
                 break;
             };
-            let ok = self.mem.with_bytes(&slot, |bytes| skb.copy_bits(0, bytes)).is_ok();
+            let ok = self.mem.with_bytes(&slot, |bytes| copy_to_device(&skb, bytes)).is_ok();
             let end = self.dma(i, Kind::HostToDevice, len);
             self.fly(i, dev, window, InFlight { end, what: Transfer::Sent { skb, slot, ok } });
             done += 1;
@@ -540,6 +549,38 @@ impl PairShared {
             }
         }
     }
+}
+
+/// The host-to-device DMA of a frame to send, with the checksum offload: if
+/// the stack left a checksum to the NIC, it is summed while the frame is
+/// copied and stored in its field. A request that does not fit the frame is
+/// refused (`EINVAL`; the frame is dropped).
+fn copy_to_device(skb: &SkBuff<Shared>, out: &mut [u8]) -> Result {
+    let Some(req) = skb.checksum_request() else { return skb.copy_bits(0, out) };
+    let start = req.start as usize;
+    let field = start.checked_add(req.field as usize).ok_or(EINVAL)?;
+    if field.checked_add(2).is_none_or(|end| end > out.len()) {
+        return Err(EINVAL);
+    }
+    let (head, summed) = out.split_at_mut(start);
+    skb.copy_bits(0, head)?;
+    let sum = skb.copy_and_sum(req.start, summed)?;
+    out[field..field + 2].copy_from_slice(&sum.fold());
+    Ok(())
+}
+
+/// The device-to-host DMA of a received frame; with `sum_it` (receive
+/// checksum offload on), everything after the Ethernet header is summed
+/// while it is copied, for the stack to check checksums against.
+fn copy_to_host(bytes: &[u8], buf: &mut [u8], sum_it: bool) -> Result<Option<PartialSum>> {
+    if !sum_it || bytes.len() <= ethernet::HLEN {
+        buf.copy_from_slice(bytes);
+        return Ok(None);
+    }
+    let (head, rest) = bytes.split_at(ethernet::HLEN);
+    let (buf_head, buf_rest) = buf.split_at_mut(ethernet::HLEN);
+    buf_head.copy_from_slice(head);
+    PartialSum::copy(rest, buf_rest).map(Some)
 }
 
 /// A transfer whose bytes have moved but which is not visible yet.

@@ -148,4 +148,34 @@ mod tests {
         assert_eq!(skb.protocol(), EtherType(0x88b5));
         Ok(())
     }
+
+    #[test]
+    fn a_checksum_is_rfc_1071s_and_a_summed_copy_is_a_copy() -> Result {
+        use kernel::net::checksum::PartialSum;
+        // RFC 1071's example: sum 0xddf2, checksum field 0x220d.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(PartialSum::of(&data).fold(), [0x22, 0x0d]);
+        // A range with its own checksum appended sums to zero.
+        let mut with_field = [0u8; 10];
+        with_field[..8].copy_from_slice(&data);
+        with_field[8..].copy_from_slice(&PartialSum::of(&data).fold());
+        assert_eq!(PartialSum::of(&with_field).fold(), [0, 0]);
+        // Summed in two pieces (the first of even length) as in one.
+        assert_eq!(PartialSum::of(&data[..4]).add(&data[4..]), PartialSum::of(&data));
+        let mut dst = [0u8; 8];
+        assert_eq!(PartialSum::copy(&data, &mut dst)?, PartialSum::of(&data));
+        assert_eq!(dst, data);
+        assert_eq!(PartialSum::copy(&data, &mut [0u8; 7]).err(), Some(EINVAL));
+        // From a buffer: the same sum, and the range is checked.
+        let mut skb = SkBuff::alloc(0, 8, GFP_KERNEL)?;
+        skb.put(8)?.copy_from_slice(&data);
+        let skb = skb.into_shared();
+        let mut out = [0u8; 6];
+        assert_eq!(skb.copy_and_sum(2, &mut out)?, PartialSum::of(&data[2..]));
+        assert_eq!(out, data[2..]);
+        assert_eq!(skb.copy_and_sum(4, &mut out).err(), Some(EINVAL));
+        // A buffer the stack did not leave a checksum in asks for none.
+        assert!(skb.checksum_request().is_none());
+        Ok(())
+    }
 }

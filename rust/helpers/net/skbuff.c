@@ -3,6 +3,7 @@
 
 #include <linux/netdevice.h>
 #include <linux/skbuff.h>
+#include <net/checksum.h>
 
 #ifdef CONFIG_NET
 
@@ -117,6 +118,41 @@ __rust_helper int rust_helper_polynic_skb_mac_offset(const struct sk_buff *skb)
 	if (!skb_mac_header_was_set(skb))
 		return 1;
 	return skb_mac_offset(skb);
+}
+
+/*
+ * Checksum offload: where a CHECKSUM_PARTIAL buffer wants its checksum
+ * (from the data, and the field's offset from there), and marking a
+ * received buffer CHECKSUM_COMPLETE.
+ */
+__rust_helper bool rust_helper_polynic_skb_csum_request(const struct sk_buff *skb, u32 *start, u32 *field)
+{
+	if (skb->ip_summed != CHECKSUM_PARTIAL)
+		return false;
+	*start = skb_checksum_start_offset(skb);
+	*field = skb->csum_offset;
+	return true;
+}
+
+__rust_helper void rust_helper_polynic_skb_set_csum_complete(struct sk_buff *skb, __wsum csum)
+{
+	skb->ip_summed = CHECKSUM_COMPLETE;
+	skb->csum = csum;
+}
+
+__rust_helper __sum16 rust_helper_polynic_csum_fold(__wsum csum)
+{
+	return csum_fold(csum);
+}
+
+__rust_helper __wsum rust_helper_polynic_csum_partial(const void *buf, int len, __wsum sum)
+{
+	return csum_partial(buf, len, sum);
+}
+
+__rust_helper __wsum rust_helper_polynic_csum_partial_copy(const void *src, void *dst, int len)
+{
+	return csum_partial_copy_nocheck(src, dst, len);
 }
 
 #endif /* CONFIG_NET */

@@ -211,7 +211,8 @@ pub trait PeerDmaOps: Send + Sync + 'static {
     fn to_skb(&self, slot: Slot, len: u32, tag: Option<u64>) -> Result<(), (Refusal, Slot)>;
 
     /// A consumer claimed the device (`Some`) or let it go (`None`): from
-    /// the next frame on, deliver [`DevBuf`]s (or skbs).
+    /// the next frame on, deliver [`DevBuf`]s (or skbs). Called with the
+    /// claim's bottom-half spinlock held.
     fn set_claimed(&self, mode: Option<HeaderMode>);
 }
 
@@ -228,7 +229,9 @@ impl<T: NapiPoll> Stack for Poll<'_, T> {
     }
 }
 
-/// A forwarding path: what a claimed device hands its frames to.
+/// A forwarding path: what a claimed device hands its frames to. Its
+/// callbacks run in softirq inside an RCU read section: they must not sleep,
+/// and so must not drop a [`Claim`].
 pub trait RxConsumer: Send + Sync + 'static {
     /// A frame the claimed device received. Runs in the device's NAPI poll
     /// (softirq, one CPU at a time per device): must not sleep.
@@ -425,12 +428,28 @@ impl Provider {
     ///
     /// `dev` is the device it was published on, still registered.
     pub(crate) unsafe fn withdraw(&self, dev: *mut bindings::net_device) {
+        crate::task::might_sleep();
         // SAFETY: As in `publish`; the device is live (caller).
         let entry = unsafe { ml_priv(dev) }.swap(core::ptr::null_mut(), Ordering::AcqRel);
-        let claim = self.0.claim.lock().take();
-        // Waits until no lookup, driver call or delivery runs, then drops
-        // the driver's operations.
-        self.0.ops.revoke();
+        {
+            // The driver stops preparing frames for a consumer it is about
+            // to lose. The claim itself stays: only dropping the `Claim`
+            // drops the consumer, after a grace period of its own, so that
+            // the consumer's owner knows when its code no longer runs.
+            let state = self.0.claim.lock();
+            if state.is_some() {
+                self.0.with_ops(|ops| ops.set_claimed(None));
+            }
+        }
+        // Waits until no lookup, driver call or delivery runs (each runs in
+        // an RCU read section), then drops the driver's operations; a
+        // delivery after this finds them revoked and refuses.
+        let revoked = self.0.ops.revoke();
+        if !revoked {
+            // Revoked before (cannot happen: only this withdraws), so no
+            // grace period ran above: wait for one before the entry goes.
+            rcu::synchronize_rcu();
+        }
         if !entry.is_null() {
             // SAFETY: `entry` came from `Arc::into_raw` in `publish` and was
             // taken out of the device above, so this reference is ours; the
@@ -438,7 +457,6 @@ impl Provider {
             // its own.
             drop(unsafe { Arc::from_raw(entry.cast::<Core>()) });
         }
-        drop(claim);
     }
 }
 
@@ -461,9 +479,20 @@ static DEVICE_TYPE: DeviceType = DeviceType(bindings::device_type {
 /// # Safety
 ///
 /// `dev` is a live device being set up, not yet registered.
-pub(crate) unsafe fn mark_capable(dev: *mut bindings::net_device) {
-    // SAFETY: Guaranteed by the caller; `ml_priv` starts out null.
-    unsafe { (*dev).dev.type_ = &DEVICE_TYPE.0 };
+/// `EBUSY` if the driver gave the device a type of its own.
+///
+/// The type shows in the device's uevents (`DEVTYPE=peer-dma`), as a bridge
+/// or a VLAN device shows its own.
+pub(crate) unsafe fn mark_capable(dev: *mut bindings::net_device) -> Result {
+    // SAFETY: Guaranteed by the caller: the device is ours alone until it
+    // is registered; `ml_priv` starts out null.
+    unsafe {
+        if !(*dev).dev.type_.is_null() {
+            return Err(EBUSY);
+        }
+        (*dev).dev.type_ = &DEVICE_TYPE.0;
+    }
+    Ok(())
 }
 
 /// The device's `ml_priv` field, as an atomic.
@@ -505,9 +534,10 @@ impl CapRef {
         Some(CapRef(core))
     }
 
-    /// Whether this is `dev`'s capability.
+    /// Whether this is `dev`'s capability now (a withdrawn one is no
+    /// device's, even if another device reuses the address).
     pub fn is(&self, dev: &NetDevice) -> bool {
-        self.0.dev.load(Ordering::Relaxed) == dev.as_raw() as usize
+        CapRef::lookup(dev).is_some_and(|c| c.same(self))
     }
 
     /// Whether the device still offers it (it is withdrawn before the device
@@ -554,9 +584,11 @@ impl CapRef {
     }
 }
 
-/// A consumer's hold on a device. Dropping it (process context: it waits for
-/// an RCU grace period) gives the device's frames back to the stack and
-/// returns once no call into the consumer runs any longer.
+/// A consumer's hold on a device. Dropping it gives the device's frames back
+/// to the stack and returns once no call into the consumer runs any longer,
+/// whether or not the device was withdrawn meanwhile. It waits for an RCU
+/// grace period: drop it in process context, never from the consumer's own
+/// callbacks.
 pub struct Claim {
     core: Arc<Core>,
 }
@@ -570,6 +602,7 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
+        crate::task::might_sleep();
         let state = {
             let mut state = self.core.claim.lock();
             let taken = state.take();
@@ -628,7 +661,9 @@ impl core::fmt::Debug for SendError {
     }
 }
 
-/// A received frame in a device's memory.
+/// A received frame in a device's memory. Its operations and its drop run
+/// driver code that takes bottom-half locks: use it in process or softirq
+/// context, not in hard interrupts or with interrupts off.
 ///
 /// # Invariants
 ///
@@ -696,8 +731,8 @@ impl DevBuf {
     /// Writes `bytes` at `off` in place (posted PIO writes).
     pub fn write(&mut self, off: u32, bytes: &[u8]) -> Result {
         self.check(off, bytes.len())?;
-        let core = self.core.clone();
-        let slot = self.slot.as_mut().ok_or(ENODEV)?;
+        let DevBuf { core, slot, .. } = self;
+        let slot = slot.as_mut().ok_or(ENODEV)?;
         core.with_ops(|ops| ops.pio_write(slot, off, bytes)).unwrap_or(Err(ENODEV))
     }
 

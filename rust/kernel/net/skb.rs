@@ -179,6 +179,31 @@ impl<S: State> SkBuff<S> {
         })
     }
 
+    /// As [`SkBuff::copy_bits`], and returns the sum of the bytes copied
+    /// (`skb_copy_and_csum_bits`): a device computing a checksum while it
+    /// copies. `offset` should be even, as the start of a summed range is.
+    pub fn copy_and_sum(&self, offset: u32, out: &mut [u8]) -> Result<super::checksum::PartialSum> {
+        let len = u32::try_from(out.len()).map_err(|_| EINVAL)?;
+        if offset.checked_add(len).is_none_or(|end| end > self.len()) || len > i32::MAX as u32 {
+            return Err(EINVAL);
+        }
+        // SAFETY: The range lies inside the buffer (checked above) and `out`
+        // is valid for `len` bytes; the buffer is only read.
+        let sum = unsafe {
+            bindings::skb_copy_and_csum_bits(self.as_raw(), offset as i32, out.as_mut_ptr(), len as i32)
+        };
+        Ok(super::checksum::PartialSum::from_raw(sum))
+    }
+
+    /// The checksum the stack left for the device to compute
+    /// (`CHECKSUM_PARTIAL`, on a device with checksum offload), if any.
+    pub fn checksum_request(&self) -> Option<ChecksumRequest> {
+        let (mut start, mut field) = (0u32, 0u32);
+        // SAFETY: The buffer is valid; the helper only reads it.
+        let wanted = unsafe { bindings::polynic_skb_csum_request(self.as_raw(), &mut start, &mut field) };
+        wanted.then_some(ChecksumRequest { start, field })
+    }
+
     /// The link-layer protocol (`skb->protocol`).
     pub fn protocol(&self) -> EtherType {
         // SAFETY: The buffer is valid.
@@ -376,7 +401,27 @@ impl<S: Exclusive> SkBuff<S> {
     }
 }
 
+/// Where a device must compute a checksum the stack left to it: the sum
+/// runs from `start` (from the start of the data) to the end of the frame,
+/// and its folded value goes in the 16-bit field `field` bytes after
+/// `start` (which holds the pseudo-header's sum meanwhile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChecksumRequest {
+    /// Where the summed range starts, from the start of the data.
+    pub start: u32,
+    /// Where the checksum field is, from `start`.
+    pub field: u32,
+}
+
 impl SkBuff<Writable> {
+    /// Records the sum a device computed over everything after the link
+    /// header of a received frame (`CHECKSUM_COMPLETE`), so that the stack
+    /// validates checksums without summing again.
+    pub fn set_checksum_complete(&mut self, sum: super::checksum::PartialSum) {
+        // SAFETY: The buffer's header is ours alone (`Writable`).
+        unsafe { bindings::polynic_skb_set_csum_complete(self.as_raw(), sum.raw()) };
+    }
+
     /// Allocates a buffer with `headroom` bytes reserved in front of an empty
     /// data area that can grow by `size` bytes.
     ///
