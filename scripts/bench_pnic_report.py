@@ -79,6 +79,20 @@ def main() -> int:
                 if l == "pnic-bus":
                     bus_util[t].append(c["bus_busy_ns"] / 1e9 / c["seconds"])
 
+    # Perturbation: copy MB/s alone ("idle") and during each link's
+    # fixed-rate stream, per round.
+    copy = {l: [] for l in ["idle", *LINKS]}
+    stream = {l: [] for l in LINKS}
+    for r in rounds:
+        for l in copy:
+            f = raw / f"perturb-{l}.r{r}.txt"
+            if f.exists():
+                copy[l].append(float(f.read_text()))
+            j = raw / f"perturb-{l}.r{r}.json"
+            if l in stream and j.exists():
+                text = j.read_text()
+                stream[l].append(received_bps(json.loads(text[text.index("{"):])))
+
     mbps = {k: round(statistics.median(v) / 1e6, 1) for k, v in per.items()}
     ratios, targets = {}, {}
     for t, payload in TESTS:
@@ -88,6 +102,17 @@ def main() -> int:
             cap = bus_capacity_bps(payload, bandwidth, arbitration, scale)
             ratios[f"bus_over_capacity_{t}"] = ratio_stats([a / cap for a in per[("pnic-bus", t)]])
             ratios[f"bus_over_capacity_{t}"]["capacity_mbps"] = round(cap / 1e6, 1)
+    perturbation = {}
+    if all(len(copy[l]) == len(rounds) for l in copy):
+        for l in LINKS:
+            ratios[f"copy_during_{l}_over_idle"] = ratio_stats([a / b for a, b in zip(copy[l], copy["idle"])])
+        for l in ("pnic-nobus", "pnic-bus"):
+            ratios[f"copy_during_{l}_over_veth"] = ratio_stats([a / b for a, b in zip(copy[l], copy["veth"])])
+        perturbation = {
+            "stream": (raw / "perturb-rate.txt").read_text().strip() + "bit/s UDP 1470",
+            "copy_mb_per_s": {l: round(statistics.median(v), 1) for l, v in copy.items()},
+            "stream_mbit_per_s": {l: round(statistics.median(v) / 1e6, 1) for l, v in stream.items() if v},
+        }
     targets["pnic with no bus >= 0.5x veth (TCP)"] = ratios["nobus_over_veth_tcp"]["median"] >= 0.5
     targets["pnic on the bus within 10% of its capacity (UDP 8972)"] = \
         abs(1 - ratios["bus_over_capacity_udp8972"]["median"]) <= 0.10
@@ -101,6 +126,7 @@ def main() -> int:
         "engine_pass_seconds_per_gbit": {f"{l}/{t}": round(statistics.median(v), 3)
                                         for (l, t), v in engine.items() if l != "veth"},
         "bus_utilisation": {t: round(statistics.median(v), 3) for t, v in bus_util.items() if v},
+        "perturbation": perturbation,
         "ratios": ratios,
         "targets_met": targets,
     }
@@ -127,6 +153,12 @@ def main() -> int:
               "the guest's CPU time is the cost of the emulation and the stack together.",
               "", "Bus utilisation (busy time over elapsed, both NICs): " +
               ", ".join(f"{t} {v}" for t, v in results["bus_utilisation"].items())]
+    if perturbation:
+        lines += ["", f"Perturbation (seed 001 §IV): host memory-copy MB/s alone and during a "
+                  f"{perturbation['stream']} stream over each link (stream received, Mbit/s): " +
+                  ", ".join(f"{l} {v}" + (f" ({perturbation['stream_mbit_per_s'][l]})"
+                                          if l in perturbation["stream_mbit_per_s"] else "")
+                            for l, v in perturbation["copy_mb_per_s"].items())]
     md = "\n".join(lines) + "\n"
     (out / "results.md").write_text(md)
     print(md)

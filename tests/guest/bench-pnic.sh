@@ -116,6 +116,28 @@ for round in $(seq "$ROUNDS"); do
     done
   done
 done
+# Perturbation (seed 001 §IV): the host's memory-copy bandwidth alone, and
+# while each link carries the same fixed-rate UDP stream. Against the veth
+# figure, the pnic figures show what the emulation itself takes from the
+# host beyond what the same traffic costs the stack.
+RATE=${PNIC_PERTURB_RATE:-100M}
+echo "$RATE" >"$res/perturb-rate.txt"
+for round in $(seq "$ROUNDS"); do
+  echo "== perturbation round $round of $ROUNDS ($RATE UDP)"
+  for link in idle "${links[@]}"; do
+    traffic=
+    if [[ $link != idle ]]; then
+      ip netns exec bn1 iperf3 -c "${ADDR[$link]}" -u -b "$RATE" -l 1470 -t $((RUNTIME + 2)) -J \
+        >"$res/perturb-$link.r$round.json" 2>>"$res/iperf3-warnings.txt" &
+      traffic=$!
+      pause 1
+    fi
+    python3 "$(dirname "${BASH_SOURCE[0]}")/copybench.py" --seconds "$RUNTIME" >"$res/perturb-$link.r$round.txt" \
+      || fail "copy bench during $link"
+    if [[ -n $traffic ]]; then wait "$traffic" || fail "perturbation stream over $link"; fi
+    echo "   $link: $(<"$res/perturb-$link.r$round.txt") MB/s copied"
+  done
+done
 for p in nb pb; do cat "$CFG/pnic/$p/stats" >"$res/stats-$p.txt"; done
 cat "$CFG/pnic_bus/pci/stats" >"$res/stats-bus.txt"
 echo "== pnic done"
