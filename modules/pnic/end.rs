@@ -11,7 +11,7 @@ use crate::{
 use core::sync::atomic::Ordering::Relaxed;
 use kernel::{
     net::{
-        driver::{Device, Driver, Features, Stats, TxVerdict, XmitSkb},
+        driver::{Device, Driver, Stats, TxVerdict, XmitSkb},
         napi::{Napi, NapiPoll, Poll},
         peer_dma::{self, Provider},
     },
@@ -76,9 +76,6 @@ impl End {
 #[vtable]
 impl Driver for End {
     const MAX_MTU: u32 = MAX_MTU;
-    /// Checksums are computed by the DMA engine while it copies, as a NIC
-    /// with checksum offload does; frames to send may be in pieces.
-    const FEATURES: Features = Features::SG.union(Features::HW_CSUM).union(Features::RXCSUM);
 
     fn setup(dev: &Device<Self>) -> Result {
         dev.data().napi.add(dev);

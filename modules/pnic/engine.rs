@@ -19,9 +19,7 @@ use crate::{
 use core::sync::atomic::Ordering::Relaxed;
 use kernel::{
     net::{
-        checksum::PartialSum,
-        driver::{Device, Features},
-        ethernet,
+        driver::Device,
         peer_dma::{Header, HeaderMode, PeerJob, PeerSource},
         skb::{Shared, SkBuff, Writable},
     },
@@ -267,17 +265,11 @@ impl PairShared {
                 return;
             }
         };
-        let sum_it = dev.has_features(Features::RXCSUM);
-        let copied = match skb.put(len) {
-            Ok(buf) => self.mem.with_bytes(&slot, |bytes| copy_to_host(bytes, buf, sum_it)),
-            Err(e) => Err(e),
-        };
-        let ok = match copied {
-            Ok(Some(sum)) => {
-                skb.set_checksum_complete(sum);
+        let ok = match skb.put(len) {
+            Ok(buf) => {
+                self.mem.with_bytes(&slot, |bytes| buf.copy_from_slice(bytes));
                 true
             }
-            Ok(None) => true,
             Err(_) => false,
         };
         let end = self.dma(i, Kind::DeviceToHost, len);
@@ -362,7 +354,7 @@ impl PairShared {
                 }
                 break;
             };
-            let ok = self.mem.with_bytes(&slot, |bytes| copy_to_device(&skb, bytes)).is_ok();
+            let ok = self.mem.with_bytes(&slot, |bytes| skb.copy_bits(0, bytes)).is_ok();
             let end = self.dma(i, Kind::HostToDevice, len);
             self.fly(i, dev, window, InFlight { end, what: Transfer::Sent { skb, slot, ok } });
             done += 1;
@@ -549,38 +541,6 @@ impl PairShared {
             }
         }
     }
-}
-
-/// The host-to-device DMA of a frame to send, with the checksum offload: if
-/// the stack left a checksum to the NIC, it is summed while the frame is
-/// copied and stored in its field. A request that does not fit the frame is
-/// refused (`EINVAL`; the frame is dropped).
-fn copy_to_device(skb: &SkBuff<Shared>, out: &mut [u8]) -> Result {
-    let Some(req) = skb.checksum_request() else { return skb.copy_bits(0, out) };
-    let start = req.start as usize;
-    let field = start.checked_add(req.field as usize).ok_or(EINVAL)?;
-    if field.checked_add(2).is_none_or(|end| end > out.len()) {
-        return Err(EINVAL);
-    }
-    let (head, summed) = out.split_at_mut(start);
-    skb.copy_bits(0, head)?;
-    let sum = skb.copy_and_sum(req.start, summed)?;
-    out[field..field + 2].copy_from_slice(&sum.fold());
-    Ok(())
-}
-
-/// The device-to-host DMA of a received frame; with `sum_it` (receive
-/// checksum offload on), everything after the Ethernet header is summed
-/// while it is copied, for the stack to check checksums against.
-fn copy_to_host(bytes: &[u8], buf: &mut [u8], sum_it: bool) -> Result<Option<PartialSum>> {
-    if !sum_it || bytes.len() <= ethernet::HLEN {
-        buf.copy_from_slice(bytes);
-        return Ok(None);
-    }
-    let (head, rest) = bytes.split_at(ethernet::HLEN);
-    let (buf_head, buf_rest) = buf.split_at_mut(ethernet::HLEN);
-    buf_head.copy_from_slice(head);
-    PartialSum::copy(rest, buf_rest).map(Some)
 }
 
 /// A transfer whose bytes have moved but which is not visible yet.

@@ -120,7 +120,7 @@ done
 # while each link carries the same fixed-rate UDP stream. Against the veth
 # figure, the pnic figures show what the emulation itself takes from the
 # host beyond what the same traffic costs the stack.
-RATE=${PNIC_PERTURB_RATE:-100M}
+RATE=${PNIC_PERTURB_RATE:-20M}
 echo "$RATE" >"$res/perturb-rate.txt"
 for round in $(seq "$ROUNDS"); do
   echo "== perturbation round $round of $ROUNDS ($RATE UDP)"
