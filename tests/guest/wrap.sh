@@ -16,6 +16,10 @@ leakctl=/sys/kernel/debug/kmemleak
 if [[ -w $leakctl ]]; then
   echo scan >"$leakctl" 2>/dev/null
   echo clear >"$leakctl" 2>/dev/null
+  # No automatic scans: each takes a vCPU for tens of seconds under KASAN
+  # every 10 minutes. The scans that judge leaks are explicit (below, and
+  # in tests/guest/batch.py).
+  echo scan=off >"$leakctl" 2>/dev/null
 fi
 # The console keeps the kernel log too, so a guest that hangs or panics
 # before dmesg.txt is written still shows why in console.log.
