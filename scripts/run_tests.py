@@ -103,6 +103,19 @@ def count_kunit(kunit_dir: Path, only: set | None = None) -> dict[str, ktap.Suit
     return out
 
 
+def kunit_evidence(step_out: Path | None, failure: str, limit: int = 12) -> str:
+    """The guest's log lines that say why a KUnit case failed (its own
+    messages, which go to the kernel log rather than the KTAP file), indented
+    under the failure so that a CI log shows the cause."""
+    log = step_out / "dmesg.txt" if step_out else None
+    if not log or not log.exists():
+        return ""
+    case = failure.split(".", 1)[-1].split(":")[0]
+    hits = [line.rstrip() for line in log.read_text(errors="replace").splitlines()
+            if case in line or "check failed" in line or "ASSERTION FAILED" in line or "EXPECTATION FAILED" in line]
+    return "".join(f"\n    {line}" for line in hits[:limit])
+
+
 # Per-step time limit inside the guest, and what the host allows on top of
 # the steps for booting, the kmemleak scans and shutting down.
 STEP_TIMEOUT = 600
@@ -380,7 +393,8 @@ def test_steps(t: Tally, kdir: str, kos: list[Path], only: str | None, skip: lis
         if name == "kunit":
             suites = count_kunit(v.out / "kunit") if v.out else {}
             for suite in suites.values():
-                t.add("kunit", suite.passed, suite.failed, suite.skipped, suite.failures)
+                t.add("kunit", suite.passed, suite.failed, suite.skipped,
+                      [f + kunit_evidence(v.out, f) for f in suite.failures])
             if not suites:
                 t.add("kunit", failed=1, failures=["no KUnit results came back from the VM"])
             # Loading and unloading every module must also leave a clean log.

@@ -149,9 +149,11 @@ pub(crate) fn wait_until(deadline_ns: u64, abort: &AtomicBool) {
     }
 }
 
-/// The longest a CPU is held by one PIO access call (all its words): a bus
-/// that would answer later fails the call (`ETIMEDOUT`) instead of holding
-/// a softirq, and an RCU read section, for longer.
+/// The longest a CPU spins in one PIO access call, over all its words: a
+/// bus that would make it spin longer fails the call (`ETIMEDOUT`) instead
+/// of holding a softirq, and an RCU read section, for longer. Only the spin
+/// counts, not wall time: a caller preempted between words, or a slow
+/// emulator, is not refused for it.
 pub(crate) const PIO_BUDGET_NS: u64 = 10_000_000;
 
 /// Spins until the shared clock reads at least `deadline_ns`: a CPU held by

@@ -60,6 +60,7 @@ impl End {
                 // Room was checked under the lock: the push cannot fail.
                 let _ = commands.push(Command::ToHost { slot, tag: None });
                 drop(commands);
+                nic.note_device_work();
                 self.shared.kick(self.index);
                 return;
             }
@@ -212,7 +213,7 @@ impl NapiPoll for End {
         }
         // The engine pauses receiving when the completions are full: there
         // is room again.
-        if done > 0 && !nic.wire_in.lock().is_empty() {
+        if done > 0 && (nic.device_work.load(Relaxed) || !nic.wire_in.lock().is_empty()) {
             me.shared.kick(me.index);
         }
         if done < budget {

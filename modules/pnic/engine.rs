@@ -16,7 +16,7 @@ use crate::{
     nic::{decode_claim, Command, Completion, Nic, NicCounters},
     pair::PairShared,
 };
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::Ordering::{self, Relaxed};
 use kernel::{
     net::{
         driver::Device,
@@ -119,10 +119,12 @@ impl PairShared {
         let done = match &dev {
             Some(dev) => {
                 let mut window = Window::new();
-                let done = this.serve_device_tx(i)
-                    + this.serve_tx(i, dev, &mut window)
-                    + this.serve_rx(i, dev, &mut window)
-                    + this.serve_commands(i, dev, &mut window);
+                // The device queues only when something was queued to them.
+                let device_work = nic.device_work.swap(false, Ordering::Acquire);
+                let mut done = this.serve_tx(i, dev, &mut window) + this.serve_rx(i, dev, &mut window);
+                if device_work {
+                    done += this.serve_device_tx(i) + this.serve_commands(i, dev, &mut window);
+                }
                 this.land(i, dev, &mut window);
                 done
             }
@@ -185,6 +187,10 @@ impl PairShared {
             self.wire(i, out.slot);
             done += 1;
         }
+        if done == BATCH {
+            // There may be more: the next pass looks again.
+            nic.note_device_work();
+        }
         done
     }
 
@@ -193,8 +199,11 @@ impl PairShared {
     fn serve_commands(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window) -> usize {
         let nic = self.nic(i);
         let mut done = 0;
-        while done < BATCH && !nic.stopping.load(Relaxed) {
-            if nic.completions.lock().room() <= WINDOW {
+        while !nic.stopping.load(Relaxed) {
+            if done == BATCH || nic.completions.lock().room() <= WINDOW {
+                // More may wait: a later pass (or the poll, once it has
+                // taken completions) looks again.
+                nic.note_device_work();
                 break;
             }
             let Some(cmd) = nic.commands.lock().pop() else { break };

@@ -7,7 +7,7 @@
 //! away.
 
 use crate::{bus::Bus, bus::Traffic, end::End, mem::Slot, ring::Ring};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::{
     net::{
         driver::DeviceRef,
@@ -125,7 +125,7 @@ pub(crate) struct NicCounters {
 
 impl NicCounters {
     pub(crate) fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Relaxed);
+        c.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -152,6 +152,10 @@ pub(crate) struct Nic {
     pub(crate) commands: SpinLockBh<Ring<Command>>,
     /// Whether a forwarding path claimed the NIC, and how ([`encode_claim`]).
     pub(crate) claim: AtomicU32,
+    /// Set by whoever queues to `dev_tx` or `commands` (before the kick), so
+    /// that engine passes of an unclaimed NIC, which are many and short, do
+    /// not lock two empty queues each time.
+    pub(crate) device_work: AtomicBool,
     #[pin]
     pub(crate) engine: SpinLockBh<EngineState>,
     /// The net device, while it is up: what the engine delivers to. Set by
@@ -173,6 +177,12 @@ pub(crate) struct Nic {
 }
 
 impl Nic {
+    /// Tells the engine that `dev_tx` or `commands` has work (call after
+    /// queueing it, before the kick).
+    pub(crate) fn note_device_work(&self) {
+        self.device_work.store(true, Ordering::Release);
+    }
+
     /// NIC `index` with room for `wire_slots` received frames in its memory.
     pub(crate) fn new(index: usize, wire_slots: usize, bus: Option<Arc<Bus>>) -> Result<impl PinInit<Self, Error>> {
         let tx = Ring::new(TX_RING)?;
@@ -185,6 +195,7 @@ impl Nic {
             dev_tx <- new_spinlock_bh!(dev_tx),
             commands <- new_spinlock_bh!(commands),
             claim: AtomicU32::new(UNCLAIMED),
+            device_work: AtomicBool::new(false),
             tx <- new_spinlock_bh!(tx),
             wire_in <- new_spinlock_bh!(wire_in),
             completions <- new_spinlock_bh!(completions),

@@ -79,3 +79,26 @@ class ProblemDetectorTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class KunitEvidenceTest(unittest.TestCase):
+    """A failed KUnit case is reported with the guest's lines that explain it."""
+
+    def test_failure_lines_come_with_the_case(self):
+        import tempfile
+
+        import run_tests
+
+        with tempfile.TemporaryDirectory() as d:
+            step = Path(d)
+            (step / "dmesg.txt").write_text(
+                "[ 1.0] pnic: loaded\n"
+                "[ 2.0] pnic: check failed at line 470: a == b (1 != 2)\n"
+                "[ 2.1]     not ok 2 a_case\n"
+                "[ 2.2]     ok 3 another_case\n")
+            got = run_tests.kunit_evidence(step, "suite.a_case")
+            self.assertIn("check failed at line 470", got)
+            self.assertIn("not ok 2 a_case", got)
+            self.assertNotIn("loaded", got)
+            self.assertNotIn("another_case", got)
+            self.assertEqual(run_tests.kunit_evidence(None, "suite.a_case"), "")

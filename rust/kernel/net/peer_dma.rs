@@ -411,11 +411,12 @@ impl Provider {
     pub(crate) unsafe fn publish(&self, dev: *mut bindings::net_device) -> Result {
         self.0.dev.compare_exchange(0, dev as usize, Ordering::Relaxed, Ordering::Relaxed).map_err(|_| EBUSY)?;
         let entry = Arc::into_raw(self.0.clone());
-        // Released: a lookup that sees the pointer sees the core initialised.
         // SAFETY: `ml_priv` is a pointer-sized, aligned field of the live
         // device; for devices of `DEVICE_TYPE` only this module accesses it,
         // and only atomically.
-        unsafe { ml_priv(dev) }.store(entry.cast_mut().cast(), Ordering::Release);
+        let slot = unsafe { ml_priv(dev) };
+        // Released: a lookup that sees the pointer sees the core initialised.
+        slot.store(entry.cast_mut().cast(), Ordering::Release);
         Ok(())
     }
 
@@ -455,7 +456,8 @@ impl Provider {
             // taken out of the device above, so this reference is ours; the
             // grace period above let every lookup that read it finish taking
             // its own.
-            drop(unsafe { Arc::from_raw(entry.cast::<Core>()) });
+            let index_ref = unsafe { Arc::from_raw(entry.cast::<Core>()) };
+            drop(index_ref);
         }
     }
 }
@@ -529,7 +531,8 @@ impl CapRef {
         // dropped only after a grace period that began after it was taken
         // out of the device (`withdraw`), so it is live in this read
         // section.
-        let core: Arc<Core> = unsafe { ArcBorrow::from_raw(entry.cast::<Core>()) }.into();
+        let borrowed = unsafe { ArcBorrow::from_raw(entry.cast::<Core>()) };
+        let core: Arc<Core> = borrowed.into();
         drop(guard);
         Some(CapRef(core))
     }
@@ -746,7 +749,7 @@ impl DevBuf {
     ///   which `egress` transmits it.
     ///
     /// Any context but hard interrupts; never sleeps.
-    pub fn send(mut self, header: Option<&[u8]>, egress: &CapRef) -> Result<(), SendError> {
+    pub fn send(self, header: Option<&[u8]>, egress: &CapRef) -> Result<(), SendError> {
         let header = match header {
             None => None,
             Some(h) if h.len() <= self.len as usize => match Header::new(h) {
@@ -755,45 +758,27 @@ impl DevBuf {
             },
             Some(_) => return Err(SendError::Invalid(self)),
         };
-        let core = self.core.clone();
-        let guard = rcu::read_lock();
-        let Some(ops) = core.ops.try_access_with_guard(&guard) else {
-            // Nothing to release: the driver reclaimed its memory.
-            self.slot = None;
-            return Err(SendError::Gone);
-        };
-        let Some(slot) = self.slot.take() else { return Err(SendError::Gone) };
-        if Arc::ptr_eq(&core, &egress.0) {
-            return match ops.transmit_own(slot, self.len, header.as_ref()) {
-                Ok(()) => Ok(()),
-                Err((why, slot)) => {
-                    self.slot = Some(slot);
-                    Err(SendError::refused(why, self))
-                }
+        let own = Arc::ptr_eq(&self.core, &egress.0);
+        let len = self.len;
+        self.hand_over(|ops, slot, guard| {
+            if own {
+                return ops.transmit_own(slot, len, header.as_ref()).map_err(|(why, slot)| Handback::Refused(why, slot));
+            }
+            let Some(egress_ops) = egress.0.ops.try_access_with_guard(guard) else {
+                // The egress is gone; the frame is released.
+                return Err(Handback::Gone(Some(slot)));
             };
-        }
-        let Some(egress_ops) = egress.0.ops.try_access_with_guard(&guard) else {
-            // The egress is gone; dropping `self` releases the frame.
-            self.slot = Some(slot);
-            return Err(SendError::Gone);
-        };
-        let dst = match egress_ops.reserve(self.len) {
-            Ok(dst) => Reserved { core: egress.0.clone(), slot: Some(dst), len: self.len },
-            Err(why) => {
-                self.slot = Some(slot);
-                return Err(SendError::refused(why, self));
-            }
-        };
-        let job = PeerJob { src: slot, len: self.len, header, dst };
-        match ops.peer_transfer(job) {
-            Ok(()) => Ok(()),
-            Err((why, job)) => {
-                self.slot = Some(job.src);
+            let dst = match egress_ops.reserve(len) {
+                Ok(dst) => Reserved { core: egress.0.clone(), slot: Some(dst), len },
+                Err(why) => return Err(Handback::Refused(why, slot)),
+            };
+            ops.peer_transfer(PeerJob { src: slot, len, header, dst }).map_err(|(why, job)| {
                 // Dropping the reservation releases the egress's room.
-                drop(job.dst);
-                Err(SendError::refused(why, self))
-            }
-        }
+                let PeerJob { src, dst, .. } = job;
+                drop(dst);
+                Handback::Refused(why, src)
+            })
+        })
     }
 
     /// Fallback: has the device DMA the whole frame into an skb, handed to
@@ -809,7 +794,19 @@ impl DevBuf {
         self.into_host(None)
     }
 
-    fn into_host(mut self, tag: Option<u64>) -> Result<(), SendError> {
+    fn into_host(self, tag: Option<u64>) -> Result<(), SendError> {
+        let len = self.len;
+        self.hand_over(|ops, slot, _| ops.to_skb(slot, len, tag).map_err(|(why, slot)| Handback::Refused(why, slot)))
+    }
+
+    /// Hands the frame to the driver: runs `f` with the device's operations
+    /// and the slot, inside one RCU read section. `Gone`, with nothing to
+    /// release, once the device was withdrawn (the driver reclaimed its
+    /// memory); a slot `f` gives back returns to the handle.
+    fn hand_over(
+        mut self,
+        f: impl FnOnce(&dyn PeerDmaOps, Slot, &rcu::Guard) -> Result<(), Handback>,
+    ) -> Result<(), SendError> {
         let core = self.core.clone();
         let guard = rcu::read_lock();
         let Some(ops) = core.ops.try_access_with_guard(&guard) else {
@@ -817,14 +814,25 @@ impl DevBuf {
             return Err(SendError::Gone);
         };
         let Some(slot) = self.slot.take() else { return Err(SendError::Gone) };
-        match ops.to_skb(slot, self.len, tag) {
+        match f(&**ops, slot, &guard) {
             Ok(()) => Ok(()),
-            Err((why, slot)) => {
+            Err(Handback::Refused(why, slot)) => {
                 self.slot = Some(slot);
                 Err(SendError::refused(why, self))
             }
+            Err(Handback::Gone(slot)) => {
+                // Dropping the handle releases what came back.
+                self.slot = slot;
+                Err(SendError::Gone)
+            }
         }
     }
+}
+
+/// What a driver call gives back to [`DevBuf::hand_over`].
+enum Handback {
+    Refused(Refusal, Slot),
+    Gone(Option<Slot>),
 }
 
 impl Drop for DevBuf {
