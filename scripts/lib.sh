@@ -14,6 +14,7 @@ POLYNIC_VENV="$POLYNIC_CACHE/venv"   # virtme-ng lives here (scripts/setup.sh)
 export PATH="$POLYNIC_VENV/bin:$HOME/.cargo/bin:$PATH"
 BINDGEN_VERSION=0.73.2
 VIRTME_NG_VERSION=1.42
+VIRTIOFSD_VERSION=1.14.0
 KERNEL_SERIES=7.3
 KERNEL_PACKAGE="linux-source-${KERNEL_SERIES}"
 

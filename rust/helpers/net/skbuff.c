@@ -103,6 +103,33 @@ __rust_helper unsigned char rust_helper_polynic_skb_pkt_type(const struct sk_buf
 	return skb->pkt_type;
 }
 
+/* What ip_forward() does to every buffer it forwards, before the rewrite. */
+__rust_helper void rust_helper_polynic_skb_prepare_to_forward(struct sk_buff *skb)
+{
+	skb_forward_csum(skb);
+	skb_clear_tstamp(skb);
+}
+
+__rust_helper bool rust_helper_polynic_skb_is_gso(const struct sk_buff *skb)
+{
+	return skb_is_gso(skb);
+}
+
+__rust_helper bool rust_helper_pskb_may_pull(struct sk_buff *skb, unsigned int len)
+{
+	return pskb_may_pull(skb, len);
+}
+
+__rust_helper int rust_helper_pskb_trim_rcsum(struct sk_buff *skb, unsigned int len)
+{
+	return pskb_trim_rcsum(skb, len);
+}
+
+__rust_helper int rust_helper_skb_cow_head(struct sk_buff *skb, unsigned int headroom)
+{
+	return skb_cow_head(skb, headroom);
+}
+
 __rust_helper void rust_helper_skb_reset_mac_header(struct sk_buff *skb)
 {
 	skb_reset_mac_header(skb);

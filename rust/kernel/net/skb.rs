@@ -158,6 +158,26 @@ impl<S: State> SkBuff<S> {
         unsafe { bindings::skb_cloned(self.as_raw()) != 0 }
     }
 
+    /// Whether the buffer holds a GSO super-packet (a GRO-merged receive or
+    /// a segmentation-offloaded send): its network header's length fields
+    /// describe the whole, which leaves as several frames.
+    pub fn is_gso(&self) -> bool {
+        // SAFETY: The buffer is valid; the helper reads `gso_size`, which
+        // holders of a shared buffer do not change.
+        unsafe { bindings::polynic_skb_is_gso(self.as_raw()) }
+    }
+
+    /// Whether each segment of this GSO buffer fits a network MTU of `mtu`
+    /// (`skb_gso_validate_network_len`); a buffer that is not GSO fits if
+    /// its length does.
+    pub fn segments_fit(&self, mtu: u32) -> bool {
+        if !self.is_gso() {
+            return self.len() <= mtu;
+        }
+        // SAFETY: The buffer is valid and a GSO one; the check only reads it.
+        unsafe { bindings::skb_gso_validate_network_len(self.as_raw(), mtu) }
+    }
+
     /// The linear data, `headlen()` bytes from `skb->data`.
     pub fn data(&self) -> &[u8] {
         let skb = self.as_raw();
@@ -392,6 +412,16 @@ impl<S: Exclusive> SkBuff<S> {
         }
     }
 
+    /// Readies a received buffer to be sent on by a router, as the stack's
+    /// own forwarding does: a checksum over the received bytes
+    /// (`CHECKSUM_COMPLETE`) no longer holds once a header changes, so it is
+    /// forgotten (`skb_forward_csum`), and the receive timestamp is cleared.
+    pub fn prepare_to_forward(&mut self) {
+        // SAFETY: The header is ours alone (`Exclusive`); the helper changes
+        // only its checksum state and timestamp.
+        unsafe { bindings::polynic_skb_prepare_to_forward(self.as_raw()) };
+    }
+
     /// A writable buffer with this data: this one if its data area is not
     /// shared with clones, else a copy of the header's data area
     /// (`skb_unclone`). Paged data stays paged.
@@ -488,6 +518,47 @@ impl SkBuff<Writable> {
             core::ptr::write_bytes(p, 0, len as usize);
             core::slice::from_raw_parts_mut(p, len as usize)
         })
+    }
+
+    /// Makes the first `len` bytes of the data linear (in the header's data
+    /// area), pulling them from pages if needed (`pskb_may_pull`), so that
+    /// [`Self::data_mut`] covers them. `EINVAL` if the buffer is shorter,
+    /// `ENOMEM` if the pull could not allocate.
+    pub fn pull_into_head(&mut self, len: u32) -> Result {
+        if len > self.len() {
+            return Err(EINVAL);
+        }
+        // SAFETY: The data is ours alone (`Writable`): a pull that
+        // reallocates the head keeps it so.
+        if unsafe { bindings::pskb_may_pull(self.as_raw(), len) } {
+            Ok(())
+        } else {
+            Err(ENOMEM)
+        }
+    }
+
+    /// Cuts the data to `len` bytes (link-layer padding after a packet's
+    /// end, say), keeping a received checksum valid (`pskb_trim_rcsum`).
+    /// Longer than the data is a no-op; `ENOMEM` if paged data could not be
+    /// trimmed.
+    pub fn trim(&mut self, len: u32) -> Result {
+        // SAFETY: The data is ours alone; the helper trims only when `len`
+        // is below the length.
+        to_result(unsafe { bindings::pskb_trim_rcsum(self.as_raw(), len) })
+    }
+
+    /// Prepends `len` bytes like [`Self::push`], first making room for
+    /// `len + headroom` bytes in front of the data if there is not enough
+    /// (`skb_cow_head`): for a link-layer header on a device whose headroom
+    /// needs differ from those of the device the buffer came from.
+    pub fn push_with_room(&mut self, len: u32, headroom: u32) -> Result<&mut [u8]> {
+        let want = len.checked_add(headroom).ok_or(EINVAL)?;
+        if self.headroom() < want {
+            // SAFETY: The buffer is ours alone; `skb_cow_head` reallocates
+            // the head with at least `want` bytes in front of the data.
+            to_result(unsafe { bindings::skb_cow_head(self.as_raw(), want) })?;
+        }
+        self.push(len)
     }
 
     /// Prepends `len` bytes to the data and returns them, zeroed. Fails with

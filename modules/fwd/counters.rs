@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What one attached device's router did with the frames it received:
+//! forwarded (by path), left to the stack (by reason), dropped (malformed,
+//! by reason; refused by the egress; no memory). Read as `name value`
+//! lines from configfs (`docs/forwarding.md` lists them).
+
+use crate::{decide::ToStack, ipv4::Malformed, Mode};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use kernel::{fmt, prelude::*};
+
+/// Counters of one attached device. Relaxed atomics: each is a total on
+/// its own, read while traffic runs.
+#[derive(Default)]
+pub(crate) struct Counters {
+    forwarded: [AtomicU64; Mode::ALL.len()],
+    forwarded_bytes: [AtomicU64; Mode::ALL.len()],
+    to_stack: [AtomicU64; ToStack::ALL.len()],
+    malformed: [AtomicU64; Malformed::ALL.len()],
+    /// The egress device's queue dropped the frame, or it was down.
+    egress_dropped: AtomicU64,
+    /// The egress NIC had no room (transmit queue or memory) for a frame
+    /// that was to stay in device memory.
+    egress_busy: AtomicU64,
+    /// A copy or header reallocation the forward needed failed.
+    no_memory: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn forwarded(&self, mode: Mode, bytes: u32) {
+        self.forwarded[mode as usize].fetch_add(1, Relaxed);
+        self.forwarded_bytes[mode as usize].fetch_add(u64::from(bytes), Relaxed);
+    }
+
+    pub(crate) fn egress_dropped(&self) {
+        self.egress_dropped.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn egress_busy(&self) {
+        self.egress_busy.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn no_memory(&self) {
+        self.no_memory.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn to_stack(&self, why: ToStack) {
+        self.to_stack[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn malformed(&self, why: Malformed) {
+        self.malformed[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Every counter, one `name value` line each.
+    pub(crate) fn show(&self, w: &mut impl fmt::Write) -> fmt::Result {
+        for mode in Mode::ALL {
+            let i = mode as usize;
+            w.write_fmt(fmt!("forwarded.{} {}\n", mode.name(), self.forwarded[i].load(Relaxed)))?;
+            w.write_fmt(fmt!("forwarded_bytes.{} {}\n", mode.name(), self.forwarded_bytes[i].load(Relaxed)))?;
+        }
+        for why in ToStack::ALL {
+            w.write_fmt(fmt!("to_stack.{} {}\n", why.name(), self.to_stack[why as usize].load(Relaxed)))?;
+        }
+        for why in Malformed::ALL {
+            w.write_fmt(fmt!("malformed.{} {}\n", why.name(), self.malformed[why as usize].load(Relaxed)))?;
+        }
+        w.write_fmt(fmt!("dropped.egress {}\n", self.egress_dropped.load(Relaxed)))?;
+        w.write_fmt(fmt!("dropped.egress_busy {}\n", self.egress_busy.load(Relaxed)))?;
+        w.write_fmt(fmt!("dropped.no_memory {}\n", self.no_memory.load(Relaxed)))
+    }
+
+    /// Sets every counter to zero.
+    pub(crate) fn reset(&self) {
+        let arrays = [&self.forwarded[..], &self.forwarded_bytes, &self.to_stack, &self.malformed];
+        let singles = [&self.egress_dropped, &self.egress_busy, &self.no_memory];
+        for c in Iterator::chain(arrays.into_iter().flatten(), singles) {
+            c.store(0, Relaxed);
+        }
+    }
+}
