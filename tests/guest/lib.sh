@@ -47,6 +47,19 @@ save_kunit() {
   return 0
 }
 
+# kv FILE KEY: the value on FILE's `KEY value` line (counters and stats
+# files). The file is read in one go: configfs renders the whole file again
+# for every read a line-by-line loop makes.
+kv() {
+  local line lines
+  mapfile -t lines <"$1"
+  for line in "${lines[@]}"; do
+    [[ $line == "$2 "* ]] && { echo "${line#* }"; return 0; }
+  done
+  echo "no $2 in $1" >&2
+  return 1
+}
+
 # Fail the scenario with a message.
 fail() {
   echo "FAIL: $*" >&2

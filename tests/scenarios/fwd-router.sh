@@ -33,17 +33,8 @@ trap cleanup EXIT
 # configfs).
 fwdctl() { "$POLYNIC_BIN/fwdctl" "$@"; }
 
-# counter DEV NAME: one counter of an attached device (the file is read in
-# one go, see pnic-pair.sh).
-counter() {
-  local line lines
-  mapfile -t lines <"$F/$1/counters"
-  for line in "${lines[@]}"; do
-    [[ $line == "$2 "* ]] && { echo "${line#* }"; return 0; }
-  done
-  echo "no $2 in $F/$1/counters" >&2
-  return 1
-}
+# counter DEV NAME: one counter of an attached device.
+counter() { kv "$F/$1/counters" "$2"; }
 
 # Three namespaces, one ip batch each (every process costs seconds here).
 ip netns add fa && ip netns add fr && ip netns add fb || fail "netns"
@@ -85,6 +76,7 @@ ip netns exec fa ping -c 1 -W 5 10.88.2.1 >/dev/null || fail "ping to the router
 ip netns exec fb iperf3 -s -D -p 5201 >/dev/null 2>&1
 pause 1
 before=$(counter fr0 forwarded.conventional)
+received=$(ip netns exec fr cat /sys/class/net/fr0/statistics/rx_packets)
 report=$(ip netns exec fa iperf3 -c 10.88.2.2 -p 5201 -t 3 -f k 2>&1) || fail "iperf3 TCP: $report"
 [[ $report =~ ([0-9.]+)\ Kbits/sec[^$'\n']*receiver ]] || fail "iperf3 TCP reported no receiver rate: $report"
 echo "iperf3 TCP through the router: ${BASH_REMATCH[1]} Kbit/s"
@@ -92,7 +84,12 @@ report=$(ip netns exec fa iperf3 -c 10.88.2.2 -p 5201 -u -b 20M -l 1200 -t 2 -f 
 [[ $report =~ ([0-9.]+)\ Kbits/sec[^$'\n']*receiver ]] || fail "iperf3 UDP reported no receiver rate: $report"
 echo "iperf3 UDP through the router: ${BASH_REMATCH[1]} Kbit/s"
 forwarded=$(($(counter fr0 forwarded.conventional) - before))
-((forwarded > 1000)) || fail "only $forwarded packets of iperf3 forwarded by the fast path"
+received=$(($(ip netns exec fr cat /sys/class/net/fr0/statistics/rx_packets) - received))
+# All but a few (ARP, the first packet to an unresolved neighbour) take the
+# fast path.
+((forwarded > 100 && forwarded * 10 >= received * 9)) ||
+  fail "the fast path forwarded $forwarded of the $received packets the router received from A"
+echo "iperf3: $forwarded of $received packets from A forwarded by the fast path"
 
 head -c $((1 << 20)) /dev/urandom >/tmp/fwd-1m
 files=()
@@ -121,17 +118,17 @@ echo "TTL expiry and DF over the MTU answered by the stack"
 
 # 4. Table changes take effect on the next packet.
 ip -n fr route add blackhole 10.88.2.2/32 || fail "blackhole route"
-! ip netns exec fa ping -c 1 -W 2 10.88.2.2 >/dev/null 2>&1 || fail "forwarded past a blackhole route"
+! ip netns exec fa ping -c 1 -W 1 10.88.2.2 >/dev/null 2>&1 || fail "forwarded past a blackhole route"
 (($(counter fr0 to_stack.no_route) >= 1)) || fail "blackholed packet not counted"
 ip -n fr route del blackhole 10.88.2.2/32
 ip netns exec fa ping -c 1 -W 5 10.88.2.2 >/dev/null || fail "no forwarding after the route came back"
 mac_b=$(ip netns exec fb cat /sys/class/net/fb0/address)
 ip -n fr neigh replace 10.88.2.2 lladdr 02:00:00:00:00:99 dev fr1 nud permanent || fail "wrong neighbour"
-! ip netns exec fa ping -c 1 -W 2 10.88.2.2 >/dev/null 2>&1 || fail "a changed neighbour address was not used"
+! ip netns exec fa ping -c 1 -W 1 10.88.2.2 >/dev/null 2>&1 || fail "a changed neighbour address was not used"
 ip -n fr neigh replace 10.88.2.2 lladdr "$mac_b" dev fr1 nud reachable || fail "right neighbour"
 ip netns exec fa ping -c 1 -W 5 10.88.2.2 >/dev/null || fail "no forwarding after the neighbour was corrected"
 ip netns exec fr sysctl -qw net.ipv4.conf.fr0.forwarding=0
-! ip netns exec fa ping -c 1 -W 2 10.88.2.2 >/dev/null 2>&1 || fail "forwarded with forwarding off"
+! ip netns exec fa ping -c 1 -W 1 10.88.2.2 >/dev/null 2>&1 || fail "forwarded with forwarding off"
 (($(counter fr0 to_stack.forwarding_off) >= 1)) || fail "forwarding off not counted"
 ip netns exec fr sysctl -qw net.ipv4.conf.fr0.forwarding=1
 ip netns exec fa ping -c 1 -W 5 10.88.2.2 >/dev/null || fail "no forwarding after forwarding came back on"
@@ -153,9 +150,16 @@ header_length=${eth}43000030${rest}${payload}
 total_length=${eth}45000578${rest}${payload}
 checksum=${eth}45000030${rest}${payload}
 dropped0=$(ip netns exec fa cat /sys/class/net/fa0/statistics/tx_dropped)
-sent=$("$POLYNIC_BIN/inject" --netns fa --dev fa0 --count 100000 \
-  "$truncated" "$version" "$header_length" "$total_length" "$checksum") || fail "sending malformed frames"
-[[ $sent == 100000 ]] || fail "inject sent $sent frames"
+# Two senders, one per CPU: each frame costs milliseconds in this guest, and
+# veth has the receiving side run on the sender's CPU.
+frames=("$truncated" "$version" "$header_length" "$total_length" "$checksum")
+taskset -c 0 "$POLYNIC_BIN/inject" --netns fa --dev fa0 --count 50000 "${frames[@]}" >/tmp/fwd-inject0 &
+first=$!
+taskset -c 1 "$POLYNIC_BIN/inject" --netns fa --dev fa0 --count 50000 "${frames[@]}" >/tmp/fwd-inject1 ||
+  fail "sending malformed frames"
+wait "$first" || fail "sending malformed frames"
+[[ $(</tmp/fwd-inject0) == 50000 && $(</tmp/fwd-inject1) == 50000 ]] || fail "inject sent too few frames"
+rm -f /tmp/fwd-inject0 /tmp/fwd-inject1
 # veth drops a frame only when the router's receive backlog is full; those
 # never reached the router and are counted on A's side.
 lost=$(($(ip netns exec fa cat /sys/class/net/fa0/statistics/tx_dropped) - dropped0))

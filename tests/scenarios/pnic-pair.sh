@@ -30,18 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# pstat PAIR KEY: one line of a pair's stats. The file is read in one go:
-# configfs renders the whole file again for every read a line-by-line loop
-# makes.
-pstat() {
-  local line lines
-  mapfile -t lines <"$P/$1/stats"
-  for line in "${lines[@]}"; do
-    [[ $line == "$2 "* ]] && { echo "${line#* }"; return 0; }
-  done
-  echo "no $2 in $P/$1/stats" >&2
-  return 1
-}
+# pstat PAIR KEY: one line of a pair's stats.
+pstat() { kv "$P/$1/stats" "$2"; }
 
 # power_on PAIR [SETTING=VALUE...]: a powered pair PAIRa/PAIRb.
 power_on() {
