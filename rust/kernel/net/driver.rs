@@ -436,10 +436,9 @@ impl<T: Driver> Registration<T> {
         // INVARIANT: Allocated for `T`, initialised, registered.
         let mut reg = Registration { dev, peer_dma: None, _p: PhantomData };
         if let Some(provider) = provider {
-            // On failure `reg` unregisters the device as it goes.
-            // SAFETY: Registered, allocated by `register_inner` with the
-            // capable device type, and `drop` withdraws the capability
-            // before unregistering.
+            // On failure `reg` unregisters the device as it goes. `drop`
+            // withdraws the capability before unregistering.
+            // SAFETY: Registered, allocated by `register_inner` with the capable device type.
             let published = unsafe { provider.publish(dev.as_ptr()) };
             published?;
             reg.peer_dma = Some(provider);

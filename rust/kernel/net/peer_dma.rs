@@ -411,9 +411,8 @@ impl Provider {
     pub(crate) unsafe fn publish(&self, dev: *mut bindings::net_device) -> Result {
         self.0.dev.compare_exchange(0, dev as usize, Ordering::Relaxed, Ordering::Relaxed).map_err(|_| EBUSY)?;
         let entry = Arc::into_raw(self.0.clone());
-        // SAFETY: `ml_priv` is a pointer-sized, aligned field of the live
-        // device; for devices of `DEVICE_TYPE` only this module accesses it,
-        // and only atomically.
+        // For devices of `DEVICE_TYPE` only this module touches `ml_priv`, atomically.
+        // SAFETY: `ml_priv` is a pointer-sized, aligned field of the live device.
         let slot = unsafe { ml_priv(dev) };
         // Released: a lookup that sees the pointer sees the core initialised.
         slot.store(entry.cast_mut().cast(), Ordering::Release);
@@ -452,10 +451,8 @@ impl Provider {
             rcu::synchronize_rcu();
         }
         if !entry.is_null() {
-            // SAFETY: `entry` came from `Arc::into_raw` in `publish` and was
-            // taken out of the device above, so this reference is ours; the
-            // grace period above let every lookup that read it finish taking
-            // its own.
+            // The grace period above let every lookup that read `entry` take its own reference.
+            // SAFETY: From `Arc::into_raw` in `publish`, taken out of the device above: ours.
             let index_ref = unsafe { Arc::from_raw(entry.cast::<Core>()) };
             drop(index_ref);
         }
@@ -527,10 +524,8 @@ impl CapRef {
         if entry.is_null() {
             return None;
         }
-        // SAFETY: A non-null entry is an `Arc<Core>` from `Arc::into_raw`,
-        // dropped only after a grace period that began after it was taken
-        // out of the device (`withdraw`), so it is live in this read
-        // section.
+        // `withdraw` drops the entry only a grace period after taking it out of the device.
+        // SAFETY: An `Arc<Core>` from `Arc::into_raw`, so live in this read section.
         let borrowed = unsafe { ArcBorrow::from_raw(entry.cast::<Core>()) };
         let core: Arc<Core> = borrowed.into();
         drop(guard);

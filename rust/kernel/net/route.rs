@@ -82,9 +82,8 @@ pub fn lookup_ipv4<'a>(
     };
     match u32::try_from(verdict).unwrap_or(bindings::POLYNIC_FIB4_UNSUPPORTED) {
         bindings::POLYNIC_FIB4_FORWARD if !out.egress.is_null() => {
-            // SAFETY: The FIB held the device when we looked; it is freed
-            // only after a grace period, and `_rcu` holds off the end of
-            // the current one for `'a`.
+            // Devices are freed only after a grace period, which `_rcu` holds off for `'a`.
+            // SAFETY: The FIB held the device when we looked, in this read section.
             let egress = unsafe { NetDevice::from_raw(out.egress) };
             Ipv4Route::Forward(NextHop {
                 egress,
