@@ -4,31 +4,38 @@
 #         (out/bench/results.{md,json,png})
 #   pnic  a pnic pair with no bus and on a modelled PCI bus, next to veth
 #         (out/bench/pnic/results.{md,json,png})
+#   fwd   a router forwarding UDP from 1-3 sources by ip_forward and the fwd
+#         module's three paths, over pnic on a modelled bus and over veth
+#         (out/bench/fwd/results.{md,json,png})
 # BENCH_ONLY=SECTION runs one section; BENCH_EBD_ALONE=1 measures EBD
 # without its anchors, for tuning (no report). A benchmark, not a test: it
 # reports figures and ratios, it does not pass or fail on them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$POLYNIC_ROOT"
 only=${BENCH_ONLY:-}
-case $only in "" | ebd | pnic) ;; *) die "BENCH_ONLY=$only: no such section (ebd, pnic)" ;; esac
+case $only in "" | ebd | pnic | fwd) ;; *) die "BENCH_ONLY=$only: no such section (ebd, pnic, fwd)" ;; esac
 sections=()
 [[ -z $only || $only == ebd ]] && sections+=(ebd)
 [[ -z $only || $only == pnic ]] && sections+=(pnic)
+[[ -z $only || $only == fwd ]] && sections+=(fwd)
 # The bench kernel: the test kernel without KASAN, lockdep and kmemleak
 # (scripts/polynic-bench.config); built once into the cache (~11 min).
 prepare_guest bench
 out="$POLYNIC_ROOT/out/vm/bench"
-log "booting the bench kernel for ${sections[*]} (${BENCH_ROUNDS:-3} rounds; about 3 minutes a round for ebd, 2 for pnic)"
+log "booting the bench kernel for ${sections[*]} (${BENCH_ROUNDS:-3} rounds; about 3 minutes a round for ebd, 2 for pnic; fwd: ${FWD_ROUNDS:-2} rounds, about 9 minutes each)"
 guest=()
 for s in "${sections[@]}"; do
   case $s in
     ebd) guest+=("bash tests/guest/bench.sh") ;;
     pnic) guest+=("bash tests/guest/bench-pnic.sh") ;;
+    fwd) guest+=("bash tests/guest/bench-fwd.sh") ;;
   esac
 done
 rc=0
 run_guest "$out" 4800 BENCH_RUNTIME="${BENCH_RUNTIME:-10}" BENCH_ROUNDS="${BENCH_ROUNDS:-3}" \
   BENCH_EBD_ALONE="${BENCH_EBD_ALONE:-}" EBD_WINDOW="${EBD_WINDOW:-}" PNIC_TIME_SCALE="${PNIC_TIME_SCALE:-1}" \
+  FWD_TIME_SCALE="${FWD_TIME_SCALE:-8}" FWD_ROUNDS="${FWD_ROUNDS:-2}" FWD_RUNTIME="${FWD_RUNTIME:-3}" \
+  FWD_SIZES="${FWD_SIZES:-}" FWD_SOURCES="${FWD_SOURCES:-}" FWD_CONFIGS="${FWD_CONFIGS:-}" \
   bash -c "$(IFS=';'; echo "set -e; ${guest[*]}")" || rc=$?
 if [[ $rc -ne 0 ]]; then
   tail -n 30 "$out/output.log"
@@ -44,5 +51,6 @@ for s in "${sections[@]}"; do
       fi
       ;;
     pnic) python3 scripts/bench_pnic_report.py "$out/bench/pnic" "$POLYNIC_ROOT/out/bench/pnic" ;;
+    fwd) python3 scripts/bench_fwd_report.py "$out/bench/fwd" "$POLYNIC_ROOT/out/bench/fwd" ;;
   esac
 done
