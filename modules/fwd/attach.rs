@@ -102,7 +102,7 @@ fn hook(dev: &ARef<NetDevice>, mode: Mode, counters: &Arc<Counters>, rtnl: &Rtnl
         pr_err!("{} is not a capable NIC: only the conventional path is available\n", dev.name());
         return Err(EOPNOTSUPP);
     };
-    let consumer = Arc::new(DeviceRouter { ingress: dev.clone(), mode, counters: counters.clone() }, GFP_KERNEL)?;
+    let consumer = DeviceRouter::new(dev.clone(), mode, counters.clone())?;
     Ok(Hooked::Claim(cap.claim(header, consumer)?))
 }
 

@@ -12,12 +12,15 @@
 //!   back over the frame's start in one DMA before the frame moves.
 //!
 //! Then one peer DMA moves the frame into the egress NIC (none if the
-//! egress is the ingress: a self transfer). An egress that is not capable
+//! egress is the ingress: a self transfer). A frame whose egress has no
+//! room waits in the ingress NIC's memory, in the router's backlog, until
+//! the egress tells it has room (`RxConsumer::room`). An egress that is not capable
 //! gets the frame through host memory: the NIC DMAs it into an skb, and the
 //! conventional path forwards that. Everything the fast path does not
 //! forward goes to the stack as an ordinary receive.
 
 use crate::{
+    backlog::{Backlog, Held, BACKLOG},
     conventional,
     counters::Counters,
     decide::{self, Forward, ToStack, Verdict},
@@ -31,8 +34,9 @@ use kernel::{
         peer_dma::{CapRef, DevBuf, RxConsumer, RxCtx, RxFrame, SendError},
         skb::{SkBuff, Writable},
     },
+    new_spinlock_bh,
     prelude::*,
-    sync::{aref::ARef, rcu, Arc},
+    sync::{aref::ARef, rcu, Arc, SpinLockBh},
 };
 
 /// Bytes the NIC copies to host memory at receive in header-copy mode: the
@@ -44,12 +48,32 @@ pub(crate) const COPIED: usize = HLEN + MIN_HEADER;
 const TTL_IN_FRAME: usize = HLEN + ipv4::TTL_OFFSET;
 
 /// The consumer of one claimed NIC.
+#[pin_data]
 pub(crate) struct DeviceRouter {
     /// The claimed NIC's device: routes are looked up as received on it.
-    pub(crate) ingress: ARef<NetDevice>,
+    ingress: ARef<NetDevice>,
     /// `InPlace` or `HeaderCopy`.
-    pub(crate) mode: Mode,
-    pub(crate) counters: Arc<Counters>,
+    mode: Mode,
+    counters: Arc<Counters>,
+    /// Frames waiting for room in their egress, oldest first. Held while a
+    /// frame is sent, so that frames leave in the order they came.
+    #[pin]
+    backlog: SpinLockBh<Backlog>,
+}
+
+impl DeviceRouter {
+    pub(crate) fn new(ingress: ARef<NetDevice>, mode: Mode, counters: Arc<Counters>) -> Result<Arc<Self>> {
+        let backlog = Backlog::new(BACKLOG)?;
+        Arc::pin_init(
+            pin_init!(DeviceRouter {
+                ingress,
+                mode,
+                counters,
+                backlog <- new_spinlock_bh!(backlog, "fwd::DeviceRouter::backlog"),
+            }),
+            GFP_KERNEL,
+        )
+    }
 }
 
 impl RxConsumer for DeviceRouter {
@@ -119,12 +143,18 @@ impl RxConsumer for DeviceRouter {
             Verdict::Malformed(why) => self.counters.malformed(why),
         }
     }
+
+    /// An egress that refused a frame for want of room may have some now.
+    fn room(&self) {
+        let mut backlog = self.backlog.lock();
+        self.drain(&mut backlog);
+    }
 }
 
 impl DeviceRouter {
     /// Rewrites the headers and sends the frame on: by peer DMA (or a self
     /// transfer) to a capable egress, else through host memory.
-    fn forward(&self, mut buf: DevBuf, copied: bool, head: &mut [u8; COPIED], have: usize, f: &Forward<'_>) {
+    fn forward(&self, buf: DevBuf, copied: bool, head: &mut [u8; COPIED], have: usize, f: &Forward<'_>) {
         let Some(egress) = CapRef::lookup(f.hop.egress) else {
             // One copy into host memory, then the conventional path.
             if buf.to_skb(0).is_err() {
@@ -141,27 +171,69 @@ impl DeviceRouter {
             self.to_stack(buf);
             return;
         }
-        let len = buf.len();
-        let sent = if copied {
-            buf.send(Some(&head[..have]), &egress)
+        let mut held = Held { buf, header: [0; COPIED], header_len: 0, egress };
+        if copied {
+            held.header[..have].copy_from_slice(&head[..have]);
+            // At most `COPIED` (34).
+            held.header_len = have as u8;
         } else {
             // Two posted writes over the bus: the addresses, then the TTL
             // word with the checksum.
-            let written = buf.write(0, &head[..2 * ALEN]).and_then(|()| {
-                buf.write(TTL_IN_FRAME as u32, &head[TTL_IN_FRAME..TTL_IN_FRAME + 4])
+            let written = held.buf.write(0, &head[..2 * ALEN]).and_then(|()| {
+                held.buf.write(TTL_IN_FRAME as u32, &head[TTL_IN_FRAME..TTL_IN_FRAME + 4])
             });
             if written.is_err() {
                 self.counters.egress_dropped();
                 return;
             }
-            buf.send(None, &egress)
-        };
-        match sent {
+        }
+        let mut backlog = self.backlog.lock();
+        // Frames that wait go first; this one waits behind them.
+        self.drain(&mut backlog);
+        if !backlog.is_empty() {
+            self.hold(&mut backlog, held, false);
+            return;
+        }
+        if let Some(refused) = self.send(held) {
+            self.hold(&mut backlog, refused, false);
+        }
+    }
+
+    /// Sends a rewritten frame; gives it back if the egress has no room now
+    /// (the capability then tells [`RxConsumer::room`] when it may have).
+    fn send(&self, held: Held) -> Option<Held> {
+        let Held { buf, header, header_len, egress } = held;
+        let len = buf.len();
+        let copy = (header_len > 0).then(|| &header[..usize::from(header_len)]);
+        match buf.send(copy, &egress) {
             Ok(()) => self.counters.forwarded(self.mode, len),
-            // No room in the egress NIC now: the frame is dropped, as a
-            // full transmit queue would drop it.
-            Err(SendError::Busy(_) | SendError::NoMemory(_)) => self.counters.egress_busy(),
+            Err(SendError::Busy(buf) | SendError::NoMemory(buf)) => {
+                return Some(Held { buf, header, header_len, egress });
+            }
             Err(SendError::Invalid(_) | SendError::Gone) => self.counters.egress_dropped(),
+        }
+        None
+    }
+
+    /// Sends held frames, oldest first, until one is refused again.
+    fn drain(&self, backlog: &mut Backlog) {
+        while let Some(held) = backlog.pop_front() {
+            if let Some(refused) = self.send(held) {
+                self.hold(backlog, refused, true);
+                return;
+            }
+        }
+    }
+
+    /// Keeps a refused frame in the ingress NIC's memory, first (`again`)
+    /// or last in the backlog; a full backlog drops it (releasing its
+    /// memory), counted.
+    fn hold(&self, backlog: &mut Backlog, held: Held, again: bool) {
+        let kept = if again { backlog.push_front(held) } else { backlog.push_back(held) };
+        match kept {
+            Ok(()) if !again => self.counters.held(),
+            Ok(()) => (),
+            Err(_dropped) => self.counters.backlog_full(),
         }
     }
 

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What one attached device's router did with the frames it received:
-//! forwarded (by path), left to the stack (by reason), dropped (malformed,
-//! by reason; refused by the egress; no memory). Read as `name value`
-//! lines from configfs (`docs/forwarding.md` lists them).
+//! forwarded (by path), left to the stack (by reason), held for room in
+//! the egress, dropped (malformed, by reason; refused by the egress; a full
+//! backlog; no memory). Read as `name value` lines from configfs
+//! (`docs/forwarding.md` lists them).
 
 use crate::{decide::ToStack, ipv4::Malformed, Mode};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -19,9 +20,11 @@ pub(crate) struct Counters {
     malformed: [AtomicU64; Malformed::ALL.len()],
     /// The egress device's queue dropped the frame, or it was down.
     egress_dropped: AtomicU64,
-    /// The egress NIC had no room (transmit queue or memory) for a frame
-    /// that was to stay in device memory.
-    egress_busy: AtomicU64,
+    /// Frames that waited in the ingress NIC's memory for room in their
+    /// egress NIC (each counted once, however long it waited).
+    held: AtomicU64,
+    /// Frames dropped because the ingress NIC's backlog was full.
+    backlog_full: AtomicU64,
     /// A copy or header reallocation the forward needed failed.
     no_memory: AtomicU64,
 }
@@ -36,8 +39,12 @@ impl Counters {
         self.egress_dropped.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn egress_busy(&self) {
-        self.egress_busy.fetch_add(1, Relaxed);
+    pub(crate) fn held(&self) {
+        self.held.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn backlog_full(&self) {
+        self.backlog_full.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn no_memory(&self) {
@@ -66,14 +73,15 @@ impl Counters {
             w.write_fmt(fmt!("malformed.{} {}\n", why.name(), self.malformed[why as usize].load(Relaxed)))?;
         }
         w.write_fmt(fmt!("dropped.egress {}\n", self.egress_dropped.load(Relaxed)))?;
-        w.write_fmt(fmt!("dropped.egress_busy {}\n", self.egress_busy.load(Relaxed)))?;
+        w.write_fmt(fmt!("held {}\n", self.held.load(Relaxed)))?;
+        w.write_fmt(fmt!("dropped.backlog_full {}\n", self.backlog_full.load(Relaxed)))?;
         w.write_fmt(fmt!("dropped.no_memory {}\n", self.no_memory.load(Relaxed)))
     }
 
     /// Sets every counter to zero.
     pub(crate) fn reset(&self) {
         let arrays = [&self.forwarded[..], &self.forwarded_bytes, &self.to_stack, &self.malformed];
-        let singles = [&self.egress_dropped, &self.egress_busy, &self.no_memory];
+        let singles = [&self.egress_dropped, &self.held, &self.backlog_full, &self.no_memory];
         for c in Iterator::chain(arrays.into_iter().flatten(), singles) {
             c.store(0, Relaxed);
         }

@@ -7,6 +7,7 @@
 //! the stack untouched. See `docs/forwarding.md`.
 
 mod attach;
+mod backlog;
 mod capable;
 mod config;
 mod conventional;

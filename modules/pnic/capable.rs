@@ -143,7 +143,12 @@ impl PeerDmaOps for Port {
         // transmit pool, so a full transmit pool refuses it.
         let slot = match self.shared.mem.move_to(slot, Owner { nic: self.index, pool: Pool::Tx }) {
             Ok(slot) => slot,
-            Err(slot) => return Err((Refusal::NoMemory, peer_dma::Slot::new(slot.into_raw()))),
+            Err(slot) => {
+                // Freeing memory kicks the engine, whose pass wakes the
+                // consumer waiting for room.
+                nic.tx_waits_for_memory.store(true, Relaxed);
+                return Err((Refusal::NoMemory, peer_dma::Slot::new(slot.into_raw())));
+            }
         };
         let mut not_before = now_ns();
         if let Some(h) = header {
@@ -178,6 +183,8 @@ impl PeerDmaOps for Port {
         match self.shared.mem.alloc(Owner { nic: self.index, pool: Pool::Tx }, len) {
             Some(slot) => Ok(peer_dma::Slot::new(slot.into_raw())),
             None => {
+                // As in `transmit_own`: the next free kicks the engine.
+                nic.tx_waits_for_memory.store(true, Relaxed);
                 NicCounters::add(&nic.counters.tx_mem_full, 1);
                 Err(Refusal::NoMemory)
             }
@@ -274,13 +281,15 @@ mod tests {
         }};
     }
 
-    /// Keeps what a claimed device delivers.
+    /// Keeps what a claimed device delivers, and counts the times it is
+    /// told a device that refused it room may have some.
     #[pin_data]
     struct Catcher {
         #[pin]
         frames: SpinLockBh<KVec<(DevBuf, Option<Header>)>>,
         #[pin]
         skbs: SpinLockBh<KVec<(u64, KVec<u8>)>>,
+        rooms: core::sync::atomic::AtomicU32,
     }
 
     impl RxConsumer for Catcher {
@@ -302,6 +311,10 @@ mod tests {
             if data.extend_from_slice(skb.data(), GFP_ATOMIC).is_ok() {
                 let _ = self.skbs.lock().push((tag, data), GFP_ATOMIC);
             }
+        }
+
+        fn room(&self) {
+            self.rooms.fetch_add(1, Relaxed);
         }
     }
 
@@ -342,7 +355,11 @@ mod tests {
 
     fn catcher() -> Result<Arc<Catcher>> {
         Arc::pin_init(
-            pin_init!(Catcher { frames <- new_spinlock_bh!(KVec::new()), skbs <- new_spinlock_bh!(KVec::new()) }),
+            pin_init!(Catcher {
+                frames <- new_spinlock_bh!(KVec::new()),
+                skbs <- new_spinlock_bh!(KVec::new()),
+                rooms: core::sync::atomic::AtomicU32::new(0),
+            }),
             GFP_KERNEL,
         )
     }
@@ -508,6 +525,47 @@ mod tests {
         let mut long = KVec::new();
         long.resize(601, 0u8, GFP_KERNEL)?;
         check!(matches!(got.send(Some(&long), &r.caps[3]), Err(SendError::Invalid(_))));
+        quiet(&r.p)?;
+        quiet(&r.q)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_send_refused_for_want_of_memory_is_told_once_when_memory_frees() -> Result {
+        let r = rig("w")?;
+        let c = catcher()?;
+        let _b = claim(&r.caps[1], HeaderMode::InPlace, &c)?;
+        send_on(&r.p, 0, &frame(500, 8)?)?;
+        let (buf, _) = next_frame(&c)?;
+        // All of c's transmit memory taken, as by frames waiting to leave.
+        let tx = Owner { nic: 0, pool: Pool::Tx };
+        let mut taken = KVec::new();
+        while let Some(slot) = r.q.shared().mem.alloc(tx, 1024) {
+            taken.push(slot, GFP_KERNEL)?;
+        }
+        check!(!taken.is_empty());
+        let buf = match buf.send(None, &r.caps[2]) {
+            Err(SendError::NoMemory(buf)) => buf,
+            other => {
+                pr_err!("a send into full memory gave {:?}\n", other.err());
+                return Err(EINVAL);
+            }
+        };
+        check_eq!(c.rooms.load(Relaxed), 0);
+        // Memory back: c's engine runs and tells b's consumer.
+        let at_d = rx_packets(&r.q, 1);
+        if let Some(slot) = taken.pop() {
+            r.q.shared().free(slot);
+        }
+        wait_for(|| c.rooms.load(Relaxed) > 0)?;
+        check!(buf.send(None, &r.caps[2]).is_ok());
+        wait_for(|| rx_packets(&r.q, 1) > at_d)?;
+        // Told once: c's passes for the frame that went did not tell again.
+        fsleep(Delta::from_millis(20));
+        check_eq!(c.rooms.load(Relaxed), 1);
+        for slot in taken.drain_all() {
+            r.q.shared().free(slot);
+        }
         quiet(&r.p)?;
         quiet(&r.q)?;
         Ok(())

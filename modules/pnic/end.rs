@@ -48,6 +48,12 @@ impl End {
         self.napi.schedule();
     }
 
+    /// Tells forwarding paths waiting for room in this NIC to try again
+    /// (`Provider::room_freed`). Process context, no lock held.
+    pub(crate) fn room_freed(&self) {
+        self.provider.room_freed();
+    }
+
     /// A claimed frame the consumer can no longer take: DMA'd into an skb
     /// for the stack by the engine (or dropped, counted, if its queue is
     /// full).

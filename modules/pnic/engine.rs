@@ -130,6 +130,12 @@ impl PairShared {
             }
             None => 0,
         };
+        if let Some(dev) = &dev {
+            // Forwarding paths this NIC refused for want of room (its
+            // transmit queue, memory or command queue) try again; no lock
+            // is held here, so they may send from the call.
+            dev.data().room_freed();
+        }
         drop(dev);
         NicCounters::add(&nic.counters.engine_passes, 1);
         NicCounters::add(&nic.counters.engine_ns, now_ns().saturating_sub(started));

@@ -121,7 +121,7 @@ impl Pair {
         Ok(pair)
     }
 
-    pub(crate) fn shared(&self) -> &PairShared {
+    pub(crate) fn shared(&self) -> &Arc<PairShared> {
         &self.shared
     }
 

@@ -25,7 +25,10 @@
 //! - or drop it, which releases the device memory.
 //!
 //! Running out of device memory or transmit room is an answer
-//! ([`SendError`]) that the path counts, never a wait.
+//! ([`SendError::Busy`], [`SendError::NoMemory`]), never a wait; the
+//! refused path keeps the frame and is told once the device that refused
+//! may have room again ([`RxConsumer::room`]), so that frames can wait in
+//! the ingress device's memory instead of being dropped.
 //!
 //! # What keeps what alive
 //!
@@ -53,7 +56,7 @@ use crate::{
 };
 use core::{
     ffi::c_void,
-    sync::atomic::{AtomicPtr, AtomicUsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering},
 };
 
 /// The longest header a device copies to host memory ([`HeaderMode::Copy`]).
@@ -240,6 +243,15 @@ pub trait RxConsumer: Send + Sync + 'static {
     /// A buffer sent to host memory with [`DevBuf::to_skb`] arrived. Runs
     /// in the poll of the device that held the buffer.
     fn skb_ready(&self, rx: &mut RxCtx<'_>, skb: SkBuff<Writable>, tag: u64);
+
+    /// A [`DevBuf::send`] of a frame of the claimed device was refused for
+    /// want of room ([`SendError::Busy`] or [`SendError::NoMemory`]), and
+    /// the device that refused may have room now, or has gone. Once per
+    /// refusal (refusals by one device before it frees room are told once),
+    /// from that device driver's context (process or softirq, never a hard
+    /// interrupt) in an RCU read section: must not sleep. It may come when
+    /// there is no room after all; a send refused again is told again.
+    fn room(&self) {}
 }
 
 /// What a consumer may do inside a device's poll besides handling the frame.
@@ -293,6 +305,7 @@ impl RxFrame {
 /// While `ops` is not revoked, the driver's operations are usable: the
 /// device is registered and its memory live. `dev` is the address of the
 /// device the capability was published on (0 before), used only to compare.
+/// `has_waiting` is false only while `waiting` is empty.
 #[pin_data]
 struct Core {
     dev: AtomicUsize,
@@ -300,6 +313,12 @@ struct Core {
     ops: Revocable<KBox<dyn PeerDmaOps>>,
     #[pin]
     claim: SpinLockBh<Option<ClaimState>>,
+    /// Devices whose consumers this device refused for want of room, each
+    /// once, to be told when it has room ([`Provider::room_freed`]).
+    #[pin]
+    waiting: SpinLockBh<KVec<Arc<Core>>>,
+    /// Whether `waiting` may hold any: the driver's check on every pass.
+    has_waiting: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -315,6 +334,67 @@ impl Core {
         let r = self.ops.try_access_with_guard(&guard).map(|ops| f(&**ops));
         drop(guard);
         r
+    }
+
+    /// Adds `waiter` to the devices told when this one has room, once;
+    /// false if there was no memory to note it. Never sleeps.
+    fn add_waiter(&self, waiter: &Arc<Core>) -> bool {
+        let mut waiting = self.waiting.lock();
+        if waiting.iter().any(|w| Arc::ptr_eq(w, waiter)) {
+            return true;
+        }
+        if waiting.push(waiter.clone(), GFP_ATOMIC).is_err() {
+            return false;
+        }
+        self.has_waiting.store(true, Ordering::Release);
+        true
+    }
+
+    /// Tells every waiting device's consumer that this device may have
+    /// room, and forgets them.
+    fn wake_waiting(&self) {
+        if !self.has_waiting.load(Ordering::Acquire) {
+            return;
+        }
+        let waiting = {
+            let mut waiting = self.waiting.lock();
+            self.has_waiting.store(false, Ordering::Relaxed);
+            core::mem::take(&mut *waiting)
+        };
+        for w in waiting.iter() {
+            w.tell_room();
+        }
+    }
+
+    /// Tells this device's consumer, if any, that a device that refused it
+    /// room may have some now.
+    fn tell_room(&self) {
+        let guard = rcu::read_lock();
+        if self.ops.try_access_with_guard(&guard).is_some() {
+            // A clone, as in `Provider::deliver`: the consumer runs without
+            // the claim's lock, and a dropped claim waits for this section.
+            let state = self.claim.lock().clone();
+            if let Some(state) = state {
+                state.consumer.room();
+            }
+        }
+        drop(guard);
+    }
+}
+
+/// Runs `attempt`; if `at` refused it for want of room, registers `waiter`
+/// with `at` and runs it once more, so that room freed between the refusal
+/// and the registration is not missed (`at` wakes its waiters after it
+/// frees room, under the same driver locks the attempt takes).
+fn retry_after_wait<T, U>(
+    at: &Core,
+    waiter: &Arc<Core>,
+    what: T,
+    mut attempt: impl FnMut(T) -> Result<U, (Refusal, T)>,
+) -> Result<U, (Refusal, T)> {
+    match attempt(what) {
+        Err((Refusal::Busy | Refusal::NoMemory, what)) if at.add_waiter(waiter) => attempt(what),
+        r => r,
     }
 }
 
@@ -340,6 +420,11 @@ impl Provider {
                     let (name, key) = crate::sync::generic_lock_class!("net::peer_dma::Core::claim");
                     SpinLockBh::new(None, name, key)
                 },
+                waiting <- {
+                    let (name, key) = crate::sync::generic_lock_class!("net::peer_dma::Core::waiting");
+                    SpinLockBh::new(KVec::new(), name, key)
+                },
+                has_waiting: AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )?;
@@ -349,6 +434,16 @@ impl Provider {
     /// The capability as consumers see it.
     pub fn cap(&self) -> CapRef {
         CapRef(self.0.clone())
+    }
+
+    /// The device may have room again (its transmit queue or memory
+    /// drained): tells each consumer it refused for want of room
+    /// ([`RxConsumer::room`]). The driver calls it after freeing room,
+    /// holding none of the locks its operations take, in process or
+    /// softirq context; it costs one atomic load when no one waits. Never
+    /// from inside an operation: the consumer may send from `room`.
+    pub fn room_freed(&self) {
+        self.0.wake_waiting();
     }
 
     /// Whether a consumer has claimed the device.
@@ -450,6 +545,9 @@ impl Provider {
             // grace period ran above: wait for one before the entry goes.
             rcu::synchronize_rcu();
         }
+        // Consumers waiting for room here learn that the device is gone (a
+        // send to it now fails), and the references they left go with it.
+        self.0.wake_waiting();
         if !entry.is_null() {
             // The grace period above let every lookup that read `entry` take its own reference.
             // SAFETY: From `Arc::into_raw` in `publish`, taken out of the device above: ours.
@@ -755,24 +853,30 @@ impl DevBuf {
         };
         let own = Arc::ptr_eq(&self.core, &egress.0);
         let len = self.len;
-        self.hand_over(|ops, slot, guard| {
+        // A refusal for want of room registers this device's consumer to be
+        // told when the device that refused has room (`RxConsumer::room`).
+        self.hand_over(|me, ops, slot, guard| {
             if own {
-                return ops.transmit_own(slot, len, header.as_ref()).map_err(|(why, slot)| Handback::Refused(why, slot));
+                return retry_after_wait(me, me, slot, |slot| ops.transmit_own(slot, len, header.as_ref()))
+                    .map_err(|(why, slot)| Handback::Refused(why, slot));
             }
             let Some(egress_ops) = egress.0.ops.try_access_with_guard(guard) else {
                 // The egress is gone; the frame is released.
                 return Err(Handback::Gone(Some(slot)));
             };
-            let dst = match egress_ops.reserve(len) {
+            let dst = match retry_after_wait(&egress.0, me, (), |()| egress_ops.reserve(len).map_err(|why| (why, ()))) {
                 Ok(dst) => Reserved { core: egress.0.clone(), slot: Some(dst), len },
-                Err(why) => return Err(Handback::Refused(why, slot)),
+                Err((why, ())) => return Err(Handback::Refused(why, slot)),
             };
-            ops.peer_transfer(PeerJob { src: slot, len, header, dst }).map_err(|(why, job)| {
-                // Dropping the reservation releases the egress's room.
-                let PeerJob { src, dst, .. } = job;
-                drop(dst);
-                Handback::Refused(why, src)
-            })
+            // The ingress's own engine queue may be full too.
+            retry_after_wait(me, me, PeerJob { src: slot, len, header, dst }, |job| ops.peer_transfer(job)).map_err(
+                |(why, job)| {
+                    // Dropping the reservation releases the egress's room.
+                    let PeerJob { src, dst, .. } = job;
+                    drop(dst);
+                    Handback::Refused(why, src)
+                },
+            )
         })
     }
 
@@ -791,16 +895,16 @@ impl DevBuf {
 
     fn into_host(self, tag: Option<u64>) -> Result<(), SendError> {
         let len = self.len;
-        self.hand_over(|ops, slot, _| ops.to_skb(slot, len, tag).map_err(|(why, slot)| Handback::Refused(why, slot)))
+        self.hand_over(|_, ops, slot, _| ops.to_skb(slot, len, tag).map_err(|(why, slot)| Handback::Refused(why, slot)))
     }
 
-    /// Hands the frame to the driver: runs `f` with the device's operations
-    /// and the slot, inside one RCU read section. `Gone`, with nothing to
+    /// Hands the frame to the driver: runs `f` with the device's core, its
+    /// operations and the slot, inside one RCU read section. `Gone`, with nothing to
     /// release, once the device was withdrawn (the driver reclaimed its
     /// memory); a slot `f` gives back returns to the handle.
     fn hand_over(
         mut self,
-        f: impl FnOnce(&dyn PeerDmaOps, Slot, &rcu::Guard) -> Result<(), Handback>,
+        f: impl FnOnce(&Arc<Core>, &dyn PeerDmaOps, Slot, &rcu::Guard) -> Result<(), Handback>,
     ) -> Result<(), SendError> {
         let core = self.core.clone();
         let guard = rcu::read_lock();
@@ -809,7 +913,7 @@ impl DevBuf {
             return Err(SendError::Gone);
         };
         let Some(slot) = self.slot.take() else { return Err(SendError::Gone) };
-        match f(&**ops, slot, &guard) {
+        match f(&core, &**ops, slot, &guard) {
             Ok(()) => Ok(()),
             Err(Handback::Refused(why, slot)) => {
                 self.slot = Some(slot);
