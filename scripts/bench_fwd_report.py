@@ -75,10 +75,13 @@ def point(d: Path, size: int) -> dict:
     for f in d.glob("fwd-*.txt"):
         for name, value in kv(f).items():
             fwd[name] = fwd.get(name, 0) + value
+    # Frames the router's ingress NICs lost: memory full when they came off
+    # the wire (missed), or no room to hand them to the host (dropped).
     router_rx_dropped = 0
     for before in d.glob("pair-s*.before.txt"):
         after = before.with_name(before.name.replace(".before", ".after"))
-        router_rx_dropped += kv(after).get("b.rx_dropped", 0) - kv(before).get("b.rx_dropped", 0)
+        a, b = kv(after), kv(before)
+        router_rx_dropped += sum(a.get(k, 0) - b.get(k, 0) for k in ("b.rx_dropped", "b.rx_missed"))
     total = sum(bus_bytes.values())
     return {
         "mbit_s": pps * size * 8 / 1e6,
@@ -98,6 +101,7 @@ def point(d: Path, size: int) -> dict:
         "router_rx_dropped": router_rx_dropped,
         "fwd_dropped": {k: v for k, v in fwd.items() if k.startswith("dropped.") and v},
         "fwd_to_stack": sum(v for k, v in fwd.items() if k.startswith("to_stack.")),
+        "fwd_held": fwd.get("held", 0),
     }
 
 
@@ -150,6 +154,7 @@ def main() -> int:
             "fwd_dropped": {k: sum(p["fwd_dropped"].get(k, 0) for p in ps)
                             for k in sorted({k for p in ps for k in p["fwd_dropped"]})},
             "fwd_to_stack": sum(p["fwd_to_stack"] for p in ps),
+            "fwd_held": sum(p["fwd_held"] for p in ps),
         }
 
     ratios, targets = {}, {}
@@ -220,10 +225,11 @@ def main() -> int:
         for n in sources:
             lines.append(f"| {LABELS[c]} | {n} | " + " | ".join(str(figures[c][str(n)][str(s)]["packets_s"]) for s in sizes) + " |")
     lines += ["", f"At {big} B: offered load, guest CPU load (all vCPUs; softirq share), bus bytes per forwarded "
-              "packet by kind, bus utilisation, drops:", "",
+              "packet by kind, bus utilisation, frames lost by the router's ingress NICs (memory full), frames held for "
+              "a busy egress and the module's drops (all rounds):", "",
               "| config | sources | offered Mbit/s | forwarded Mbit/s | CPU load | softirq | bus B/packet | "
-              "h2d | d2h | peer | pio | bus busy | router rx drops | module drops |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "h2d | d2h | peer | pio | bus busy | ingress losses | held | module drops |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for c in configs:
         for n in sources:
             f = figures[c][str(n)][str(big)]
@@ -231,7 +237,7 @@ def main() -> int:
             drops = ", ".join(f"{a} {b}" for a, b in f["fwd_dropped"].items()) or "0"
             lines.append(f"| {LABELS[c]} | {n} | {f['offered_mbit_s']} | {f['mbit_s']} | {f['cpu_load']} | "
                          f"{f['softirq_load']} | {f['bus_bytes_per_packet']} | {k['h2d']} | {k['d2h']} | {k['peer']} | "
-                         f"{k['pio']} | {f['bus_utilisation']} | {f['router_rx_dropped']} | {drops} |")
+                         f"{k['pio']} | {f['bus_utilisation']} | {f['router_rx_dropped']} | {f['fwd_held']} | {drops} |")
     lines += ["", "| ratio | median | range | target | met |", "|---|---:|---|---|---|"]
     for key, r in ratios.items():
         if "points" in r:

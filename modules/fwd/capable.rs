@@ -92,7 +92,7 @@ impl RxConsumer for DeviceRouter {
                 // The NIC is gone (nothing to release) or its bus did not
                 // answer in time: the frame cannot be examined.
                 Err(_) => {
-                    self.counters.no_memory();
+                    self.counters.bus_timeout();
                     return;
                 }
             },

@@ -27,6 +27,10 @@ pub(crate) struct Counters {
     backlog_full: AtomicU64,
     /// A copy or header reallocation the forward needed failed.
     no_memory: AtomicU64,
+    /// In place: a header read over the bus got no answer in time (the bus
+    /// was held by transfers queued before it for longer than a PIO read
+    /// may wait), or the NIC went meanwhile.
+    bus_timeout: AtomicU64,
 }
 
 impl Counters {
@@ -49,6 +53,10 @@ impl Counters {
 
     pub(crate) fn no_memory(&self) {
         self.no_memory.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn bus_timeout(&self) {
+        self.bus_timeout.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn to_stack(&self, why: ToStack) {
@@ -75,13 +83,14 @@ impl Counters {
         w.write_fmt(fmt!("dropped.egress {}\n", self.egress_dropped.load(Relaxed)))?;
         w.write_fmt(fmt!("held {}\n", self.held.load(Relaxed)))?;
         w.write_fmt(fmt!("dropped.backlog_full {}\n", self.backlog_full.load(Relaxed)))?;
-        w.write_fmt(fmt!("dropped.no_memory {}\n", self.no_memory.load(Relaxed)))
+        w.write_fmt(fmt!("dropped.no_memory {}\n", self.no_memory.load(Relaxed)))?;
+        w.write_fmt(fmt!("dropped.bus_timeout {}\n", self.bus_timeout.load(Relaxed)))
     }
 
     /// Sets every counter to zero.
     pub(crate) fn reset(&self) {
         let arrays = [&self.forwarded[..], &self.forwarded_bytes, &self.to_stack, &self.malformed];
-        let singles = [&self.egress_dropped, &self.held, &self.backlog_full, &self.no_memory];
+        let singles = [&self.egress_dropped, &self.held, &self.backlog_full, &self.no_memory, &self.bus_timeout];
         for c in Iterator::chain(arrays.into_iter().flatten(), singles) {
             c.store(0, Relaxed);
         }

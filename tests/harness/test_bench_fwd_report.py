@@ -32,8 +32,8 @@ def write_point(d: Path, size: int, n: int, pps: float, bus: dict[str, int], cor
                   f"{kind}.busy_ns {10**9}", f"{kind}.wait_ns 0"]
     (d / "bus.txt").write_text("\n".join(lines) + "\n")
     (d / "pair-s1.before.txt").write_text("b.rx_dropped 10\n")
-    (d / "pair-s1.after.txt").write_text("b.rx_dropped 25\n")
-    (d / "fwd-s1b.txt").write_text("forwarded.conventional 1\ndropped.backlog_full 3\nto_stack.local 2\n")
+    (d / "pair-s1.after.txt").write_text("b.rx_dropped 25\nb.rx_missed 7\n")
+    (d / "fwd-s1b.txt").write_text("forwarded.conventional 1\nheld 4\ndropped.backlog_full 3\nto_stack.local 2\n")
 
 
 def make_raw(root: Path, header_copy_gain: float, conventional_share: float, bus_ok: bool = True,
@@ -88,7 +88,8 @@ class FwdReport(unittest.TestCase):
         self.assertEqual(f["bus_bytes_per_packet"], 8206 + 68)
         self.assertEqual(f["bus_bytes_per_packet_by_kind"]["peer"], 8206)
         self.assertEqual(f["cpu_load"], 0.5)
-        self.assertEqual(f["router_rx_dropped"], 15)
+        self.assertEqual(f["router_rx_dropped"], 22)
+        self.assertEqual(f["fwd_held"], 4)
         self.assertEqual(f["fwd_dropped"], {"dropped.backlog_full": 3})
         self.assertEqual(f["lost"], 10)
         self.assertEqual(f["bus_utilisation"], round(4 / 3, 3))

@@ -9,7 +9,11 @@
 # 2. A route back out of the ingress NIC is a self transfer (no DMA of the
 #    frame); the router's own address is the stack's.
 # 3. A path through device memory is refused on a NIC that is not capable.
-# 4. The router's NIC pair removed under traffic, the module unloaded: no
+# 4. A busy egress (a third pair p2 to host B whose NICs have 16 KiB of
+#    memory, the router's bus slowed to 1 MB/s, a UDP flood): frames wait
+#    in the ingress NIC's memory and leave in order, a full backlog drops,
+#    and afterwards nothing is left waiting.
+# 5. The router's NIC pair removed under traffic, the module unloaded: no
 #    oops, no leak (the harness checks).
 source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
 CFG=/sys/kernel/config
@@ -112,7 +116,47 @@ out=$(fwdctl mode vfr in-place 2>&1) && fail "in-place accepted on veth"
 [[ $out == *"not available on this device"* ]] || fail "unclear refusal: $out"
 fwdctl detach vfr || fail "detach veth"
 
-# 4. Removal under traffic.
+# 4. A busy egress.
+mkdir "$P/p2" && echo p2a >"$P/p2/name_a" && echo p2b >"$P/p2/name_b" && echo 16 >"$P/p2/mem_kib" &&
+  echo fwdbus >"$P/p2/bus_a" && echo 1 >"$P/p2/power" || fail "pair p2"
+printf '%s\n' "link set p2a netns fr" "link set p2b netns fb" | ip -b - || fail "p2 into the namespaces"
+ip -n fr addr add 10.89.3.1/24 dev p2a && ip -n fr link set p2a up || fail "router on p2"
+ip -n fb addr add 10.89.3.2/24 dev p2b && ip -n fb link set p2b up || fail "host B on p2"
+ip netns exec fa ping -c 1 -W 5 10.89.3.2 >/dev/null || fail "no path to host B over p2"
+echo 0 >"$F/p0b/counters"
+bw=$(<"$CFG/pnic_bus/fwdbus/bandwidth_bps")
+echo 1000000 >"$CFG/pnic_bus/fwdbus/bandwidth_bps" || fail "slowing the bus"
+rm -f /tmp/fwdp-ready
+ip netns exec fb "$POLYNIC_BIN/udpflow" sink --bind 10.89.3.2:9100 --flow 7 --seconds 60 --idle 2 \
+  --ready /tmp/fwdp-ready >/tmp/fwdp-sink.json &
+sink=$!
+for _ in $(seq 100); do [[ -e /tmp/fwdp-ready ]] && break; sleep 0.1; done
+[[ -e /tmp/fwdp-ready ]] || fail "the UDP sink never listened"
+ip netns exec fa "$POLYNIC_BIN/udpflow" send --to 10.89.3.2:9100 --flow 7 --size 1400 --seconds 2 \
+  >/tmp/fwdp-send.json || fail "UDP flood"
+wait "$sink" || fail "UDP sink"
+echo "$bw" >"$CFG/pnic_bus/fwdbus/bandwidth_bps" || fail "restoring the bus"
+read -r received reordered duplicates corrupt < <(python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["received"], d["reordered"], d["duplicates"], d["corrupt"])' /tmp/fwdp-sink.json) || fail "sink report"
+held=$(kv "$F/p0b/counters" held)
+full=$(kv "$F/p0b/counters" dropped.backlog_full)
+((held > 0)) || fail "no frame waited for the busy egress: $(grep -v ' 0$' "$F/p0b/counters" | paste -sd' ')"
+((received > 0)) || fail "nothing crossed the busy router"
+((reordered == 0 && duplicates == 0 && corrupt == 0)) ||
+  fail "held frames left out of order or changed: $reordered reordered, $duplicates twice, $corrupt changed"
+# Nothing stays behind: the ingress's receive memory and the egress's
+# transmit memory drain once the flood ends.
+for _ in $(seq 100); do
+  (($(kv "$P/p0/stats" b.mem.rx.used) == 0 && $(kv "$P/p2/stats" a.mem.tx.used) == 0)) && break
+  sleep 0.1
+done
+(($(kv "$P/p0/stats" b.mem.rx.used) == 0)) || fail "frames left in the ingress NIC's memory"
+(($(kv "$P/p2/stats" a.mem.tx.used) == 0)) || fail "frames left in the egress NIC's memory"
+echo "busy egress: $held frames held in the ingress NIC, $full dropped from a full backlog, $received delivered in order"
+rm -f /tmp/fwdp-ready /tmp/fwdp-sink.json /tmp/fwdp-send.json
+
+# 5. Removal under traffic.
 ip netns exec fa ping -f -s 1000 -w 30 10.89.2.2 >/dev/null 2>&1 &
 flood=$!
 pause 1
