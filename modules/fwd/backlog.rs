@@ -23,6 +23,9 @@ pub(crate) struct Held {
     pub(crate) header: [u8; crate::capable::COPIED],
     pub(crate) header_len: u8,
     pub(crate) egress: CapRef,
+    /// Bus bytes spent on the frame before the send (header copy at
+    /// receive, PIO reads and writes), for the counters.
+    pub(crate) bus_before: u32,
 }
 
 /// The held frames of one ingress NIC.

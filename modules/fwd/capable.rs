@@ -171,12 +171,18 @@ impl DeviceRouter {
             self.to_stack(buf);
             return;
         }
-        let mut held = Held { buf, header: [0; COPIED], header_len: 0, egress };
+        let mut held = Held { buf, header: [0; COPIED], header_len: 0, egress, bus_before: 0 };
         if copied {
             held.header[..have].copy_from_slice(&head[..have]);
             // At most `COPIED` (34).
             held.header_len = have as u8;
+            // The copy the NIC made at receive.
+            held.bus_before = have as u32;
         } else {
+            // What `read_headers` read (destination, ethertype, IPv4
+            // header) and the two writes below (addresses, TTL word).
+            let (read, written) = (ALEN + 2 + have.saturating_sub(HLEN), 2 * ALEN + 4);
+            held.bus_before = (read + written) as u32;
             // Two posted writes over the bus: the addresses, then the TTL
             // word with the checksum.
             let written = held.buf.write(0, &head[..2 * ALEN]).and_then(|()| {
@@ -202,13 +208,17 @@ impl DeviceRouter {
     /// Sends a rewritten frame; gives it back if the egress has no room now
     /// (the capability then tells [`RxConsumer::room`] when it may have).
     fn send(&self, held: Held) -> Option<Held> {
-        let Held { buf, header, header_len, egress } = held;
+        let Held { buf, header, header_len, egress, bus_before } = held;
         let len = buf.len();
         let copy = (header_len > 0).then(|| &header[..usize::from(header_len)]);
+        // The header write-back, and the peer transfer unless the frame
+        // stays in the same NIC (a self transfer moves no bytes).
+        let peer = if buf.is_on(&egress) { 0 } else { len };
+        let bus = bus_before + u32::from(header_len) + peer;
         match buf.send(copy, &egress) {
-            Ok(()) => self.counters.forwarded(self.mode, len),
+            Ok(()) => self.counters.forwarded_over_bus(self.mode, len, bus),
             Err(SendError::Busy(buf) | SendError::NoMemory(buf)) => {
-                return Some(Held { buf, header, header_len, egress });
+                return Some(Held { buf, header, header_len, egress, bus_before });
             }
             Err(SendError::Invalid(_) | SendError::Gone) => self.counters.egress_dropped(),
         }

@@ -16,6 +16,10 @@ use kernel::{fmt, prelude::*};
 pub(crate) struct Counters {
     forwarded: [AtomicU64; Mode::ALL.len()],
     forwarded_bytes: [AtomicU64; Mode::ALL.len()],
+    /// Bytes the device paths moved across the bus for the frames they
+    /// forwarded: header copies, PIO reads and writes, peer transfers. The
+    /// conventional path's DMA is the driver's own and is not seen here.
+    bus_bytes: [AtomicU64; Mode::ALL.len()],
     to_stack: [AtomicU64; ToStack::ALL.len()],
     malformed: [AtomicU64; Malformed::ALL.len()],
     /// The egress device's queue dropped the frame, or it was down.
@@ -37,6 +41,13 @@ impl Counters {
     pub(crate) fn forwarded(&self, mode: Mode, bytes: u32) {
         self.forwarded[mode as usize].fetch_add(1, Relaxed);
         self.forwarded_bytes[mode as usize].fetch_add(u64::from(bytes), Relaxed);
+    }
+
+    /// A frame forwarded by a device path, which took `bus` bytes of bus
+    /// transactions.
+    pub(crate) fn forwarded_over_bus(&self, mode: Mode, bytes: u32, bus: u32) {
+        self.forwarded(mode, bytes);
+        self.bus_bytes[mode as usize].fetch_add(u64::from(bus), Relaxed);
     }
 
     pub(crate) fn egress_dropped(&self) {
@@ -73,6 +84,9 @@ impl Counters {
             let i = mode as usize;
             w.write_fmt(fmt!("forwarded.{} {}\n", mode.name(), self.forwarded[i].load(Relaxed)))?;
             w.write_fmt(fmt!("forwarded_bytes.{} {}\n", mode.name(), self.forwarded_bytes[i].load(Relaxed)))?;
+            if mode != Mode::Conventional {
+                w.write_fmt(fmt!("bus_bytes.{} {}\n", mode.name(), self.bus_bytes[i].load(Relaxed)))?;
+            }
         }
         for why in ToStack::ALL {
             w.write_fmt(fmt!("to_stack.{} {}\n", why.name(), self.to_stack[why as usize].load(Relaxed)))?;
@@ -89,7 +103,7 @@ impl Counters {
 
     /// Sets every counter to zero.
     pub(crate) fn reset(&self) {
-        let arrays = [&self.forwarded[..], &self.forwarded_bytes, &self.to_stack, &self.malformed];
+        let arrays = [&self.forwarded[..], &self.forwarded_bytes, &self.bus_bytes, &self.to_stack, &self.malformed];
         let singles = [&self.egress_dropped, &self.held, &self.backlog_full, &self.no_memory, &self.bus_timeout];
         for c in Iterator::chain(arrays.into_iter().flatten(), singles) {
             c.store(0, Relaxed);

@@ -145,6 +145,7 @@ measure() {
   done
   for nic in "${ROUTER_NICS[@]}"; do [[ -d $F/$nic ]] && echo 0 >"$F/$nic/counters"; done
   echo 0 >"$BUS/stats"
+  local window0=$EPOCHREALTIME
   for i in $(seq $MAXSRC); do cat "$P/s$i/stats" >"$dir/pair-s$i.before.txt"; done
   read -r busy0 soft0 total0 < <(cpu_jiffies)
   for i in $(seq "$n"); do
@@ -155,10 +156,11 @@ measure() {
   for i in "${!senders[@]}"; do wait "${senders[$i]}" || fail "$cfg $n x $size: sender $((i + 1)) failed"; done
   read -r busy1 soft1 total1 < <(cpu_jiffies)
   cat "$BUS/stats" >"$dir/bus.txt"
+  local window1=$EPOCHREALTIME
   for i in $(seq $MAXSRC); do cat "$P/s$i/stats" >"$dir/pair-s$i.after.txt"; done
   for nic in "${ROUTER_NICS[@]}"; do [[ -d $F/$nic ]] && cat "$F/$nic/counters" >"$dir/fwd-$nic.txt"; done
   for i in "${!sinks[@]}"; do wait "${sinks[$i]}" || fail "$cfg $n x $size: sink $((i + 1)) failed"; done
-  echo "{\"busy_jiffies\": $((busy1 - busy0)), \"softirq_jiffies\": $((soft1 - soft0)), \"total_jiffies\": $((total1 - total0)), \"cpus\": $(nproc)}" \
+  echo "{\"busy_jiffies\": $((busy1 - busy0)), \"softirq_jiffies\": $((soft1 - soft0)), \"total_jiffies\": $((total1 - total0)), \"cpus\": $(nproc), \"bus_window_s\": $(printf %.3f "$(echo "$window1 - $window0" | bc)")}" \
     >"$dir/cpu.json"
 }
 

@@ -14,14 +14,17 @@ SIZES = [128, 8192]
 SOURCES = [1, 2]
 
 
-def write_point(d: Path, size: int, n: int, pps: float, bus: dict[str, int], corrupt: int = 0) -> None:
-    """One measurement: N flows of PPS packets/s each for 3 s."""
+def write_point(d: Path, size: int, n: int, pps: float, bus: dict[str, int], corrupt: int = 0,
+                stagger: float = 0.0) -> None:
+    """One measurement: N flows of PPS packets/s each for 3 s, flow i
+    starting i * STAGGER seconds after the first."""
     d.mkdir(parents=True)
-    received = int(pps * 3)
+    received = int(pps * 3) + 1
     for i in range(1, n + 1):
         (d / f"sink{i}.json").write_text(json.dumps({
             "flow": i, "received": received, "bytes": received * (size - 28), "lost": 5, "duplicates": 0,
-            "reordered": 0, "corrupt": corrupt, "foreign": 0, "seconds": 3.0, "mbit_s": 0, "packets_s": pps}))
+            "reordered": 0, "corrupt": corrupt, "foreign": 0, "seconds": 3.0, "first_unix_s": 1000.0 + i * stagger,
+            "mbit_s": 0, "packets_s": pps}))
         (d / f"send{i}.json").write_text(json.dumps({"flow": i, "sent": received + 5, "seconds": 3.0,
                                                      "packets_s": pps * 1.5}))
     (d / "cpu.json").write_text(json.dumps({"busy_jiffies": 300, "softirq_jiffies": 100, "total_jiffies": 600,
@@ -37,7 +40,7 @@ def write_point(d: Path, size: int, n: int, pps: float, bus: dict[str, int], cor
 
 
 def make_raw(root: Path, header_copy_gain: float, conventional_share: float, bus_ok: bool = True,
-             corrupt: int = 0) -> Path:
+             corrupt: int = 0, stagger: float = 0.0) -> Path:
     raw = root / "raw"
     raw.mkdir()
     (raw / "time-scale.txt").write_text("8\n")
@@ -58,7 +61,7 @@ def make_raw(root: Path, header_copy_gain: float, conventional_share: float, bus
                     bus = {}
                 else:
                     bus = {"d2h": frame, "h2d": frame}
-                write_point(raw / cfg / str(n) / str(size) / "r1", size, n, base[size] * gain, bus, corrupt)
+                write_point(raw / cfg / str(n) / str(size) / "r1", size, n, base[size] * gain, bus, corrupt, stagger)
     return raw
 
 
@@ -108,6 +111,13 @@ class FwdReport(unittest.TestCase):
         self.assertFalse([k for k in t if k.startswith("header-copy: bus bytes") and t[k]])
         # What was right stays met.
         self.assertTrue(t["conventional: bus bytes per packet within 5% of two packets (16412 B), 8192 B"])
+
+    def test_flows_that_did_not_overlap_are_not_added_up(self):
+        # Two flows of 1000 packets/s at 8 KiB (ip_forward), the second
+        # starting when the first ended: 1000 packets/s in all, not 2000.
+        r = self.report(make_raw(self.root, 1.6, 0.95, stagger=3.0))
+        self.assertEqual(r["figures"]["ipfwd-pnic"]["2"]["8192"]["packets_s"], 1000)
+        self.assertEqual(r["figures"]["ipfwd-pnic"]["1"]["8192"]["packets_s"], 1000)
 
     def test_damage_is_reported(self):
         r = self.report(make_raw(self.root, 1.6, 0.95, corrupt=1))

@@ -789,6 +789,12 @@ impl DevBuf {
         CapRef(self.core.clone())
     }
 
+    /// Whether the frame is in `cap`'s device (a send there is a self
+    /// transfer).
+    pub fn is_on(&self, cap: &CapRef) -> bool {
+        Arc::ptr_eq(&self.core, &cap.0)
+    }
+
     /// `ERANGE` unless `n` bytes at `off` lie inside the frame.
     fn check(&self, off: u32, n: usize) -> Result {
         let end = u64::from(off) + n as u64;

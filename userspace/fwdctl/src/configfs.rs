@@ -51,7 +51,7 @@ pub enum Error {
 }
 
 /// One attached device, as `show` and `list` report it.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq)]
 pub struct Port {
     /// The net device.
     pub device: String,
@@ -61,6 +61,22 @@ pub struct Port {
     pub attached: bool,
     /// Every counter by name.
     pub counters: BTreeMap<String, u64>,
+    /// Per device path that forwarded anything: bus bytes per forwarded
+    /// packet (`bus_bytes.MODE / forwarded.MODE`).
+    pub bus_bytes_per_packet: BTreeMap<String, f64>,
+}
+
+/// Bus bytes per forwarded packet of each mode that has both counters and
+/// forwarded something.
+fn bus_bytes_per_packet(counters: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
+    MODES
+        .iter()
+        .filter_map(|m| {
+            let bus = *counters.get(&format!("bus_bytes.{m}"))?;
+            let packets = *counters.get(&format!("forwarded.{m}"))?;
+            (packets > 0).then(|| (m.to_string(), bus as f64 / packets as f64))
+        })
+        .collect()
 }
 
 /// The fwd configfs subsystem.
@@ -166,6 +182,7 @@ impl Subsystem {
             device: device.to_string(),
             mode: read("mode")?.trim().to_string(),
             attached: read("attached")?.trim() == "1",
+            bus_bytes_per_packet: bus_bytes_per_packet(&counters),
             counters,
         })
     }
@@ -220,6 +237,18 @@ mod tests {
         assert_eq!(p.counters.get("forwarded.conventional"), Some(&12));
         assert_eq!(p.counters.get("to_stack.local"), Some(&3));
         assert_eq!(p.counters.len(), 2);
+        assert!(p.bus_bytes_per_packet.is_empty());
+    }
+
+    #[test]
+    fn bus_bytes_per_packet_for_the_device_paths_that_forwarded() {
+        let t = fake(&[(
+            "ra",
+            "forwarded.header-copy 4\nbus_bytes.header-copy 1000\nforwarded.in-place 0\nbus_bytes.in-place 0\n",
+        )]);
+        let p = Subsystem::open(t.path()).expect("open").show("ra").expect("show");
+        assert_eq!(p.bus_bytes_per_packet.get("header-copy"), Some(&250.0));
+        assert_eq!(p.bus_bytes_per_packet.len(), 1);
     }
 
     #[test]

@@ -72,6 +72,9 @@ fn print(ports: &[Port], json: bool) -> Result<()> {
         for (k, v) in p.counters.iter().filter(|(_, v)| **v != 0) {
             println!("  {k:<28} {v}");
         }
+        for (mode, b) in &p.bus_bytes_per_packet {
+            println!("  {:<28} {b:.1}", format!("bus_bytes_per_packet.{mode}"));
+        }
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use crate::datagram::{self, Malformed};
 use serde::Serialize;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The account of one flow as a sink saw it.
 ///
@@ -21,6 +21,9 @@ pub struct Tally {
     bytes: u64,
     first: Option<Instant>,
     last: Option<Instant>,
+    /// Wall-clock time of the first datagram, so that flows counted by
+    /// separate sinks can be put on one time line.
+    first_wall: Option<SystemTime>,
 }
 
 /// The sink's report, printed as JSON.
@@ -44,6 +47,9 @@ pub struct Report {
     pub foreign: u64,
     /// Seconds from the first datagram of the flow to the last.
     pub seconds: f64,
+    /// When the first datagram came (seconds since the Unix epoch; 0 if
+    /// none did): with `seconds`, the flow's place on a shared time line.
+    pub first_unix_s: f64,
     /// Received payload rate over those seconds.
     pub mbit_s: f64,
     /// Received datagram rate over those seconds.
@@ -69,6 +75,7 @@ impl Tally {
             bytes: 0,
             first: None,
             last: None,
+            first_wall: None,
         }
     }
 
@@ -100,7 +107,11 @@ impl Tally {
             _ => self.highest = Some(seq),
         }
         self.bytes += payload.len() as u64;
-        self.first.get_or_insert(now);
+        if self.first.is_none() {
+            self.first = Some(now);
+            // `now` was taken just before; the wall clock is read once.
+            self.first_wall = Some(SystemTime::now() - now.elapsed());
+        }
         self.last = Some(now);
     }
 
@@ -135,6 +146,10 @@ impl Tally {
             corrupt: self.corrupt,
             foreign: self.foreign,
             seconds,
+            first_unix_s: self
+                .first_wall
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64()),
             mbit_s,
             packets_s,
         }
@@ -163,6 +178,10 @@ mod tests {
         assert_eq!((r.received, r.lost, r.duplicates, r.reordered), (6, 2, 1, 1));
         assert_eq!(r.bytes, 600);
         assert!((r.seconds - 0.6).abs() < 1e-9);
+        // On the wall clock, the first came about at t0 (within the test's run time).
+        let wall_t0 = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs_f64()
+            - t0.elapsed().as_secs_f64();
+        assert!((r.first_unix_s - wall_t0).abs() < 0.5, "{} vs {wall_t0}", r.first_unix_s);
         // 5 datagrams of 100 bytes after the first, in 0.6 s.
         assert!((r.packets_s - 5.0 / 0.6).abs() < 1e-6);
         assert!((r.mbit_s - 5.0 * 800.0 / 0.6 / 1e6).abs() < 1e-9);
@@ -181,6 +200,7 @@ mod tests {
         assert_eq!((r.received, r.foreign, r.corrupt, r.lost), (0, 1, 2, 0));
         assert!(!t.started());
         assert_eq!(r.mbit_s, 0.0);
+        assert_eq!(r.first_unix_s, 0.0);
     }
 
     #[test]
