@@ -227,7 +227,7 @@ impl DeviceRouter {
 
     /// Sends held frames, oldest first, until one is refused again.
     fn drain(&self, backlog: &mut Backlog) {
-        while let Some(held) = backlog.pop_front() {
+        while let Some(held) = backlog.pop() {
             if let Some(refused) = self.send(held) {
                 self.hold(backlog, refused, true);
                 return;
@@ -239,7 +239,7 @@ impl DeviceRouter {
     /// or last in the backlog; a full backlog drops it (releasing its
     /// memory), counted.
     fn hold(&self, backlog: &mut Backlog, held: Held, again: bool) {
-        let kept = if again { backlog.push_front(held) } else { backlog.push_back(held) };
+        let kept = if again { backlog.push_front(held) } else { backlog.push(held) };
         match kept {
             Ok(()) if !again => self.counters.held(),
             Ok(()) => (),

@@ -6,9 +6,10 @@
 //! engines and the far NIC's wire reach it while the device may be going
 //! away.
 
-use crate::{bus::Bus, bus::Traffic, end::End, mem::Slot, ring::Ring};
+use crate::{bus::Bus, bus::Traffic, end::End, mem::Slot};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::{
+    alloc::ring::Ring,
     net::{
         driver::DeviceRef,
         peer_dma::{Header, HeaderMode, PeerJob},

@@ -18,7 +18,6 @@ mod engine;
 mod mem;
 mod nic;
 mod pair;
-mod ring;
 
 use kernel::prelude::*;
 

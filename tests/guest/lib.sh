@@ -51,11 +51,16 @@ save_kunit() {
 # files). The file is read in one go: configfs renders the whole file again
 # for every read a line-by-line loop makes.
 kv() {
-  local line lines
+  # One match over the whole text, not a loop: under the scenarios' trace
+  # every loop iteration is a traced command, and a stats file has ~100
+  # lines. The quoted key matches literally.
+  local lines IFS=$'\n'
   mapfile -t lines <"$1"
-  for line in "${lines[@]}"; do
-    [[ $line == "$2 "* ]] && { echo "${line#* }"; return 0; }
-  done
+  local text=$'\n'"${lines[*]}"$'\n'
+  if [[ $text =~ $'\n'"$2 "([^$'\n']*)$'\n' ]]; then
+    echo "${BASH_REMATCH[1]}"
+    return 0
+  fi
   echo "no $2 in $1" >&2
   return 1
 }

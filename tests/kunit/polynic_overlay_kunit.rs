@@ -10,6 +10,7 @@ mod device_tests;
 mod driver_tests;
 mod notifier_tests;
 mod packet_tests;
+mod ring_tests;
 mod skb_tests;
 mod storage_tests;
 mod workqueue_tests;
