@@ -70,15 +70,18 @@ def point(d: Path, size: int) -> dict:
     # the last flow's last, so that flows that did not run at the same time
     # are not added up as if they had (a sum of per-flow rates would be).
     starts = [s.get("first_unix_s", 0.0) for s in sinks]
+    span = 0.0
     if sinks and all(starts):
         span = max(t + s["seconds"] for t, s in zip(starts, sinks)) - min(starts)
         pps = sum(max(s["received"] - 1, 0) for s in sinks) / span if span > 0 else 0.0
     else:
         pps = sum(s["packets_s"] for s in sinks)
+    # Bus utilisation over the time traffic flowed (the counters' own
+    # window also holds the senders' start-up, when the bus is idle); runs
+    # without the sinks' start times fall back to the counters' window, or
+    # to the senders' time.
+    seconds = span or cpu.get("bus_window_s") or max((s["seconds"] for s in sends), default=0.0)
     received = sum(s["received"] for s in sinks)
-    # The bus's counters cover the time from their reset to their reading;
-    # runs before that was recorded fall back to the senders' time.
-    seconds = cpu.get("bus_window_s") or max((s["seconds"] for s in sends), default=0.0)
     bus_bytes = {k: bus.get(f"{k}.bytes", 0) for k in BUS_KINDS}
     bus_busy = sum(bus.get(f"{k}.busy_ns", 0) for k in BUS_KINDS)
     fwd = {}
