@@ -7,7 +7,9 @@
 #    are counted under it, and the bus saw peer transfers for the first two
 #    and none for the last.
 # 2. A route back out of the ingress NIC is a self transfer (no DMA of the
-#    frame); the router's own address is the stack's.
+#    frame); the router's own address is the stack's. On the device paths,
+#    TTL 1 reaches the stack (ICMP time exceeded), and a blackhole route and
+#    a wrong neighbour take effect on the next packet.
 # 3. A path through device memory is refused on a NIC that is not capable.
 # 4. A busy egress (a third pair p2 to host B whose NICs have 16 KiB of
 #    memory, the router's bus slowed to 1 MB/s, a UDP flood): frames wait
@@ -106,6 +108,22 @@ ip netns exec fa ping -c 3 -i 0.2 -W 1 10.89.9.9 >/dev/null 2>&1
 ip netns exec fa ping -c 1 -W 5 10.89.1.1 >/dev/null || fail "ping to the router over a claimed NIC"
 (($(kv "$F/p0b/counters" to_stack.local) >= 1)) || fail "ping to the router not handed to the stack"
 echo "hairpin forwarded by self transfer; the router answers its own address"
+for mode in in-place header-copy; do
+  fwdctl mode p0b "$mode" || fail "mode $mode for TTL 1"
+  out=$(ip netns exec fa ping -c 1 -t 1 -W 5 10.89.2.2 2>&1)
+  [[ $out == *"Time to live exceeded"* ]] || fail "$mode: TTL 1 did not give ICMP time exceeded: $out"
+done
+(($(kv "$F/p0b/counters" to_stack.ttl_expired) >= 2)) || fail "TTL 1 not counted on the device paths"
+ip -n fr route add blackhole 10.89.2.2/32 || fail "blackhole route"
+! ip netns exec fa ping -c 1 -W 1 10.89.2.2 >/dev/null 2>&1 || fail "header-copy forwarded past a blackhole route"
+ip -n fr route del blackhole 10.89.2.2/32
+mac_b=$(ip netns exec fb cat /sys/class/net/p1b/address)
+ip -n fr neigh replace 10.89.2.2 lladdr 02:00:00:00:00:99 dev p1a nud permanent || fail "wrong neighbour"
+! ip netns exec fa ping -c 1 -W 1 10.89.2.2 >/dev/null 2>&1 || fail "header-copy ignored a changed neighbour"
+ip -n fr neigh replace 10.89.2.2 lladdr "$mac_b" dev p1a nud reachable || fail "right neighbour"
+ip netns exec fa ping -c 1 -W 5 10.89.2.2 >/dev/null || fail "header-copy: no forwarding after the tables were restored"
+(($(kv "$F/p0b/counters" to_stack.no_route) >= 1)) || fail "blackholed packet not counted on the device path"
+echo "device paths: TTL 1 answered by the stack; route and neighbour changes took effect on the next packet"
 
 # 3. A NIC that is not capable keeps the conventional path.
 ip -n fr link add vfr type veth peer name vfr1 || fail "veth"
