@@ -102,6 +102,12 @@ ebd_stat() {
   return 1
 }
 
+# ebd_resends NAME: requests disk NAME sent again, early (the personality's
+# retransmission timeout) or after its response timer.
+ebd_resends() {
+  echo $(($(ebd_stat "$1" early_resends) + $(ebd_stat "$1" retransmits)))
+}
+
 # ebd_server_pid: the running ebd-server's pid.
 ebd_server_pid() {
   local pid

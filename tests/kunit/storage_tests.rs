@@ -10,7 +10,8 @@ use kernel::prelude::*;
 mod tests {
     use kernel::net::storage::{
         frames::{FramePlan, MAX_FRAMES},
-        ledger::{Command, Expiry, Ledger, Limits, Matched, Refused, Unmatched},
+        ledger::{Command, Expiry, Ledger, Limits, Matched, Refused, Unmatched, MAX_EARLY_RESENDS},
+        rtt::{RttEstimator, INITIAL_RTO_MS, MIN_RTO_MS},
         wire::{Finished, Header, Opcode, Status, FINISHED_SPAN},
     };
     use kernel::prelude::*;
@@ -221,6 +222,90 @@ mod tests {
     }
 
     #[test]
+    fn silent_requests_are_resent_early_without_spending_retries() {
+        let mut l = ledger(4, 64);
+        admit(&mut l, 0, cmd(Opcode::Write, 2 * PAYLOAD));
+        admit(&mut l, 1, cmd(Opcode::Read, PAYLOAD));
+        // Queued, not sent: nothing to resend.
+        assert_eq!(l.resend_overdue(1000, 200), 0);
+        while l.next_frame(0).is_some() {}
+        assert!(!l.has_queued());
+        // Within the timeout: nothing.
+        assert_eq!(l.resend_overdue(199, 200), 0);
+        // The write's first fragment is answered at 150: that is progress,
+        // and the first answer of a request sent once is a round-trip
+        // sample, timed from its first frame.
+        assert_eq!(l.progress(0, 150), Some(150));
+        assert!(l.answer(0, 0..1).is_none());
+        assert_eq!(l.progress(0, 160), None);
+        // At 200 only the silent read is overdue; it goes out again, whole.
+        assert_eq!(l.resend_overdue(200, 200), 1);
+        assert!(l.has_queued());
+        let again = l.next_frame(200).map(|j| (j.id, j.header.opcode));
+        assert_eq!(again, Some((1, Opcode::Read)));
+        assert!(l.next_frame(200).is_none());
+        // The write heard last at 160: overdue at 360, and only its
+        // unanswered fragment is resent.
+        assert_eq!(l.resend_overdue(359, 200), 0);
+        assert_eq!(l.resend_overdue(360, 200), 1);
+        assert_eq!(l.next_frame(360).map(|j| (j.id, j.header.frag_offset)), Some((0, PAYLOAD)));
+        // The read was resent: its answer is no sample (Karn's rule).
+        assert_eq!(l.progress(1, 420), None);
+        assert!(l.answer(1, 0..1).is_some());
+        // After MAX_EARLY_RESENDS only the response timer resends.
+        let mut at = 360;
+        for _ in 1..MAX_EARLY_RESENDS {
+            assert_eq!(l.resend_overdue(at + 199, 200), 0);
+            at += 200;
+            assert_eq!(l.resend_overdue(at, 200), 1);
+            while l.next_frame(at).is_some() {}
+        }
+        assert_eq!(l.resend_overdue(at + 100_000, 200), 0);
+        // Early resends spent no retry: the timer still has both of its own.
+        assert!(matches!(l.expire(0, at + 100_000, 100, |_| true), Expiry::Retry { attempt: 1, .. }));
+    }
+
+    #[test]
+    fn the_retransmission_timeout_follows_the_round_trips() {
+        let mut rtt = RttEstimator::new();
+        assert_eq!(rtt.srtt_ms(), None);
+        assert_eq!(rtt.rto_ms(10_000), INITIAL_RTO_MS);
+        // Never above the bound the caller gives, never below the minimum.
+        assert_eq!(rtt.rto_ms(300), 300);
+        assert_eq!(rtt.rto_ms(10), MIN_RTO_MS);
+        // First sample 400: srtt 400, deviation 200, timeout 1200.
+        rtt.sample(400);
+        assert_eq!((rtt.srtt_ms(), rtt.rto_ms(10_000)), (Some(400), 1200));
+        // Steady 400s shrink the deviation: 150, then 112.
+        rtt.sample(400);
+        assert_eq!((rtt.srtt_ms(), rtt.rto_ms(10_000)), (Some(400), 1000));
+        rtt.sample(400);
+        assert_eq!(rtt.rto_ms(10_000), 400 + 4 * 112);
+        // Resends double it, up to 16 times, until the next sample.
+        rtt.back_off();
+        assert_eq!(rtt.rto_ms(10_000), 2 * (400 + 4 * 112));
+        for _ in 0..8 {
+            rtt.back_off();
+        }
+        assert_eq!(rtt.rto_ms(100_000), 16 * (400 + 4 * 112));
+        assert_eq!(rtt.rto_ms(10_000), 10_000);
+        // A fast server: the timeout falls to the minimum.
+        for _ in 0..64 {
+            rtt.sample(1);
+        }
+        assert_eq!(rtt.rto_ms(10_000), MIN_RTO_MS);
+    }
+
+    #[test]
+    fn flushes_are_not_resent_early() {
+        let mut l = ledger(4, 64);
+        admit(&mut l, 0, cmd(Opcode::Flush, 0));
+        while l.next_frame(0).is_some() {}
+        assert_eq!(l.resend_overdue(10_000, 200), 0);
+        assert!(matches!(l.expire(0, 10_000, 100, |_| true), Expiry::Retry { attempt: 1, .. }));
+    }
+
+    #[test]
     fn teardown_takes_every_request() {
         let mut l = ledger(8, 64);
         for id in [1, 4, 6] {
@@ -424,6 +509,44 @@ mod context {
         p.detach();
         assert_eq!(seen.failed.load(Relaxed), 2);
         assert_eq!(seen.completed.load(Relaxed), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn the_personality_resends_unanswered_requests_before_the_driver_timer() -> Result {
+        let a = NetDevice::get_by_name(Namespace::init(), VETH_A)?;
+        let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
+        let seen = Arc::new(Seen::default(), GFP_KERNEL)?;
+        let config = Config {
+            server: b.mac_addr(),
+            export: 0,
+            frame_size: 0,
+            max_queue: 4,
+            window: 4,
+            max_retries: 0,
+            timeout: Delta::from_secs(30),
+        };
+        let p = Personality::attach(a, Driver(seen.clone()), config)?;
+        let write = Command { opcode: Opcode::Write, offset: 0, length: 512, fua: false };
+        assert!(p.queue(0, Probe { seen: seen.clone(), fail: false }, write).is_ok());
+        assert_eq!(p.stats().tx_frames, 1);
+        // Nobody answers: with no round trip timed yet, the timer resends
+        // after the initial timeout (1 s), from softirq.
+        kernel::time::delay::fsleep(Delta::from_millis(1600));
+        let stats = p.stats();
+        assert_eq!(stats.early_resends, 1);
+        assert_eq!(stats.tx_frames, 2);
+        assert_eq!(stats.retransmits, 0);
+        // The timeout backed off after the resend: 2 s until an answer.
+        assert_eq!(stats.rto_ms, 2000);
+        assert_eq!(seen.copies.load(Relaxed), 2);
+        assert_eq!(seen.copies_irqs_off.load(Relaxed), 0);
+        assert_eq!(seen.copies_bh_on.load(Relaxed), 0);
+        // Detaching stops the timer (and fails the request once).
+        p.detach();
+        assert_eq!(seen.failed.load(Relaxed), 1);
+        kernel::time::delay::fsleep(Delta::from_millis(100));
+        assert_eq!(p.stats().tx_frames, 2);
         Ok(())
     }
 }

@@ -76,7 +76,7 @@ dd if=/dev/ebd0 of=/dev/null bs=64k count=1 iflag=direct status=none 2>/dev/null
 elapsed=$((SECONDS - start))
 log_since "$mark" | grep -q "pnk0: MTU 1500 is below the" || fail "no log line for the MTU drop"
 [[ $(ebd_stat d3 failed_mtu) -gt 0 ]] || fail "failed_mtu not counted"
-[[ $(ebd_stat d3 retransmits) == 0 ]] || fail "requests were retransmitted instead of failed"
+[[ $(ebd_resends d3) == 0 ]] || fail "requests were resent instead of failed"
 ip link set pnk0 mtu 9000 || fail "mtu 9000"
 cmp <(dd if=/dev/ebd0 bs=1M count=1 iflag=direct status=none) /tmp/mtu-pattern || fail "data after the MTU came back"
 log_since "$mark" | grep -q "pnk0: MTU 9000 carries" || fail "no log line for the MTU coming back"

@@ -53,7 +53,7 @@ verify_run settled || fail "fio verify after the link settled"
 kill -0 "$pid" 2>/dev/null || { cat /tmp/ebd-server.log >&2; fail "ebd-server exited"; }
 [[ $(ebd_server_pid) == "$pid" ]] || fail "ebd-server was restarted"
 [[ $(ebd_stat dm failed) == 0 ]] || fail "$(ebd_stat dm failed) requests failed"
-[[ $(ebd_stat dm retransmits) -gt 0 ]] || fail "no retransmission: the link events did not meet any I/O"
+[[ $(ebd_resends dm) -gt 0 ]] || fail "nothing resent: the link events did not meet any I/O"
 grep -q "waiting for the link\|link down" /tmp/ebd-server.log || fail "the link going down was not logged"
 grep -q "MTU 1500" /tmp/ebd-server.log || fail "the lowered MTU was not noticed"
 grep -q "MTU 9000" /tmp/ebd-server.log || fail "the restored MTU was not noticed"

@@ -123,7 +123,17 @@ struct Slot<R> {
     charged: u32,
     /// When (caller's clock, milliseconds) its last frame went out.
     sent_at: u64,
+    /// When its first frame first went out: round trips are timed from
+    /// here.
+    first_sent_at: u64,
+    /// When it last made progress: its last frame went out or an answer
+    /// came. [`Ledger::resend_overdue`] measures silence from here, so a
+    /// long read whose answers keep coming is never presumed lost.
+    active_at: u64,
+    /// Timeouts its response timer let it retry.
     retries: u32,
+    /// Early resends (see [`Ledger::resend_overdue`]).
+    early: u32,
 }
 
 /// Fixed-capacity FIFO of request ids.
@@ -175,6 +185,10 @@ impl Fifo {
 
 /// A request's response timeout doubles with each retry up to this many times.
 pub const MAX_BACKOFF_SHIFT: u32 = 4;
+
+/// Early resends of one request ([`Ledger::resend_overdue`]); then only its
+/// response timer resends it.
+pub const MAX_EARLY_RESENDS: u32 = 3;
 
 /// Limits of a ledger.
 #[derive(Clone, Copy, Debug)]
@@ -303,7 +317,10 @@ impl<R> Ledger<R> {
             queued: true,
             charged: 0,
             sent_at: 0,
+            first_sent_at: 0,
+            active_at: 0,
             retries: 0,
+            early: 0,
         });
         // Cannot fail: the FIFO holds as many ids as there are slots and this
         // slot was not in it.
@@ -379,7 +396,11 @@ impl<R> Ledger<R> {
                 return None;
             }
             slot.charged += cost;
+            if slot.sent_below == 0 {
+                slot.first_sent_at = now;
+            }
             slot.sent_at = now;
+            slot.active_at = now;
             self.charged += cost;
             let (frag_offset, frag_len) = match slot.command.opcode {
                 // A read's request frame carries no data; its fragment field
@@ -461,6 +482,61 @@ impl<R> Ledger<R> {
             return self.remove(id);
         }
         None
+    }
+
+    /// An answer to request `id` arrived at `now` and was taken (matched,
+    /// a read's data placed; before [`Ledger::answer`] records it). Returns
+    /// a round-trip sample, from its first frame's sending, if it is the
+    /// request's first answer and the request was never resent (Karn's
+    /// rule: an answer to a resent request may be to either copy).
+    pub fn progress(&mut self, id: u32, now: u64) -> Option<u64> {
+        let slot = self.slots.get_mut(id as usize)?.as_mut()?;
+        slot.active_at = slot.active_at.max(now);
+        let first = slot.answered.count() == 0 && slot.retries == 0 && slot.early == 0;
+        first.then(|| now.saturating_sub(slot.first_sent_at))
+    }
+
+    /// Queues again the unanswered frames of every request that was sent in
+    /// full and has heard nothing for `rto_ms` by `now`, up to
+    /// [`MAX_EARLY_RESENDS`] times per request (the caller backs the
+    /// timeout off after each resend). Flushes are left to the response
+    /// timer: their answer waits for the server's disk, not the link.
+    /// Returns how many requests it queued.
+    ///
+    /// This is the personality's own loss recovery, far quicker than the
+    /// driver's response timer ([`Ledger::expire`]), whose retry count it
+    /// leaves alone. Each early resend restarts that timer's wait (it
+    /// counts from the last frame sent), so a request fails at most
+    /// [`MAX_EARLY_RESENDS`] timeouts later than without them.
+    pub fn resend_overdue(&mut self, now: u64, rto_ms: u64) -> u32 {
+        let mut resent = 0;
+        for id in 0..self.slots.len() {
+            let Some(slot) = self.slots[id].as_mut() else { continue };
+            if slot.queued
+                || slot.charged == 0
+                || slot.early >= MAX_EARLY_RESENDS
+                || slot.command.opcode == Opcode::Flush
+            {
+                continue;
+            }
+            if now.saturating_sub(slot.active_at) < rto_ms {
+                continue;
+            }
+            slot.early += 1;
+            self.charged = self.charged.saturating_sub(slot.charged);
+            slot.charged = 0;
+            slot.cursor = 0;
+            slot.queued = true;
+            // Cannot fail: the FIFO holds every slot and this one was not in it.
+            let _ = self.fifo.push(id as u32);
+            resent += 1;
+        }
+        resent
+    }
+
+    /// Whether frames wait to be sent (the window or the device was full).
+    pub fn has_queued(&self) -> bool {
+        self.fifo.len > 0
     }
 
     /// Removes request `id` (completed, failed or aborted) and returns it.

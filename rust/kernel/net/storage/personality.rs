@@ -5,13 +5,14 @@
 
 use super::{
     ledger::{Command, Expiry, Ledger, Limits, Matched, Refused, Unmatched},
+    rtt::RttEstimator,
     stats::{Snapshot, Stats},
     wire::{
         Direction, ExportInfo, Header, Opcode, Status, WireError, ETH_P_EBD_REQUEST,
         ETH_P_EBD_RESPONSE, HEADER_LEN,
     },
 };
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::{
     bindings,
     block::mq::{Operations, Request},
@@ -22,8 +23,15 @@ use crate::{
         skb::{SkBuff, Writable},
     },
     prelude::*,
-    sync::{aref::ARef, Arc, Mutex, SpinLockBh},
-    time::{delay::fsleep, Delta, Instant, Monotonic},
+    sync::{aref::ARef, Arc, ArcBorrow, Mutex, SpinLockBh},
+    time::{
+        delay::fsleep,
+        hrtimer::{
+            ArcHrTimerHandle, HasHrTimer, HrTimer, HrTimerCallback, HrTimerCallbackContext, HrTimerPointer,
+            HrTimerRestart, RelativeSoftMode,
+        },
+        Delta, Instant, Monotonic,
+    },
 };
 
 /// Tag of the personality's own [`Opcode::Info`] exchanges; block request ids
@@ -34,6 +42,11 @@ const INFO_TAG: u32 = u32::MAX;
 /// hand them to the device.
 const TX_BATCH: usize = 16;
 
+/// How often the personality's timer looks for requests that have waited
+/// longer than the retransmission timeout, while any request is held: a
+/// lost frame is resent at most this long after it became overdue.
+const TICK: Delta = Delta::from_millis(50);
+
 /// Memory a response's data is placed into: the block request's own pages.
 pub trait BlockBuffer: Send + 'static {
     /// Copies request bytes `[offset, offset + dst.len())` into `dst` (a
@@ -41,7 +54,8 @@ pub trait BlockBuffer: Send + 'static {
     ///
     /// Context: under the personality's lock, with bottom halves off, from
     /// whichever caller sends queued frames: `queue_rq`, blk-mq's timeout
-    /// work (process context) or response receive (softirq). Must not sleep.
+    /// work (process context), response receive or the personality's timer
+    /// (softirq). Must not sleep.
     fn copy_out(&self, offset: u32, dst: &mut [u8]) -> Result;
 
     /// Copies `len` bytes of `skb` from `skb_offset` straight into the request
@@ -71,7 +85,8 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// place) or it failed.
     ///
     /// Context: never under the personality's lock; from response receive
-    /// (softirq), blk-mq's timeout work, `queue` (when the device's MTU has
+    /// or the personality's timer (softirq), blk-mq's timeout work, `queue`
+    /// (when the device's MTU has
     /// dropped below the frame size) or `detach` (process context, possibly
     /// under RTNL from a net device notifier). Must not sleep.
     fn complete(&self, buffer: Self::Buffer, status: Result);
@@ -132,6 +147,11 @@ struct Inner<B> {
     /// The device's MTU is below the frame size planned at attach (logged
     /// once per drop); requests fail with `EMSGSIZE` until it is raised.
     mtu_short: bool,
+    /// How long the server takes to answer.
+    rtt: RttEstimator,
+    /// The timer ([`Core::ticker`]) is queued or running and will look at
+    /// the ledger again; cleared by the tick that finds it empty.
+    ticking: bool,
 }
 
 impl<B> Inner<B> {
@@ -160,10 +180,35 @@ struct Core<D: StorageDriver> {
     local: MacAddr,
     payload: u32,
     timeout: Delta,
+    /// Resends requests that heard nothing for a retransmission timeout
+    /// ([`Core::tick`]), while any is held.
+    #[pin]
+    ticker: HrTimer<Core<D>>,
+}
+
+crate::impl_has_hr_timer! {
+    impl{D: StorageDriver} HasHrTimer<Core<D>> for Core<D> {
+        mode: RelativeSoftMode<Monotonic>,
+        field: self.ticker,
+    }
+}
+
+impl<D: StorageDriver> HrTimerCallback for Core<D> {
+    type Pointer<'a> = Arc<Core<D>>;
+
+    fn run(this: ArcBorrow<'_, Self>, mut ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
+        if this.tick() {
+            ctx.forward_now(TICK);
+            HrTimerRestart::Restart
+        } else {
+            HrTimerRestart::NoRestart
+        }
+    }
 }
 
 // Locking: `Core::inner` is taken from process context (`queue`, blk-mq's
-// timeout work, `query_info`, `detach`) and from softirq (response receive),
+// timeout work, `query_info`, `detach`) and from softirq (response receive,
+// the timer's tick: a soft hrtimer),
 // never from a hard interrupt handler, so it is a bottom-half spinlock: held,
 // it keeps receive off this CPU while interrupts stay on, which is what
 // building frames (GFP_ATOMIC allocation, data copies) and freeing a frame
@@ -189,12 +234,18 @@ impl<D: StorageDriver> PacketHandler for Receiver<D> {
 /// # Invariants
 ///
 /// While `receiver` holds a registration, `core.inner.dev` is `Some`; after
-/// [`Personality::detach`] both are gone and the ledger is empty.
+/// [`Personality::detach`] both are gone and the ledger is empty. `ticker`
+/// holds the handle of `core.ticker` (with a reference to `core`) from
+/// attach until [`Personality::detach`] has cleared `core.inner.dev`; the
+/// timer is started again only under `core.inner`'s lock while `dev` is
+/// `Some`, so it never runs after that handle is dropped.
 #[pin_data(PinnedDrop)]
 pub struct Personality<D: StorageDriver> {
     core: Arc<Core<D>>,
     #[pin]
     receiver: Mutex<Option<Pin<KBox<packet::Registration<Receiver<D>>>>>>,
+    #[pin]
+    ticker: Mutex<Option<ArcHrTimerHandle<Core<D>>>>,
 }
 
 /// Milliseconds on the monotonic clock, the ledger's time base.
@@ -253,6 +304,9 @@ impl<D: StorageDriver> Personality<D> {
                         discovering: config.server.is_none(),
                         draining: false,
                         mtu_short: false,
+                        rtt: RttEstimator::new(),
+                        // Started below, once attached.
+                        ticking: true,
                     };
                     SpinLockBh::new(inner, name, key)
                 },
@@ -262,6 +316,7 @@ impl<D: StorageDriver> Personality<D> {
                 local,
                 payload,
                 timeout: config.timeout,
+                ticker <- HrTimer::new(),
             }),
             GFP_KERNEL,
         )?;
@@ -273,12 +328,19 @@ impl<D: StorageDriver> Personality<D> {
             ),
             GFP_KERNEL,
         )?;
+        // The first tick finds the ledger empty and lets the timer rest
+        // until a request is queued.
+        let ticker = core.clone().start(TICK);
         Arc::pin_init(
             pin_init!(Personality {
                 core,
                 receiver <- {
                     let (name, key) = crate::sync::generic_lock_class!("net::storage::Personality::receiver");
                     Mutex::new(Some(receiver), name, key)
+                },
+                ticker <- {
+                    let (name, key) = crate::sync::generic_lock_class!("net::storage::Personality::ticker");
+                    Mutex::new(Some(ticker), name, key)
                 },
             }),
             GFP_KERNEL,
@@ -364,9 +426,16 @@ impl<D: StorageDriver> Personality<D> {
                 return Err(refused);
             }
             Stats::bump(&core.stats.requests);
-            core.stats
-                .queue_high_water
-                .fetch_max(u64::from(g.ledger.high_water()), core::sync::atomic::Ordering::Relaxed);
+            core.stats.queue_high_water.fetch_max(u64::from(g.ledger.high_water()), Relaxed);
+            if !g.ticking {
+                g.ticking = true;
+                // SAFETY: `core` is valid, and stays so until the timer has
+                // stopped: the handle in `self.ticker` holds a reference to
+                // it and is dropped (which cancels the timer and waits for a
+                // running tick) only after `detach` has cleared `dev` under
+                // this lock, which we hold with `dev` set.
+                unsafe { <Core<D> as HasHrTimer<Core<D>>>::start(&*self.core, TICK) };
+            }
         }
         core.drain();
         Ok(())
@@ -462,6 +531,10 @@ impl<D: StorageDriver> Personality<D> {
         let core = &*self.core;
         let dev = core.inner.lock().dev.take();
         drop(dev);
+        // No tick starts the timer again now that `dev` is gone; dropping
+        // the handle cancels it and waits for a tick that is running.
+        let ticker = self.ticker.lock().take();
+        drop(ticker);
         core.fail_held(EIO, None);
     }
 }
@@ -499,6 +572,36 @@ impl<D: StorageDriver> Core<D> {
         }
         skb.set_protocol(ethertype);
         Ok(skb)
+    }
+
+    /// One tick of the timer: resends requests that heard nothing for the
+    /// retransmission timeout and sends what waits. Returns whether to tick
+    /// again (requests are still held). Softirq context.
+    fn tick(&self) -> bool {
+        let now = now_ms();
+        let (resent, queued) = {
+            let mut g = self.inner.lock();
+            if g.dev.is_none() || g.ledger.is_empty() {
+                g.ticking = false;
+                return false;
+            }
+            // Never as long as half the driver's timeout: the early resend
+            // comes first.
+            let rto = g.rtt.rto_ms(self.timeout.as_millis().unsigned_abs() / 2);
+            self.stats.rto_ms.store(rto, Relaxed);
+            let resent = g.ledger.resend_overdue(now, rto);
+            if resent > 0 {
+                g.rtt.back_off();
+            }
+            (resent, g.ledger.has_queued())
+        };
+        self.stats.early_resends.fetch_add(u64::from(resent), Relaxed);
+        // Also what a full window or a stopped device left queued, should
+        // nothing else come to send it.
+        if queued {
+            self.drain();
+        }
+        true
     }
 
     /// Ends every held request with `err`, oldest first (see
@@ -599,7 +702,7 @@ impl<D: StorageDriver> Core<D> {
                         batch[n] = Some(skb);
                         n += 1;
                     }
-                    // Counted as lost; the request's timer resends it.
+                    // Counted as lost; the personality's timer resends it.
                     Err(_) => Stats::bump(&self.stats.tx_errors),
                 }
             }
@@ -680,6 +783,9 @@ impl<D: StorageDriver> Core<D> {
                             Stats::bump(&self.stats.drop_copy);
                             return;
                         }
+                    }
+                    if let Some(rtt) = g.ledger.progress(id, now_ms()) {
+                        g.rtt.sample(rtt);
                     }
                     done = g.ledger.answer(id, frames).map(|b| (b, Ok(())));
                 }

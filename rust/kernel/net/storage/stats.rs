@@ -53,6 +53,11 @@ counters! {
     rx_frames,
     /// Requests retransmitted after a timeout.
     retransmits,
+    /// Requests resent early, after a retransmission timeout without any
+    /// answer (the personality's own loss recovery).
+    early_resends,
+    /// The retransmission timeout now, in milliseconds (a gauge).
+    rto_ms,
     /// Requests that failed because every retry timed out.
     timeouts,
     /// Admissions refused because the queue was full.
