@@ -238,22 +238,21 @@ mod tests {
         assert_eq!(l.progress(0, 150), Some(150));
         assert!(l.answer(0, 0..1).is_none());
         assert_eq!(l.progress(0, 160), None);
-        // At 200 only the silent read is overdue; it goes out again, whole.
-        assert_eq!(l.resend_overdue(200, 200), 1);
-        assert!(l.has_queued());
-        let again = l.next_frame(200).map(|j| (j.id, j.header.opcode));
-        assert_eq!(again, Some((1, Opcode::Read)));
-        assert!(l.next_frame(200).is_none());
-        // The write heard last at 160: overdue at 360, and only its
-        // unanswered fragment is resent.
+        // The read has heard nothing since 0, but the server spoke at 160:
+        // nothing is resent until it has been silent for the timeout.
         assert_eq!(l.resend_overdue(359, 200), 0);
-        assert_eq!(l.resend_overdue(360, 200), 1);
+        // Then both go out again: the read whole, the write's unanswered
+        // fragment only.
+        assert_eq!(l.resend_overdue(360, 200), 2);
+        assert!(l.has_queued());
         assert_eq!(l.next_frame(360).map(|j| (j.id, j.header.frag_offset)), Some((0, PAYLOAD)));
+        assert_eq!(l.next_frame(360).map(|j| (j.id, j.header.opcode)), Some((1, Opcode::Read)));
+        assert!(l.next_frame(360).is_none());
         // The read was resent: its answer is no sample (Karn's rule).
         assert_eq!(l.progress(1, 420), None);
         assert!(l.answer(1, 0..1).is_some());
         // After MAX_EARLY_RESENDS only the response timer resends.
-        let mut at = 360;
+        let mut at = 420;
         for _ in 1..MAX_EARLY_RESENDS {
             assert_eq!(l.resend_overdue(at + 199, 200), 0);
             at += 200;

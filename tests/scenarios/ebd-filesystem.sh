@@ -34,7 +34,7 @@ head -c $((1024 * 1024 + 5 * 4097)) /dev/urandom >/tmp/ebd-random || fail "rando
 pool=()
 for i in 1 2 3 4 5; do
   pool+=(/tmp/ebd-random)
-  { echo "file $i"; cat "${pool[@]}"; } | head -c $((i * 1024 * 1024 + i * 4097)) >"$EBD_MNT/file$i" \
+  { echo "file $i" && cat "${pool[@]}"; } >"$EBD_MNT/file$i" && truncate -s $((i * 1024 * 1024 + i * 4097)) "$EBD_MNT/file$i" \
     || fail "write file$i"
 done
 rm -f /tmp/ebd-random

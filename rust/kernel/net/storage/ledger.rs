@@ -228,6 +228,8 @@ pub struct Ledger<R> {
     /// request frame tells the server.
     finished: Finished,
     refused_full: bool,
+    /// When (caller's clock) the server last answered any request.
+    last_answer_at: u64,
 }
 
 impl<R> Ledger<R> {
@@ -253,6 +255,7 @@ impl<R> Ledger<R> {
             next_seq: first_seq,
             finished: Finished::starting_at(first_seq),
             refused_full: false,
+            last_answer_at: 0,
         })
     }
 
@@ -490,18 +493,26 @@ impl<R> Ledger<R> {
     /// request's first answer and the request was never resent (Karn's
     /// rule: an answer to a resent request may be to either copy).
     pub fn progress(&mut self, id: u32, now: u64) -> Option<u64> {
+        self.last_answer_at = self.last_answer_at.max(now);
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
         slot.active_at = slot.active_at.max(now);
         let first = slot.answered.count() == 0 && slot.retries == 0 && slot.early == 0;
         first.then(|| now.saturating_sub(slot.first_sent_at))
     }
 
-    /// Queues again the unanswered frames of every request that was sent in
-    /// full and has heard nothing for `rto_ms` by `now`, up to
-    /// [`MAX_EARLY_RESENDS`] times per request (the caller backs the
-    /// timeout off after each resend). Flushes are left to the response
-    /// timer: their answer waits for the server's disk, not the link.
+    /// Once the server has answered nothing for `rto_ms` by `now`, queues
+    /// again the unanswered frames of every request that was sent in full
+    /// and has heard nothing for as long, up to [`MAX_EARLY_RESENDS`] times
+    /// per request (the caller backs the timeout off after each resend).
     /// Returns how many requests it queued.
+    ///
+    /// While the server answers other requests, a silent one is more
+    /// likely waiting its turn at the server than lost, and resending it
+    /// would only add work: it is left to the response timer, as are
+    /// flushes, whose answer waits for the server's disk. The case this is
+    /// for is the one where the server falls silent with requests still
+    /// held: the last requests of a burst, or of a queue the block layer is
+    /// freezing, lost on the link.
     ///
     /// This is the personality's own loss recovery, far quicker than the
     /// driver's response timer ([`Ledger::expire`]), whose retry count it
@@ -509,6 +520,9 @@ impl<R> Ledger<R> {
     /// counts from the last frame sent), so a request fails at most
     /// [`MAX_EARLY_RESENDS`] timeouts later than without them.
     pub fn resend_overdue(&mut self, now: u64, rto_ms: u64) -> u32 {
+        if now.saturating_sub(self.last_answer_at) < rto_ms {
+            return 0;
+        }
         let mut resent = 0;
         for id in 0..self.slots.len() {
             let Some(slot) = self.slots[id].as_mut() else { continue };

@@ -21,10 +21,10 @@
 //! Request ids are the driver's (a blk-mq tag fits); the driver owns each
 //! request's response timer and calls [`Personality::expire`] when it fires,
 //! which retransmits with backoff or fails the request after a bounded number
-//! of retries. Well before that timer, the personality resends a request
-//! that has heard nothing for a retransmission timeout estimated from the
-//! server's answers ([`rtt`]), from a timer of its own that ticks while
-//! requests are held: a frame lost on the link costs a fraction of a second,
+//! of retries. Well before that timer, once the server has fallen silent
+//! for a retransmission timeout estimated from its answers ([`rtt`]), the
+//! personality resends the requests that heard nothing for as long, from a
+//! timer of its own that ticks while requests are held: a frame lost on the link costs a fraction of a second,
 //! not the driver's timeout (which the block layer's queue freezes would
 //! otherwise wait out with the whole disk stopped).
 
