@@ -478,8 +478,12 @@ mod context {
         }
     }
 
-    #[test]
-    fn frames_are_built_with_bottom_halves_off_and_interrupts_on() -> Result {
+    /// One 512-byte write.
+    const WRITE: Command = Command { opcode: Opcode::Write, offset: 0, length: 512, fua: false };
+
+    /// A personality on veth A whose "server" is veth B, where nobody
+    /// answers; its driver counts into the returned `Seen`.
+    fn attach_to_silent_peer() -> Result<(Arc<Personality<Driver>>, Arc<Seen>)> {
         let a = NetDevice::get_by_name(Namespace::init(), VETH_A)?;
         let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
         let seen = Arc::new(Seen::default(), GFP_KERNEL)?;
@@ -492,12 +496,16 @@ mod context {
             max_retries: 0,
             timeout: Delta::from_secs(30),
         };
-        let p = Personality::attach(a, Driver(seen.clone()), config)?;
-        let write = Command { opcode: Opcode::Write, offset: 0, length: 512, fua: false };
+        Ok((Personality::attach(a, Driver(seen.clone()), config)?, seen))
+    }
+
+    #[test]
+    fn frames_are_built_with_bottom_halves_off_and_interrupts_on() -> Result {
+        let (p, seen) = attach_to_silent_peer()?;
         // The first frame's data copy fails: its half-built buffer is freed
         // where the build failed, under the lock, and counted as a send error.
-        assert!(p.queue(0, Probe { seen: seen.clone(), fail: true }, write).is_ok());
-        assert!(p.queue(1, Probe { seen: seen.clone(), fail: false }, write).is_ok());
+        assert!(p.queue(0, Probe { seen: seen.clone(), fail: true }, WRITE).is_ok());
+        assert!(p.queue(1, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
         let stats = p.stats();
         assert_eq!(seen.copies.load(Relaxed), 2);
         assert_eq!(seen.copies_irqs_off.load(Relaxed), 0);
@@ -513,21 +521,8 @@ mod context {
 
     #[test]
     fn the_personality_resends_unanswered_requests_before_the_driver_timer() -> Result {
-        let a = NetDevice::get_by_name(Namespace::init(), VETH_A)?;
-        let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
-        let seen = Arc::new(Seen::default(), GFP_KERNEL)?;
-        let config = Config {
-            server: b.mac_addr(),
-            export: 0,
-            frame_size: 0,
-            max_queue: 4,
-            window: 4,
-            max_retries: 0,
-            timeout: Delta::from_secs(30),
-        };
-        let p = Personality::attach(a, Driver(seen.clone()), config)?;
-        let write = Command { opcode: Opcode::Write, offset: 0, length: 512, fua: false };
-        assert!(p.queue(0, Probe { seen: seen.clone(), fail: false }, write).is_ok());
+        let (p, seen) = attach_to_silent_peer()?;
+        assert!(p.queue(0, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
         assert_eq!(p.stats().tx_frames, 1);
         // Nobody answers: with no round trip timed yet, the timer resends
         // after the initial timeout (1 s), from softirq.
