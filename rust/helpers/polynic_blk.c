@@ -64,23 +64,21 @@ __rust_helper unsigned int rust_helper_polynic_rq_xfer(struct request *rq, unsig
 						       unsigned int peer)
 {
 	struct bio *bio;
-	unsigned int pos = 0, done = 0;
+	unsigned int skip = offset, done = 0;
 
 	__rq_for_each_bio(bio, rq) {
 		struct bvec_iter it = bio->bi_iter;
 
 		if (done == len)
 			break;
-		if (!done) {
-			/* Still before @offset: skip this bio, or into it. */
-			if (pos + it.bi_size <= offset) {
-				pos += it.bi_size;
-				continue;
-			}
-			if (offset > pos && !bvec_iter_advance(bio->bi_io_vec, &it, offset - pos))
-				break;
-			pos = offset;
+		/* What lies before @offset: whole bios, then part of this one. */
+		if (skip >= it.bi_size) {
+			skip -= it.bi_size;
+			continue;
 		}
+		if (skip && !bvec_iter_advance(bio->bi_io_vec, &it, skip))
+			break;
+		skip = 0;
 		while (it.bi_size && done < len) {
 			struct bio_vec bv = bio_iter_iovec(bio, it);
 			unsigned int n = min(bv.bv_len, len - done);

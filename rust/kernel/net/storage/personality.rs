@@ -86,9 +86,9 @@ pub trait StorageDriver: Send + Sync + 'static {
     ///
     /// Context: never under the personality's lock; from response receive
     /// or the personality's timer (softirq), blk-mq's timeout work, `queue`
-    /// (when the device's MTU has
-    /// dropped below the frame size) or `detach` (process context, possibly
-    /// under RTNL from a net device notifier). Must not sleep.
+    /// (when the device's MTU has dropped below the frame size) or `detach`
+    /// (process context, possibly under RTNL from a net device notifier).
+    /// Must not sleep.
     fn complete(&self, buffer: Self::Buffer, status: Result);
 
     /// Room for `free` more requests after a [`Refused::Full`].
@@ -208,8 +208,8 @@ impl<D: StorageDriver> HrTimerCallback for Core<D> {
 
 // Locking: `Core::inner` is taken from process context (`queue`, blk-mq's
 // timeout work, `query_info`, `detach`) and from softirq (response receive,
-// the timer's tick: a soft hrtimer),
-// never from a hard interrupt handler, so it is a bottom-half spinlock: held,
+// the tick of a soft hrtimer), never from a hard interrupt handler, so it is
+// a bottom-half spinlock: held,
 // it keeps receive off this CPU while interrupts stay on, which is what
 // building frames (GFP_ATOMIC allocation, data copies) and freeing a frame
 // whose build failed need. The driver's callbacks run without it.
@@ -429,11 +429,7 @@ impl<D: StorageDriver> Personality<D> {
             core.stats.queue_high_water.fetch_max(u64::from(g.ledger.high_water()), Relaxed);
             if !g.ticking {
                 g.ticking = true;
-                // SAFETY: `core` is valid, and stays so until the timer has
-                // stopped: the handle in `self.ticker` holds a reference to
-                // it and is dropped (which cancels the timer and waits for a
-                // running tick) only after `detach` has cleared `dev` under
-                // this lock, which we hold with `dev` set.
+                // SAFETY: `inner` is held with `dev` set, so `core` outlives the timer (invariant).
                 unsafe { <Core<D> as HasHrTimer<Core<D>>>::start(&*self.core, TICK) };
             }
         }
