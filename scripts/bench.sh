@@ -19,7 +19,7 @@ sections=()
 [[ -z $only || $only == pnic ]] && sections+=(pnic)
 [[ -z $only || $only == fwd ]] && sections+=(fwd)
 # The bench kernel: the test kernel without KASAN, lockdep and kmemleak
-# (scripts/polynic-bench.config); built once into the cache (~11 min).
+# (scripts/polynic-bench.config); built once into the cache (~30 min).
 prepare_guest bench
 out="$POLYNIC_ROOT/out/vm/bench"
 log "booting the bench kernel for ${sections[*]} (${BENCH_ROUNDS:-3} rounds; about 3 minutes a round for ebd, 2 for pnic; fwd: ${FWD_ROUNDS:-2} rounds, about 9 minutes each)"

@@ -7,7 +7,9 @@ RAW_DIR holds the guest's fio JSON files (NAME-WORKLOAD.rROUND.json), one
 iperf3 link-tcp.rROUND.json per round and memory.json. The devices were
 measured in interleaved rounds of one VM run; each figure is the median of
 its rounds, and each target ratio is the median of the per-round ratios
-(device and anchor measured minutes apart), shown with its range.
+(device and anchor measured minutes apart), shown with its range and beside
+the link's TCP throughput measured in the same rounds: the margins depend on
+how fast the machine is, so a ratio is only read together with its link.
 """
 import json
 import statistics
@@ -63,18 +65,23 @@ def main() -> int:
     link_mib = round(statistics.median(links), 1)
     memory = json.loads((raw / "memory.json").read_text())
 
-    ratios, spread, targets = {}, {}, {}
+    ratios, spread, targets, round_ratios = {}, {}, {}, {}
     for key, label, w, anchor, target in TARGETS:
         if min(per_round[anchor][w]) <= 0:
             print(f"{anchor} {w}: an anchor figure is zero; no ratio", file=sys.stderr)
             return 1
         each = [e / a for e, a in zip(per_round["ebd"][w], per_round[anchor][w])]
+        round_ratios[key] = [round(x, 2) for x in each]
         ratios[key] = round(statistics.median(each), 2)
         spread[key] = [round(min(each), 2), round(max(each), 2)]
         targets[label] = ratios[key] >= target
     ratios["seqread_ebd_over_link"] = round(results["ebd"]["seqread"] / link_mib, 2) if link_mib > 0 else None
+    link_range = [round(min(links), 1), round(max(links), 1)]
+    per_round["link_tcp_mib_s"] = [round(x, 1) for x in links]
+    per_round["ratios"] = round_ratios
     doc = {"rounds": len(rounds), "results": results, "per_round": per_round, "link_tcp_mib_s": link_mib,
-           "ratios": ratios, "ratio_range": spread, "targets_met": targets, "memory": memory}
+           "link_tcp_mib_s_range": link_range, "ratios": ratios, "ratio_range": spread, "targets_met": targets,
+           "memory": memory}
     (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
 
     lines = [
@@ -89,12 +96,24 @@ def main() -> int:
         f"Medians of {len(rounds)} interleaved rounds. Link ceiling (iperf3 TCP, same veth, MTU 9000): "
         f"{link_mib} MiB/s.",
         "",
-        "| ratio (median of rounds) | value | range over rounds | target | met |",
-        "|---|---:|---:|---:|:---:|",
+        "| ratio (median of rounds) | value | range over rounds | link MiB/s (median, range) | target | met |",
+        "|---|---:|---:|---:|---:|:---:|",
     ]
+    link_cell = f"{link_mib} ({link_range[0]} - {link_range[1]})"
     for key, label, _, _, target in TARGETS:
         lo, hi = spread[key]
-        lines.append(f"| {label} | {ratios[key]} | {lo} - {hi} | >= {target} | {'yes' if targets[label] else 'no'} |")
+        lines.append(f"| {label} | {ratios[key]} | {lo} - {hi} | {link_cell} | >= {target} | "
+                     f"{'yes' if targets[label] else 'no'} |")
+    lines += [
+        "",
+        "Each round's ratios beside the link measured at its start:",
+        "",
+        "| round | link MiB/s | " + " | ".join(label for _, label, _, _, _ in TARGETS) + " |",
+        "|---:|---:|" + "---:|" * len(TARGETS),
+    ]
+    for i, r in enumerate(rounds):
+        cells = " | ".join(str(round_ratios[key][i]) for key, _, _, _, _ in TARGETS)
+        lines.append(f"| {r} | {per_round['link_tcp_mib_s'][i]} | {cells} |")
     lines += [
         "",
         f"EBD's median sequential read is {ratios['seqread_ebd_over_link']} of the link's median TCP throughput.",

@@ -87,7 +87,7 @@ if [[ "$(cat "$build/.polynic-fragment" 2>/dev/null)" != "$(sha256sum <"$fragmen
   sha256sum <"$fragment" >"$build/.polynic-fragment"
 fi
 
-log "building kernel $version in $build (a full build takes ~11 min on 2 cores; log: $build.log)"
+log "building kernel $version in $build (a full build takes ~30 min on 2 cores; log: $build.log)"
 start=$SECONDS
 # The key says the build matches it only once a build has finished: a build
 # that fails or is interrupted halfway leaves none.

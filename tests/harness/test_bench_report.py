@@ -1,0 +1,71 @@
+"""Host tests of the EBD benchmark's report (scripts/bench_report.py):
+ratios are medians of per-round ratios, every ratio is shown beside the
+link measured in the same rounds, and targets are met or missed as the
+made-up figures say."""
+
+import json
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+WORKLOADS = {"seqread": "read", "seqwrite": "write", "randread": "read", "randwrite": "write"}
+
+
+def make_raw(root: Path, links_mib: list[float], ebd_factor: float) -> Path:
+    """Rounds whose link is LINKS_MIB; NBD and AoE give 100 (MiB/s or
+    IOPS), EBD gives EBD_FACTOR times that in round 1 and 1.0x elsewhere."""
+    raw = root / "raw"
+    raw.mkdir()
+    for r, link in enumerate(links_mib, start=1):
+        (raw / f"link-tcp.r{r}.json").write_text(json.dumps(
+            {"end": {"sum_received": {"bits_per_second": link * 8 * 2**20}}}))
+        for device in ("ebd", "aoe", "nbd"):
+            figure = 100.0 * (ebd_factor if device == "ebd" and r == 1 else 1.0)
+            for w, direction in WORKLOADS.items():
+                (raw / f"{device}-{w}.r{r}.json").write_text(json.dumps(
+                    {"jobs": [{direction: {"bw_bytes": figure * 2**20, "iops": figure}}]}))
+    (raw / "memory.json").write_text(json.dumps({"ebd_pinned_bytes": 4096, "ebd_window_bytes": 65536}))
+    return raw
+
+
+def report(raw: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPTS / "bench_report.py"), str(raw), str(out)],
+                          capture_output=True, text=True, cwd=SCRIPTS)
+
+
+class EbdReport(unittest.TestCase):
+    def test_ratios_come_with_the_link_of_their_rounds(self):
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            p = report(make_raw(root, [120.0, 200.0, 140.0], ebd_factor=2.0), root / "out")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            doc = json.loads((root / "out" / "results.json").read_text())
+            self.assertEqual(doc["per_round"]["link_tcp_mib_s"], [120.0, 200.0, 140.0])
+            self.assertEqual(doc["link_tcp_mib_s"], 140.0)
+            self.assertEqual(doc["link_tcp_mib_s_range"], [120.0, 200.0])
+            # Round 1 alone had EBD twice the anchors: the median is 1.0.
+            self.assertEqual(doc["per_round"]["ratios"]["seqread_ebd_over_nbd"], [2.0, 1.0, 1.0])
+            self.assertEqual(doc["ratios"]["seqread_ebd_over_nbd"], 1.0)
+            self.assertEqual(doc["ratio_range"]["seqread_ebd_over_nbd"], [1.0, 2.0])
+            self.assertTrue(doc["targets_met"]["EBD / NBD seq read"])
+            self.assertFalse(doc["targets_met"]["EBD / AoE 4K read IOPS"])
+            md = (root / "out" / "results.md").read_text()
+            self.assertIn("| EBD / NBD seq read | 1.0 | 1.0 - 2.0 | 140.0 (120.0 - 200.0) | >= 1.0 | yes |", md)
+            self.assertIn("| 1 | 120.0 | 2.0 | 2.0 | 2.0 | 2.0 |", md)
+            self.assertIn("| 2 | 200.0 | 1.0 | 1.0 | 1.0 | 1.0 |", md)
+
+    def test_a_missing_figure_is_an_error(self):
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            raw = make_raw(root, [120.0], ebd_factor=1.0)
+            (raw / "aoe-randwrite.r1.json").unlink()
+            p = report(raw, root / "out")
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("missing", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
