@@ -5,8 +5,9 @@
 //! copies it into the kernel tree, e.g. `ebd.rs` becomes
 //! `rust/kernel/net/storage/wire.rs` through
 //! `rust/kernel/net/storage/wire.rs.import`, so the kernel and user space
-//! cannot drift apart. This crate adds nothing to those files but a crate
+//! cannot drift apart (`bqi.rs` becomes `rust/kernel/net/bqi.rs`). This crate adds nothing to those files but a crate
 //! root.
 #![no_std]
 
+pub mod bqi;
 pub mod ebd;
