@@ -71,6 +71,16 @@ impl Namespace {
         self.0.get()
     }
 
+    /// Whether the calling task may administer this namespace's networking
+    /// (`CAP_NET_ADMIN` in the user namespace that owns it). Process
+    /// context.
+    pub fn caller_has_net_admin(&self) -> bool {
+        // SAFETY: The namespace is alive while borrowed and its owning user
+        // namespace lives as long as it; `ns_capable` may be called from
+        // process context with any capability number.
+        unsafe { bindings::ns_capable((*self.as_raw()).user_ns, bindings::CAP_NET_ADMIN as i32) }
+    }
+
     /// Whether `self` and `other` are the same namespace.
     pub fn is(&self, other: &Namespace) -> bool {
         core::ptr::eq(self.as_raw(), other.as_raw())

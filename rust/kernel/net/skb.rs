@@ -31,6 +31,7 @@ use crate::{
     alloc::Flags,
     bindings,
     error::{code::*, to_result, Result},
+    mm::shared_area::SharedArea,
 };
 use core::{marker::PhantomData, ptr::NonNull};
 
@@ -576,6 +577,57 @@ impl SkBuff<Writable> {
             core::ptr::write_bytes(p, 0, len as usize);
             core::slice::from_raw_parts_mut(p, len as usize)
         })
+    }
+}
+
+/// Copies between socket buffers and memory shared with user space: the
+/// bytes are moved by C (`skb_copy_bits`, `skb_store_bits`), never through
+/// Rust references to the shared side, which user space may be writing.
+impl<S: State> SkBuff<S> {
+    /// Copies the whole received frame, from its link-layer header (which a
+    /// receive handler finds before `data`) to its end, into `area` at
+    /// `offset`. Returns the frame's length; `EMSGSIZE` if it is longer than
+    /// `max`, `EINVAL` if the range is outside the area or the buffer has no
+    /// link-layer header within its headroom.
+    pub fn copy_frame_to_area(&self, area: &SharedArea, offset: usize, max: usize) -> Result<usize> {
+        // SAFETY: The buffer is valid.
+        let off = unsafe { bindings::polynic_skb_mac_offset(self.as_raw()) };
+        if off > 0 || off.unsigned_abs() > self.headroom() {
+            return Err(EINVAL);
+        }
+        let back = off.unsigned_abs() as usize;
+        let len = back.checked_add(self.len() as usize).ok_or(EINVAL)?;
+        if len > max {
+            return Err(EMSGSIZE);
+        }
+        let dst = area.raw_range(offset, len)?;
+        // SAFETY: `-back` reaches into the linear head (the header lies within
+        // the headroom, checked above) and `back + len` bytes end at the
+        // buffer's end; `dst` is valid for `len` bytes of the area, which C
+        // writes without Rust references.
+        to_result(unsafe { bindings::skb_copy_bits(self.as_raw(), -(back as i32), dst.cast(), len as i32) })?;
+        Ok(len)
+    }
+}
+
+impl SkBuff<Writable> {
+    /// Appends `len` bytes copied from `area` at `offset`. `ENOSPC` if the
+    /// tailroom is too small or the buffer is not linear, `EINVAL` if the
+    /// range is outside the area. What user space writes meanwhile may end
+    /// up in the copy: check the buffer's bytes, not the area's, afterwards.
+    pub fn put_from_area(&mut self, area: &SharedArea, offset: usize, len: u32) -> Result {
+        let src = area.raw_range(offset, len as usize)?;
+        if len > self.tailroom() || self.headlen() != self.len() {
+            return Err(ENOSPC);
+        }
+        let at = self.len() as i32;
+        // SAFETY: The buffer is writable and linear with `len` bytes of
+        // tailroom, so `skb_put` cannot overrun.
+        unsafe { bindings::skb_put(self.as_raw(), len) };
+        // SAFETY: The `len` bytes at `at` were just added to the linear data,
+        // which is ours alone; `src` is valid for `len` bytes of the area,
+        // which C reads without Rust references.
+        to_result(unsafe { bindings::skb_store_bits(self.as_raw(), at, src.cast(), len as i32) })
     }
 }
 

@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Receive demultiplexing on one device, before the protocol stack: a
+//! frame under the polynic link header goes to the endpoint its index
+//! names (a table indexed by it, as a controller's would be); an IPv4 UDP
+//! or TCP frame to the endpoint of its flow (a hash table, exact flow first,
+//! then the listening or unconnected endpoint of its local address and
+//! port). Both lookups are constant time. Fragments and everything
+//! unmatched go to the stack unchanged.
+
+use crate::endpoint::Endpoint;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use kernel::{
+    alloc::flags::GFP_ATOMIC,
+    net::{
+        bqi::{self, Class, FlowKey, CLASSIFY_LEN, MAX_BQI},
+        device::NetDevice,
+        rx_handler::{RxHandler, RxVerdict},
+        skb::SkBuff,
+    },
+    new_spinlock_bh,
+    prelude::*,
+    sync::{Arc, SpinLockBh},
+};
+
+/// Flow slots per device: at most half are used, so probes stay short.
+const FLOW_SLOTS: usize = 1024;
+
+/// A flow as an endpoint registers it: its own address and port, and the
+/// remote's (zero for any).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FlowSpec {
+    pub(crate) proto: u8,
+    pub(crate) local_ip: [u8; 4],
+    pub(crate) local_port: u16,
+    pub(crate) remote_ip: [u8; 4],
+    pub(crate) remote_port: u16,
+}
+
+impl FlowSpec {
+    /// The listening form of this flow (any remote).
+    fn open(self) -> Self {
+        FlowSpec { remote_ip: [0; 4], remote_port: 0, ..self }
+    }
+
+    /// FNV-1a over the fields: cheap, and spreads ports well.
+    fn slot(&self) -> usize {
+        let mut h: u32 = 0x811c_9dc5;
+        let mut mix = |b: u8| h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        let (l, r) = (self.local_port.to_be_bytes(), self.remote_port.to_be_bytes());
+        let [a, b, c, d] = self.local_ip;
+        let [e, f, g, i] = self.remote_ip;
+        for byte in [self.proto, a, b, c, d, e, f, g, i, l[0], l[1], r[0], r[1]] {
+            mix(byte);
+        }
+        h as usize % FLOW_SLOTS
+    }
+
+    /// The flow a received frame belongs to (its destination is local).
+    fn of_received(k: &FlowKey) -> Self {
+        FlowSpec { proto: k.proto, local_ip: k.dst_ip, local_port: k.dst_port, remote_ip: k.src_ip, remote_port: k.src_port }
+    }
+}
+
+enum Slot {
+    Empty,
+    /// Was used: a probe continues past it.
+    Removed,
+    Used(FlowSpec, Arc<Endpoint>),
+}
+
+struct Table {
+    by_index: KVec<Option<Arc<Endpoint>>>,
+    flows: KVec<Slot>,
+    flow_count: usize,
+}
+
+impl Table {
+    fn find_flow(&self, spec: &FlowSpec) -> Option<&Arc<Endpoint>> {
+        let start = spec.slot();
+        for i in 0..FLOW_SLOTS {
+            match self.flows.get((start + i) % FLOW_SLOTS)? {
+                Slot::Empty => return None,
+                Slot::Used(s, e) if s == spec => return Some(e),
+                _ => (),
+            }
+        }
+        None
+    }
+}
+
+/// Frame counts of one device's demultiplexer.
+#[derive(Default)]
+pub(crate) struct DeviceCounters {
+    pub(crate) delivered: AtomicU64,
+    pub(crate) to_stack: AtomicU64,
+    pub(crate) no_endpoint: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+}
+
+/// One device's demultiplexer: its receive handler and endpoint tables.
+#[pin_data]
+pub(crate) struct Demux {
+    #[pin]
+    table: SpinLockBh<Table>,
+    pub(crate) counters: DeviceCounters,
+}
+
+impl Demux {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        let mut by_index = KVec::with_capacity(MAX_BQI as usize, GFP_KERNEL)?;
+        for _ in 0..MAX_BQI {
+            by_index.push(None, GFP_KERNEL)?;
+        }
+        let mut flows = KVec::with_capacity(FLOW_SLOTS, GFP_KERNEL)?;
+        for _ in 0..FLOW_SLOTS {
+            flows.push(Slot::Empty, GFP_KERNEL)?;
+        }
+        Arc::pin_init(
+            try_pin_init!(Demux {
+                table <- new_spinlock_bh!(Table { by_index, flows, flow_count: 0 }),
+                counters: DeviceCounters::default(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Chooses the index for a new endpoint: `bqi`, or the first free one
+    /// if it is 0; checks that `flow` (UDP and TCP) is free. `EADDRINUSE` if
+    /// the index or the flow is taken, `ENOSPC` if the tables are full.
+    /// Insertions are serialised by the caller (the device list's mutex), so
+    /// what this finds free stays free until [`Self::enter`].
+    pub(crate) fn reserve(&self, bqi: u16, flow: Option<&FlowSpec>) -> Result<u16> {
+        let t = self.table.lock();
+        let free = |i: u16| t.by_index.get(i as usize).is_some_and(|e| e.is_none());
+        let index = match bqi {
+            0 => (1..MAX_BQI).find(|i| free(*i)).ok_or(ENOSPC)?,
+            i if free(i) => i,
+            _ => return Err(EADDRINUSE),
+        };
+        if let Some(spec) = flow {
+            if t.find_flow(spec).is_some() {
+                return Err(EADDRINUSE);
+            }
+            if t.flow_count >= FLOW_SLOTS / 2 {
+                return Err(ENOSPC);
+            }
+        }
+        Ok(index)
+    }
+
+    /// Enters an endpoint under the index and flow [`Self::reserve`] found
+    /// free.
+    pub(crate) fn enter(&self, index: u16, flow: Option<FlowSpec>, endpoint: &Arc<Endpoint>) -> Result {
+        let mut t = self.table.lock();
+        if let Some(spec) = flow {
+            let start = spec.slot();
+            let slot = (0..FLOW_SLOTS)
+                .map(|i| (start + i) % FLOW_SLOTS)
+                .find(|s| matches!(t.flows.get(*s), Some(Slot::Empty | Slot::Removed)))
+                .ok_or(ENOSPC)?;
+            if let Some(s) = t.flows.get_mut(slot) {
+                *s = Slot::Used(spec, endpoint.clone());
+                t.flow_count += 1;
+            }
+        }
+        match t.by_index.get_mut(index as usize) {
+            Some(e) => *e = Some(endpoint.clone()),
+            None => return Err(EINVAL),
+        }
+        Ok(())
+    }
+
+    /// Removes `endpoint` from both tables. After it returns, no receive on
+    /// this device will find the endpoint.
+    pub(crate) fn remove(&self, endpoint: &Arc<Endpoint>) {
+        let mut t = self.table.lock();
+        if let Some(e) = t.by_index.get_mut(endpoint.bqi() as usize) {
+            if e.as_ref().is_some_and(|x| Arc::ptr_eq(x, endpoint)) {
+                *e = None;
+            }
+        }
+        let mut removed = 0;
+        for slot in t.flows.iter_mut() {
+            if matches!(slot, Slot::Used(_, e) if Arc::ptr_eq(e, endpoint)) {
+                *slot = Slot::Removed;
+                removed += 1;
+            }
+        }
+        t.flow_count -= removed;
+    }
+
+    /// Whether no endpoint is attached.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.table.lock().by_index.iter().all(|e| e.is_none())
+    }
+
+    /// Every endpoint, taken out of the tables (the device is going away).
+    pub(crate) fn drain(&self) -> KVec<Arc<Endpoint>> {
+        let mut out = KVec::new();
+        let mut t = self.table.lock();
+        for e in t.by_index.iter_mut() {
+            if let Some(ep) = e.take() {
+                // Pushing can only fail for memory; the endpoint then ends
+                // when its file closes instead.
+                let _ = out.push(ep, GFP_ATOMIC);
+            }
+        }
+        for slot in t.flows.iter_mut() {
+            *slot = Slot::Empty;
+        }
+        t.flow_count = 0;
+        out
+    }
+
+    /// The endpoint a frame goes to, if any; `Err` for a malformed link
+    /// header or an index nobody holds.
+    fn lookup(&self, class: &Class) -> Result<Option<Arc<Endpoint>>, ()> {
+        let t = self.table.lock();
+        match class {
+            Class::Bqi(link) if link.dst_bqi == 0 => Ok(None),
+            Class::Bqi(link) => t.by_index.get(link.dst_bqi as usize).and_then(|e| e.clone()).map(Some).ok_or(()),
+            Class::Flow(key) => {
+                let spec = FlowSpec::of_received(key);
+                Ok(t.find_flow(&spec).or_else(|| t.find_flow(&spec.open())).cloned())
+            }
+            Class::Stack => Ok(None),
+        }
+    }
+}
+
+impl RxHandler for Demux {
+    fn receive(&self, skb: SkBuff, _dev: &NetDevice) -> RxVerdict {
+        // Only frames for this host: not ones seen in promiscuous mode.
+        if !skb.is_to_host() {
+            self.counters.to_stack.fetch_add(1, Relaxed);
+            return RxVerdict::Pass(skb);
+        }
+        let mut head = [0u8; CLASSIFY_LEN];
+        let n = (skb.len() as usize).min(CLASSIFY_LEN);
+        if skb.copy_bits(0, &mut head[..n]).is_err() {
+            self.counters.malformed.fetch_add(1, Relaxed);
+            return RxVerdict::Pass(skb);
+        }
+        let class = match bqi::classify(skb.protocol().0, &head[..n]) {
+            Ok(c) => c,
+            Err(_) => {
+                self.counters.malformed.fetch_add(1, Relaxed);
+                drop(skb);
+                return RxVerdict::Consumed;
+            }
+        };
+        match self.lookup(&class) {
+            Ok(Some(endpoint)) => {
+                self.counters.delivered.fetch_add(1, Relaxed);
+                endpoint.deliver(skb);
+                RxVerdict::Consumed
+            }
+            Ok(None) => {
+                self.counters.to_stack.fetch_add(1, Relaxed);
+                RxVerdict::Pass(skb)
+            }
+            Err(()) => {
+                self.counters.no_endpoint.fetch_add(1, Relaxed);
+                drop(skb);
+                RxVerdict::Consumed
+            }
+        }
+    }
+}

@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A configured endpoint: its shared area, the receive pool and event
+//! producer (fed from the receive handler in softirq), and the request
+//! consumer (the doorbell, or the receive path when the pool runs dry).
+//!
+//! Buffers are owned by the application or by the kernel; the kernel owns
+//! exactly the buffers in its receive pool, and a bitmap says which those
+//! are, so a refill of a buffer already pooled, or a send from one, is
+//! refused rather than handing one buffer out twice.
+
+use crate::{counters::Counters, rings::Shared};
+use core::sync::atomic::{fence, Ordering};
+use kernel::{
+    alloc::flags::GFP_ATOMIC,
+    net::{
+        bqi::{self, DescError, EndpointConfig, Event, EventKind, Request, Stat, Template},
+        device::NetDevice,
+        ethernet::EtherType,
+        skb::SkBuff,
+    },
+    new_spinlock_bh,
+    prelude::*,
+    static_lock_class,
+    sync::{aref::ARef, poll::PollCondVarBox, Arc, SpinLockBh},
+};
+
+/// Receive side: what softirq touches for every frame.
+struct Rx {
+    /// Buffer indices the kernel may fill, oldest refill first (a ring of
+    /// `buf_count` slots; never more are pooled, by the bitmap).
+    pool: KVec<u32>,
+    pool_head: usize,
+    pool_len: usize,
+    /// Bit `i`: buffer `i` is in the pool.
+    pooled: KVec<u64>,
+    /// Next event position.
+    evt_head: u32,
+    ended: bool,
+}
+
+impl Rx {
+    fn is_pooled(&self, buffer: u32) -> bool {
+        self.pooled.get(buffer as usize / 64).is_some_and(|w| w & (1 << (buffer % 64)) != 0)
+    }
+
+    fn set_pooled(&mut self, buffer: u32, on: bool) {
+        if let Some(w) = self.pooled.get_mut(buffer as usize / 64) {
+            if on {
+                *w |= 1 << (buffer % 64);
+            } else {
+                *w &= !(1 << (buffer % 64));
+            }
+        }
+    }
+
+    /// Pools `buffer`; false if it is pooled already.
+    fn refill(&mut self, buffer: u32) -> bool {
+        let cap = self.pool.len();
+        if self.is_pooled(buffer) || self.pool_len >= cap {
+            return false;
+        }
+        self.pool[(self.pool_head + self.pool_len) % cap] = buffer;
+        self.pool_len += 1;
+        self.set_pooled(buffer, true);
+        true
+    }
+
+    fn take_buffer(&mut self) -> Option<u32> {
+        if self.pool_len == 0 {
+            return None;
+        }
+        let b = self.pool[self.pool_head];
+        self.pool_head = (self.pool_head + 1) % self.pool.len();
+        self.pool_len -= 1;
+        self.set_pooled(b, false);
+        Some(b)
+    }
+}
+
+/// Request side: serialises the doorbell and the receive path's refills.
+struct Tx {
+    /// Next request position to take.
+    req_tail: u32,
+    /// Send descriptors finished so far (wrapping).
+    sends_done: u32,
+    /// The device, until it goes away.
+    dev: Option<ARef<NetDevice>>,
+}
+
+/// An endpoint after configuration (sealed: nothing here changes but its
+/// queues and counters).
+#[pin_data]
+pub(crate) struct Endpoint {
+    pub(crate) shared: Shared,
+    pub(crate) template: Template,
+    pub(crate) config: EndpointConfig,
+    /// Largest frame the device sends or receives (MTU plus link header).
+    pub(crate) max_frame: u32,
+    #[pin]
+    rx: SpinLockBh<Rx>,
+    #[pin]
+    tx: SpinLockBh<Tx>,
+    pub(crate) counters: Counters,
+    /// Poll readiness; boxed so that the last reference may go in softirq.
+    pub(crate) readable: PollCondVarBox,
+}
+
+impl Endpoint {
+    pub(crate) fn new(
+        shared: Shared,
+        template: Template,
+        max_frame: u32,
+        dev: ARef<NetDevice>,
+    ) -> Result<Arc<Self>> {
+        let count = shared.layout.buf_count() as usize;
+        let mut pool = KVec::with_capacity(count, GFP_KERNEL)?;
+        pool.resize(count, 0, GFP_KERNEL)?;
+        let mut pooled = KVec::with_capacity(count.div_ceil(64), GFP_KERNEL)?;
+        pooled.resize(count.div_ceil(64), 0u64, GFP_KERNEL)?;
+        let readable = PollCondVarBox::new(c"bqi_events", static_lock_class!())?;
+        let config = template.config;
+        Arc::pin_init(
+            try_pin_init!(Endpoint {
+                shared,
+                template,
+                config,
+                max_frame,
+                rx <- new_spinlock_bh!(Rx { pool, pool_head: 0, pool_len: 0, pooled, evt_head: 0, ended: false }),
+                tx <- new_spinlock_bh!(Tx { req_tail: 0, sends_done: 0, dev: Some(dev) }),
+                counters: Counters::default(),
+                readable,
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The endpoint's own buffer queue index.
+    pub(crate) fn bqi(&self) -> u16 {
+        self.template.bqi
+    }
+
+    /// Posts `event` if the event queue has room; counts it lost otherwise.
+    fn post(&self, rx: &mut Rx, event: &Event) -> bool {
+        let entries = self.shared.layout.evt_entries();
+        match bqi::pending(rx.evt_head, self.shared.evt_tail(), entries) {
+            Some(used) if used < entries => {
+                self.shared.post(rx.evt_head, event);
+                rx.evt_head = rx.evt_head.wrapping_add(1);
+                true
+            }
+            Some(_) => {
+                self.counters.bump(Stat::EventsLost);
+                false
+            }
+            None => {
+                // The application's tail is garbage: nothing can be posted.
+                self.counters.bump(Stat::BadRequests);
+                self.counters.bump(Stat::EventsLost);
+                false
+            }
+        }
+    }
+
+    /// Puts a received frame into a pooled buffer and posts its event.
+    /// Softirq (the device's receive handler). The frame is consumed.
+    pub(crate) fn deliver(&self, skb: SkBuff) {
+        let mut delivered = self.try_deliver(&skb);
+        if delivered == Err(Stat::DroppedNoBuffer) && self.take_requests().is_ok() {
+            // The pool ran dry: refills may be waiting in the request queue.
+            delivered = self.try_deliver(&skb);
+        }
+        match delivered {
+            Ok(()) => {
+                self.counters.bump(Stat::Delivered);
+                skb.consume();
+                self.readable.notify_all();
+            }
+            Err(why) => self.counters.bump(why),
+        }
+    }
+
+    fn try_deliver(&self, skb: &SkBuff) -> Result<(), Stat> {
+        let mut rx = self.rx.lock();
+        if rx.ended {
+            return Err(Stat::DroppedRingFull);
+        }
+        let entries = self.shared.layout.evt_entries();
+        match bqi::pending(rx.evt_head, self.shared.evt_tail(), entries) {
+            Some(used) if used < entries => (),
+            Some(_) => return Err(Stat::DroppedRingFull),
+            None => return Err(Stat::BadRequests),
+        }
+        let buffer = rx.take_buffer().ok_or(Stat::DroppedNoBuffer)?;
+        let copied = self.shared.layout.buffer(buffer).ok_or(Stat::DroppedTooBig).and_then(|at| {
+            skb.copy_frame_to_area(&self.shared.area, at as usize, self.shared.layout.buf_size() as usize)
+                .map_err(|_| Stat::DroppedTooBig)
+        });
+        let len = match copied {
+            Ok(len) => len,
+            Err(why) => {
+                // The buffer goes back to the pool.
+                rx.refill(buffer);
+                return Err(why);
+            }
+        };
+        let event = Event { kind: EventKind::Received, code: 0, buffer, value: len as u32 };
+        // Room was checked above, under the same lock.
+        self.post(&mut rx, &event);
+        Ok(())
+    }
+
+    /// Whether events wait for the application, and whether it has ended.
+    pub(crate) fn readiness(&self) -> (bool, bool) {
+        let rx = self.rx.lock();
+        (rx.evt_head != self.shared.evt_tail(), rx.ended)
+    }
+
+    /// Ends the endpoint: its device is going away. Drops the device
+    /// reference, tells the application, wakes pollers.
+    pub(crate) fn end(&self) {
+        let dev = self.tx.lock().dev.take();
+        {
+            let mut rx = self.rx.lock();
+            if !rx.ended {
+                rx.ended = true;
+                self.shared.set_flag(bqi::FLAG_ENDED, true);
+                self.post(&mut rx, &Event { kind: EventKind::Ended, code: 0, buffer: 0, value: 0 });
+            }
+        }
+        drop(dev);
+        self.readable.notify_all();
+    }
+
+    /// Takes every pending request (the doorbell). `ENODEV` once the
+    /// endpoint has ended; `EINVAL` if the application's request head is
+    /// garbage (an error event says so too). Any context that may take a
+    /// bottom-half lock: process context, or the receive path.
+    pub(crate) fn take_requests(&self) -> Result<u32> {
+        let mut tx = self.tx.lock();
+        let dev = tx.dev.clone().ok_or(ENODEV)?;
+        let entries = self.shared.layout.req_entries();
+        let mut taken = 0u32;
+        loop {
+            self.shared.set_flag(bqi::FLAG_NEED_WAKEUP, false);
+            let head = self.shared.req_head();
+            let Some(n) = bqi::pending(head, tx.req_tail, entries) else {
+                self.counters.bump(Stat::BadRequests);
+                let event = Event { kind: EventKind::BadIndex, code: 1, buffer: 0, value: head };
+                self.post(&mut self.rx.lock(), &event);
+                self.shared.set_flag(bqi::FLAG_NEED_WAKEUP, true);
+                self.readable.notify_all();
+                return Err(EINVAL);
+            };
+            for _ in 0..n {
+                let position = tx.req_tail;
+                self.take_one(&mut tx, &dev, position);
+                tx.req_tail = position.wrapping_add(1);
+            }
+            taken = taken.wrapping_add(n);
+            self.shared.set_req_tail(tx.req_tail);
+            self.shared.set_sends_done(tx.sends_done);
+            // Stop taking only after saying so and looking once more, so a
+            // request stored meanwhile is either seen here or rings the bell.
+            self.shared.set_flag(bqi::FLAG_NEED_WAKEUP, true);
+            fence(Ordering::SeqCst);
+            if self.shared.req_head() == tx.req_tail {
+                break;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Takes the request at `position`.
+    fn take_one(&self, tx: &mut Tx, dev: &NetDevice, position: u32) {
+        let refused = |code: DescError| Event { kind: EventKind::BadRequest, code: code as u16, buffer: 0, value: position };
+        let request = match Request::parse(&self.shared.request(position), &self.shared.layout) {
+            Ok(r) => r,
+            Err(e) => {
+                self.counters.bump(Stat::BadRequests);
+                self.post(&mut self.rx.lock(), &refused(e));
+                return;
+            }
+        };
+        match request {
+            Request::Refill { buffer } => {
+                let mut rx = self.rx.lock();
+                if !rx.refill(buffer) {
+                    self.counters.bump(Stat::BadRequests);
+                    self.post(&mut rx, &refused(DescError::NotOwned));
+                }
+            }
+            Request::Send { buffer, len, cookie } => {
+                tx.sends_done = tx.sends_done.wrapping_add(1);
+                if self.rx.lock().is_pooled(buffer) {
+                    self.counters.bump(Stat::BadRequests);
+                    self.post(&mut self.rx.lock(), &refused(DescError::NotOwned));
+                    return;
+                }
+                if let Err(reject) = self.send(dev, buffer, len) {
+                    self.counters.bump(Stat::TemplateRejects);
+                    let event = Event { kind: EventKind::SendRefused, code: reject as u16, buffer, value: cookie };
+                    self.post(&mut self.rx.lock(), &event);
+                    self.readable.notify_all();
+                }
+            }
+        }
+    }
+
+    /// Copies the frame out of the shared area, checks the copy against the
+    /// template, and sends it. A template refusal is returned; a device that
+    /// does not take the frame is counted.
+    fn send(&self, dev: &NetDevice, buffer: u32, len: u32) -> Result<(), bqi::Reject> {
+        let Some(at) = self.shared.layout.buffer(buffer) else {
+            return Err(bqi::Reject::Length);
+        };
+        let mut skb = match SkBuff::alloc_for(dev, len, GFP_ATOMIC) {
+            Ok(s) => s,
+            Err(_) => {
+                self.counters.bump(Stat::SendErrors);
+                return Ok(());
+            }
+        };
+        if skb.put_from_area(&self.shared.area, at as usize, len).is_err() {
+            self.counters.bump(Stat::SendErrors);
+            return Ok(());
+        }
+        // The copy, not the shared buffer, is checked and sent.
+        self.template.check(skb.data(), self.max_frame as usize)?;
+        let ethertype = u16::from_be_bytes([skb.data()[12], skb.data()[13]]);
+        skb.set_protocol(EtherType(ethertype));
+        match skb.transmit(dev) {
+            Ok(_) => self.counters.bump(Stat::Sent),
+            Err(_) => self.counters.bump(Stat::SendErrors),
+        }
+        Ok(())
+    }
+}
