@@ -12,7 +12,7 @@
 use crate::{counters::Counters, rings::Shared};
 use core::sync::atomic::{fence, Ordering};
 use kernel::{
-    alloc::flags::GFP_ATOMIC,
+    alloc::{flags::GFP_ATOMIC, ring::Ring},
     net::{
         bqi::{self, DescError, EndpointConfig, Event, EventKind, Request, Stat, Template},
         device::NetDevice,
@@ -27,11 +27,9 @@ use kernel::{
 
 /// Receive side: what softirq touches for every frame.
 struct Rx {
-    /// Buffer indices the kernel may fill, oldest refill first (a ring of
-    /// `buf_count` slots; never more are pooled, by the bitmap).
-    pool: KVec<u32>,
-    pool_head: usize,
-    pool_len: usize,
+    /// Buffer indices the kernel may fill, oldest refill first. Never more
+    /// than `buf_count` (a buffer is pooled at most once, by the bitmap).
+    pool: Ring<u32>,
     /// Bit `i`: buffer `i` is in the pool.
     pooled: KVec<u64>,
     /// Next event position.
@@ -56,23 +54,15 @@ impl Rx {
 
     /// Pools `buffer`; false if it is pooled already.
     fn refill(&mut self, buffer: u32) -> bool {
-        let cap = self.pool.len();
-        if self.is_pooled(buffer) || self.pool_len >= cap {
+        if self.is_pooled(buffer) || self.pool.push(buffer).is_err() {
             return false;
         }
-        self.pool[(self.pool_head + self.pool_len) % cap] = buffer;
-        self.pool_len += 1;
         self.set_pooled(buffer, true);
         true
     }
 
     fn take_buffer(&mut self) -> Option<u32> {
-        if self.pool_len == 0 {
-            return None;
-        }
-        let b = self.pool[self.pool_head];
-        self.pool_head = (self.pool_head + 1) % self.pool.len();
-        self.pool_len -= 1;
+        let b = self.pool.pop()?;
         self.set_pooled(b, false);
         Some(b)
     }
@@ -114,8 +104,7 @@ impl Endpoint {
         dev: ARef<NetDevice>,
     ) -> Result<Arc<Self>> {
         let count = shared.layout.buf_count() as usize;
-        let mut pool = KVec::with_capacity(count, GFP_KERNEL)?;
-        pool.resize(count, 0, GFP_KERNEL)?;
+        let pool = Ring::new(count)?;
         let mut pooled = KVec::with_capacity(count.div_ceil(64), GFP_KERNEL)?;
         pooled.resize(count.div_ceil(64), 0u64, GFP_KERNEL)?;
         let readable = PollCondVarBox::new(c"bqi_events", static_lock_class!())?;
@@ -126,7 +115,7 @@ impl Endpoint {
                 template,
                 config,
                 max_frame,
-                rx <- new_spinlock_bh!(Rx { pool, pool_head: 0, pool_len: 0, pooled, evt_head: 0, ended: false }),
+                rx <- new_spinlock_bh!(Rx { pool, pooled, evt_head: 0, ended: false }),
                 tx <- new_spinlock_bh!(Tx { req_tail: 0, sends_done: 0, dev: Some(dev) }),
                 counters: Counters::default(),
                 readable,
@@ -327,8 +316,10 @@ impl Endpoint {
         }
         // The copy, not the shared buffer, is checked and sent.
         self.template.check(skb.data(), self.max_frame as usize)?;
-        let ethertype = u16::from_be_bytes([skb.data()[12], skb.data()[13]]);
-        skb.set_protocol(EtherType(ethertype));
+        // At least an Ethernet header: the template checked it.
+        if let Some(&[hi, lo]) = skb.data().get(12..14) {
+            skb.set_protocol(EtherType(u16::from_be_bytes([hi, lo])));
+        }
         match skb.transmit(dev) {
             Ok(_) => self.counters.bump(Stat::Sent),
             Err(_) => self.counters.bump(Stat::SendErrors),

@@ -6,6 +6,7 @@
 
 use kernel::prelude::*;
 
+mod bqi_tests;
 mod device_tests;
 mod driver_tests;
 mod notifier_tests;
