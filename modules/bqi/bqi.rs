@@ -28,7 +28,7 @@ module! {
     license: "GPL",
 }
 
-#[pin_data]
+#[pin_data(PinnedDrop)]
 struct BqiModule {
     /// Dropped first: no new endpoint once unloading starts (open files
     /// hold the module, so none is left by then).
@@ -36,6 +36,14 @@ struct BqiModule {
     misc: MiscDeviceRegistration<file::EndpointFile>,
     #[pin]
     watch: notifier::Registration<devices::Watch>,
+}
+
+#[pinned_drop]
+impl PinnedDrop for BqiModule {
+    fn drop(self: Pin<&mut Self>) {
+        // A static is never dropped: give back the list's buffer.
+        devices::exit();
+    }
 }
 
 impl kernel::InPlaceModule for BqiModule {

@@ -33,6 +33,16 @@ pub(crate) fn init() {
     unsafe { DEVICES.init() };
 }
 
+/// Frees the device list's memory at module exit, when every endpoint is
+/// gone (open files hold the module) and so is every device entry.
+pub(crate) fn exit() {
+    let list = core::mem::replace(&mut *DEVICES.lock(), KVec::new());
+    if !list.is_empty() {
+        pr_warn!("{} device(s) still attached at exit\n", list.len());
+    }
+    drop(list);
+}
+
 /// A device with endpoints.
 struct Attached {
     /// The device's address, to recognise it (never dereferenced).
