@@ -12,13 +12,19 @@
 #    and leave the endpoint working.
 # 5. Without CAP_NET_ADMIN an endpoint cannot be configured; a configured
 #    one cannot be reconfigured.
-# 6. Deleting the device with an endpoint open ends it; the module cannot be
+# 6. The registry (bqi-registry) grants endpoints to unprivileged
+#    applications over its socket; it refuses a port taken by a kernel
+#    socket or another application, and a privileged port to a non-root
+#    caller; kill -9 of an application reclaims its endpoint and holds the
+#    port for the quiet time, then frees it; no registry is a clear error.
+# 7. Deleting the device with an endpoint open ends it; the module cannot be
 #    unloaded while an endpoint is open; kill -9 of its holder frees it, and
 #    then the module unloads (the harness checks for leaks and splats).
 source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
 probe="$POLYNIC_BIN/bqi-probe"
 cleanup() {
   [[ -n ${holder:-} ]] && kill -9 "$holder" 2>/dev/null
+  [[ -n ${registry:-} ]] && kill "$registry" 2>/dev/null && wait "$registry" 2>/dev/null
   ip netns del ba 2>/dev/null
   ip netns del bb 2>/dev/null
   rmmod bqi 2>/dev/null
@@ -130,7 +136,66 @@ out=$(in_a "$probe" configure --dev va --bqi 7 --peer 9 --twice)
   || fail "reconfigured a sealed endpoint: $out"
 echo "rights: $out"
 
-# 6. Device deletion, module unload, kill -9.
+# 6. The registry, and unprivileged applications.
+REG=/tmp/bqi-registry.sock
+nobody() { in_b setpriv --reuid=65534 --regid=65534 --clear-groups "$probe" "$@"; }
+in_b "$POLYNIC_BIN/bqi-registry" serve --socket "$REG" --quiet-time 3 >/tmp/bqi-reg.out 2>/tmp/bqi-reg.err &
+registry=$!
+for _ in 1 2 3 4 5 6 7 8 9 10; do [[ -S $REG ]] && break; pause 0.5; done
+[[ -S $REG ]] || fail "registry did not start: $(</tmp/bqi-reg.err)"
+nobody udp-recv --registry "$REG" --dev vb --local 10.66.0.2:5003 --count 10 >/tmp/bqi-u3.json &
+u3=$!
+pause 2
+out=$(nobody udp-recv --registry "$REG" --dev vb --local 10.66.0.2:5003 --count 1 --timeout 1 2>&1) \
+  && fail "a second application got port 5003: $out"
+[[ $out == *"the registry refused: udp port 5003 is taken"* ]] || fail "second application on 5003: $out"
+in_a python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(10):
+    s.sendto(b"C" * 64, ("10.66.0.2", 5003)); time.sleep(0.01)' || fail "sending to 5003"
+wait "$u3" || fail "unprivileged UDP application: $(</tmp/bqi-u3.json)"
+[[ $(</tmp/bqi-u3.json) == *'"received":10,'* ]] || fail "unprivileged application: $(</tmp/bqi-u3.json)"
+in_b python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.66.0.2", 5004)); time.sleep(30)' &
+kernel_sock=$!
+pause 2
+out=$(nobody udp-recv --registry "$REG" --dev vb --local 10.66.0.2:5004 --count 1 --timeout 1 2>&1) \
+  && fail "got a port a kernel socket holds: $out"
+[[ $out == *"taken by a kernel socket"* ]] || fail "port held by the kernel: $out"
+kill "$kernel_sock"; wait "$kernel_sock" 2>/dev/null
+out=$(nobody udp-recv --registry "$REG" --dev vb --local 10.66.0.2:53 --count 1 --timeout 1 2>&1) \
+  && fail "a non-root application got port 53: $out"
+[[ $out == *"port 53 needs root"* ]] || fail "privileged port: $out"
+out=$(nobody udp-recv --registry /tmp/no-such-registry --dev vb --local 10.66.0.2:5006 --count 1 2>&1) \
+  && fail "worked without a registry: $out"
+[[ $out == *"no BQI registry at /tmp/no-such-registry"* ]] || fail "no registry: $out"
+# (exec: $! must be the application itself, not a subshell around it.)
+(exec ip netns exec bb setpriv --reuid=65534 --regid=65534 --clear-groups "$probe" hold --registry "$REG" --dev vb \
+  --local 10.66.0.2:5005 --seconds 60 >/dev/null) &
+victim=$!
+pause 2
+status=$(in_b "$POLYNIC_BIN/bqi-registry" status --socket "$REG" --json)
+# (Status entries keep their field order.)
+[[ $status == *'"state":"endpoint","pid":'[1-9]*'"kind":"udp","dev":"vb",'*'"local":"10.66.0.2:5005"'* ]] \
+  || fail "status before kill: $status"
+kill -9 "$victim"
+wait "$victim" 2>/dev/null
+pause 1
+status=$(in_b "$POLYNIC_BIN/bqi-registry" status --socket "$REG" --json)
+[[ $status == *'"state":"quiet","pid":0,"kind":"udp",'*'"local":"10.66.0.2:5005","remote":null,"quiet_s":'[0-9]* ]] \
+  || fail "status after kill -9: $status"
+out=$(nobody udp-recv --registry "$REG" --dev vb --local 10.66.0.2:5005 --count 1 --timeout 1 2>&1) \
+  && fail "port 5005 reused during its quiet time: $out"
+pause 3
+out=$(nobody udp-recv --registry "$REG" --dev vb --local 10.66.0.2:5005 --count 1 --timeout 1 2>&1)
+[[ $out == *'"received":0,'* ]] || fail "port 5005 not free after its quiet time: $out"
+kill "$registry"; wait "$registry" 2>/dev/null
+registry=
+echo "registry: unprivileged grant, refusals (taken, kernel socket, privileged port, no registry), kill -9 reclaimed with the port held 3 s"
+
+# 7. Device deletion, module unload, kill -9.
 in_b "$probe" hold --dev vb --bqi 3 --peer 4 --seconds 60 >/tmp/bqi-hold.json &
 held=$!
 pause 2

@@ -12,6 +12,8 @@
 //! received frame), half are kept for sending and reclaimed lazily from the
 //! kernel's cumulative send counter.
 
+pub mod registry;
+
 use polynic_abi::bqi::{self, EndpointConfig, Event, EventKind, Info, Layout, Request};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};

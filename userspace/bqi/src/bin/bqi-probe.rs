@@ -6,6 +6,7 @@
 //! one JSON object.
 
 use anyhow::{bail, Context, Result};
+use bqi::registry::{Ask, Registry};
 use bqi::{Endpoint, Next, Received};
 use clap::{Args, Parser, Subcommand};
 use polynic_abi::bqi::{
@@ -44,6 +45,10 @@ struct EndpointArgs {
     /// Number of packet buffers.
     #[arg(long, default_value_t = 64)]
     buffers: u32,
+    /// Ask this registry for the endpoint instead of configuring it (then
+    /// no privilege is needed).
+    #[arg(long)]
+    registry: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -141,10 +146,24 @@ fn config(ep: &EndpointArgs) -> Result<EndpointConfig> {
     Ok(c)
 }
 
+/// The registry connection an endpoint was granted through: kept open for
+/// the endpoint's life (closing it makes the registry reclaim).
+static GRANTED_THROUGH: std::sync::Mutex<Vec<Registry>> = std::sync::Mutex::new(Vec::new());
+
 fn open(ep: &EndpointArgs) -> Result<Endpoint> {
-    let fd = bqi::open(bqi::DEVICE)?;
-    bqi::configure(fd.as_fd(), &config(ep)?)?;
-    Ok(Endpoint::map(fd)?)
+    let Some(path) = &ep.registry else {
+        let fd = bqi::open(bqi::DEVICE)?;
+        bqi::configure(fd.as_fd(), &config(ep)?)?;
+        return Ok(Endpoint::map(fd)?);
+    };
+    let ask = match ep.local {
+        Some(local) => Ask::Udp { dev: ep.dev.clone(), local, remote: ep.remote, buffers: ep.buffers },
+        None => Ask::Raw { dev: ep.dev.clone(), bqi: ep.bqi, peer: ep.peer, buffers: ep.buffers },
+    };
+    let mut registry = Registry::connect(path)?;
+    let (endpoint, _) = registry.endpoint(&ask)?;
+    GRANTED_THROUGH.lock().map_err(|_| anyhow::anyhow!("lock"))?.push(registry);
+    Ok(endpoint)
 }
 
 fn stats(e: &Endpoint) -> serde_json::Value {
