@@ -7,17 +7,21 @@
 #   fwd   a router forwarding UDP from 1-3 sources by ip_forward and the fwd
 #         module's three paths, over pnic on a modelled bus and over veth
 #         (out/bench/fwd/results.{md,json,png})
+#   bqi   raw frames user to user by BQI endpoints against kernel UDP
+#         sockets, AF_PACKET (TPACKET_V3) and AF_XDP (copy mode) on one veth
+#         link (out/bench/bqi/results.{md,json,png})
 # BENCH_ONLY=SECTION runs one section; BENCH_EBD_ALONE=1 measures EBD
 # without its anchors, for tuning (no report). A benchmark, not a test: it
 # reports figures and ratios, it does not pass or fail on them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$POLYNIC_ROOT"
 only=${BENCH_ONLY:-}
-case $only in "" | ebd | pnic | fwd) ;; *) die "BENCH_ONLY=$only: no such section (ebd, pnic, fwd)" ;; esac
+case $only in "" | ebd | pnic | fwd | bqi) ;; *) die "BENCH_ONLY=$only: no such section (ebd, pnic, fwd, bqi)" ;; esac
 sections=()
 [[ -z $only || $only == ebd ]] && sections+=(ebd)
 [[ -z $only || $only == pnic ]] && sections+=(pnic)
 [[ -z $only || $only == fwd ]] && sections+=(fwd)
+[[ -z $only || $only == bqi ]] && sections+=(bqi)
 # The bench kernel: the test kernel without KASAN, lockdep and kmemleak
 # (scripts/polynic-bench.config); built once into the cache (~30 min).
 prepare_guest bench
@@ -29,6 +33,7 @@ for s in "${sections[@]}"; do
     ebd) guest+=("bash tests/guest/bench.sh") ;;
     pnic) guest+=("bash tests/guest/bench-pnic.sh") ;;
     fwd) guest+=("bash tests/guest/bench-fwd.sh") ;;
+    bqi) guest+=("bash tests/guest/bench-bqi.sh") ;;
   esac
 done
 rc=0
@@ -36,6 +41,7 @@ run_guest "$out" 4800 BENCH_RUNTIME="${BENCH_RUNTIME:-10}" BENCH_ROUNDS="${BENCH
   BENCH_EBD_ALONE="${BENCH_EBD_ALONE:-}" EBD_WINDOW="${EBD_WINDOW:-}" PNIC_TIME_SCALE="${PNIC_TIME_SCALE:-1}" \
   FWD_TIME_SCALE="${FWD_TIME_SCALE:-8}" FWD_ROUNDS="${FWD_ROUNDS:-2}" FWD_RUNTIME="${FWD_RUNTIME:-3}" \
   FWD_SIZES="${FWD_SIZES:-}" FWD_SOURCES="${FWD_SOURCES:-}" FWD_CONFIGS="${FWD_CONFIGS:-}" \
+  BQI_RUNTIME="${BQI_RUNTIME:-3}" BQI_PINGS="${BQI_PINGS:-1000}" BQI_SIZES="${BQI_SIZES:-64 1500 9000}" \
   bash -c "$(IFS=';'; echo "set -e; ${guest[*]}")" || rc=$?
 if [[ $rc -ne 0 ]]; then
   tail -n 30 "$out/output.log"
@@ -52,5 +58,6 @@ for s in "${sections[@]}"; do
       ;;
     pnic) python3 scripts/bench_pnic_report.py "$out/bench/pnic" "$POLYNIC_ROOT/out/bench/pnic" ;;
     fwd) python3 scripts/bench_fwd_report.py "$out/bench/fwd" "$POLYNIC_ROOT/out/bench/fwd" ;;
+    bqi) python3 scripts/bench_bqi_report.py "$out/bench/bqi" "$POLYNIC_ROOT/out/bench/bqi" ;;
   esac
 done

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kernel::{
     alloc::flags::GFP_ATOMIC,
     net::{
-        bqi::{self, Class, FlowKey, CLASSIFY_LEN, MAX_BQI},
+        bqi::{self, Class, DeviceStat, FlowKey, CLASSIFY_LEN, DEMUX_SAMPLE, DEVICE_STATS_LEN, DEVICE_STAT_COUNT, MAX_BQI},
         device::NetDevice,
         rx_handler::{RxHandler, RxVerdict},
         skb::SkBuff,
@@ -21,6 +21,7 @@ use kernel::{
     new_spinlock_bh,
     prelude::*,
     sync::{Arc, SpinLockBh},
+    time::{Instant, Monotonic},
 };
 
 /// Flow slots per device: at most half are used, so probes stay short.
@@ -89,13 +90,28 @@ impl Table {
     }
 }
 
-/// Frame counts of one device's demultiplexer.
+/// Frame counts of one device's demultiplexer, in the ABI's order
+/// (`IOC_DEVICE_STATS`). Relaxed atomics: each is a total on its own.
 #[derive(Default)]
-pub(crate) struct DeviceCounters {
-    pub(crate) delivered: AtomicU64,
-    pub(crate) to_stack: AtomicU64,
-    pub(crate) no_endpoint: AtomicU64,
-    pub(crate) malformed: AtomicU64,
+pub(crate) struct DeviceCounters([AtomicU64; DEVICE_STAT_COUNT]);
+
+impl DeviceCounters {
+    fn bump(&self, which: DeviceStat) {
+        self.0[which as usize].fetch_add(1, Relaxed);
+    }
+
+    fn add(&self, which: DeviceStat, n: u64) {
+        self.0[which as usize].fetch_add(n, Relaxed);
+    }
+
+    /// The counters as `IOC_DEVICE_STATS` returns them.
+    pub(crate) fn to_bytes(&self) -> [u8; DEVICE_STATS_LEN] {
+        let mut b = [0u8; DEVICE_STATS_LEN];
+        for (chunk, c) in b.chunks_exact_mut(8).zip(self.0.iter()) {
+            chunk.copy_from_slice(&c.load(Relaxed).to_ne_bytes());
+        }
+        b
+    }
 }
 
 /// One device's demultiplexer: its receive handler and endpoint tables.
@@ -104,6 +120,8 @@ pub(crate) struct Demux {
     #[pin]
     table: SpinLockBh<Table>,
     pub(crate) counters: DeviceCounters,
+    /// Frames seen, to pick the ones whose demultiplexing is timed.
+    seen: AtomicU64,
 }
 
 impl Demux {
@@ -120,6 +138,7 @@ impl Demux {
             try_pin_init!(Demux {
                 table <- new_spinlock_bh!(Table { by_index, flows, flow_count: 0 }),
                 counters: DeviceCounters::default(),
+                seen: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )
@@ -229,39 +248,67 @@ impl Demux {
     }
 }
 
+impl Demux {
+    /// Classifies a frame and finds its endpoint: the demultiplexing proper.
+    fn demux(&self, skb: &SkBuff) -> Verdict {
+        let mut head = [0u8; CLASSIFY_LEN];
+        let n = (skb.len() as usize).min(CLASSIFY_LEN);
+        if skb.copy_bits(0, &mut head[..n]).is_err() {
+            return Verdict::Stack;
+        }
+        match bqi::classify(skb.protocol().0, &head[..n]) {
+            Err(_) => Verdict::Malformed,
+            Ok(class) => match self.lookup(&class) {
+                Ok(Some(endpoint)) => Verdict::Endpoint(endpoint),
+                Ok(None) => Verdict::Stack,
+                Err(()) => Verdict::NoEndpoint,
+            },
+        }
+    }
+}
+
+/// Where a frame goes.
+enum Verdict {
+    Endpoint(Arc<Endpoint>),
+    Stack,
+    NoEndpoint,
+    Malformed,
+}
+
 impl RxHandler for Demux {
     fn receive(&self, skb: SkBuff, _dev: &NetDevice) -> RxVerdict {
         // Only frames for this host: not ones seen in promiscuous mode.
         if !skb.is_to_host() {
-            self.counters.to_stack.fetch_add(1, Relaxed);
+            self.counters.bump(DeviceStat::ToStack);
             return RxVerdict::Pass(skb);
         }
-        let mut head = [0u8; CLASSIFY_LEN];
-        let n = (skb.len() as usize).min(CLASSIFY_LEN);
-        if skb.copy_bits(0, &mut head[..n]).is_err() {
-            self.counters.malformed.fetch_add(1, Relaxed);
-            return RxVerdict::Pass(skb);
-        }
-        let class = match bqi::classify(skb.protocol().0, &head[..n]) {
-            Ok(c) => c,
-            Err(_) => {
-                self.counters.malformed.fetch_add(1, Relaxed);
-                drop(skb);
-                return RxVerdict::Consumed;
-            }
+        let verdict = if self.seen.fetch_add(1, Relaxed) % DEMUX_SAMPLE == 0 {
+            let start = Instant::<Monotonic>::now();
+            let v = self.demux(&skb);
+            let ns = start.elapsed().as_nanos().unsigned_abs();
+            self.counters.bump(DeviceStat::DemuxSamples);
+            self.counters.add(DeviceStat::DemuxNanos, ns);
+            v
+        } else {
+            self.demux(&skb)
         };
-        match self.lookup(&class) {
-            Ok(Some(endpoint)) => {
-                self.counters.delivered.fetch_add(1, Relaxed);
+        match verdict {
+            Verdict::Endpoint(endpoint) => {
+                self.counters.bump(DeviceStat::Delivered);
                 endpoint.deliver(skb);
                 RxVerdict::Consumed
             }
-            Ok(None) => {
-                self.counters.to_stack.fetch_add(1, Relaxed);
+            Verdict::Stack => {
+                self.counters.bump(DeviceStat::ToStack);
                 RxVerdict::Pass(skb)
             }
-            Err(()) => {
-                self.counters.no_endpoint.fetch_add(1, Relaxed);
+            Verdict::NoEndpoint => {
+                self.counters.bump(DeviceStat::NoEndpoint);
+                drop(skb);
+                RxVerdict::Consumed
+            }
+            Verdict::Malformed => {
+                self.counters.bump(DeviceStat::Malformed);
                 drop(skb);
                 RxVerdict::Consumed
             }

@@ -132,6 +132,14 @@ impl MiscDevice for EndpointFile {
                 UserSlice::new(UserPtr::from_addr(arg), bqi::STATS_LEN).writer().write_slice(&e.counters.to_bytes())?;
                 Ok(0)
             }
+            bqi::IOC_DEVICE_STATS => {
+                let bytes = match &*me.state.lock() {
+                    State::Ready { demux, .. } => demux.counters.to_bytes(),
+                    State::New => return Err(ENOTCONN),
+                };
+                UserSlice::new(UserPtr::from_addr(arg), bqi::DEVICE_STATS_LEN).writer().write_slice(&bytes)?;
+                Ok(0)
+            }
             _ => Err(ENOTTY),
         }
     }

@@ -284,12 +284,31 @@ impl Endpoint {
 
     /// Sends one frame with `cookie`, which an error event would carry.
     pub fn send_raw(&mut self, frame: &[u8], cookie: u32) -> Result<()> {
+        self.queue_raw(frame, cookie)?;
+        self.publish()
+    }
+
+    /// Queues one frame without making it visible to the kernel yet: a
+    /// batch goes out at the next [`Endpoint::flush`] (one doorbell at most).
+    pub fn queue(&mut self, frame: &[u8]) -> Result<()> {
+        self.queue_raw(frame, self.sends_posted)
+    }
+
+    /// Makes queued frames visible, ringing the doorbell if the kernel asks.
+    pub fn flush(&mut self) -> Result<()> {
+        self.publish()
+    }
+
+    fn queue_raw(&mut self, frame: &[u8], cookie: u32) -> Result<()> {
         if frame.len() > self.info.buf_size as usize {
             return Err(Error::TooBig(frame.len(), self.info.buf_size));
         }
         self.reclaim();
-        if self.request_room() == 0 {
+        if self.request_room() == 0 || self.free_send.is_empty() {
+            // Out of slots or buffers: let the kernel take what is queued.
+            self.publish()?;
             self.kick()?;
+            self.reclaim();
             if self.request_room() == 0 {
                 return Err(Error::NoBuffer);
             }
@@ -299,7 +318,7 @@ impl Endpoint {
         self.stage(Request::Send { buffer, len: frame.len() as u32, cookie });
         self.in_flight.push_back(buffer);
         self.sends_posted = self.sends_posted.wrapping_add(1);
-        self.publish()
+        Ok(())
     }
 
     fn write_buffer(&mut self, buffer: u32, frame: &[u8]) {
@@ -386,6 +405,20 @@ impl Endpoint {
             return Err(last_os("stats"));
         }
         Ok(bqi::STAT_NAMES
+            .iter()
+            .zip(raw.chunks_exact(8))
+            .map(|(n, c)| (*n, u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))))
+            .collect())
+    }
+
+    /// The counters of the endpoint's device's demultiplexer, by name.
+    pub fn device_stats(&self) -> Result<Vec<(&'static str, u64)>> {
+        let mut raw = [0u8; bqi::DEVICE_STATS_LEN];
+        // SAFETY: `raw` is writable for the size the command encodes.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), bqi::IOC_DEVICE_STATS as _, raw.as_mut_ptr()) } != 0 {
+            return Err(last_os("device stats"));
+        }
+        Ok(bqi::DEVICE_STAT_NAMES
             .iter()
             .zip(raw.chunks_exact(8))
             .map(|(n, c)| (*n, u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))))

@@ -923,6 +923,9 @@ pub const IOC_INFO: u32 = ioc(IOC_READ, 2, INFO_LEN);
 pub const IOC_KICK: u32 = ioc(0, 3, 0);
 /// Read the endpoint's counters ([`STATS_LEN`] bytes, [`Stat`] order).
 pub const IOC_STATS: u32 = ioc(IOC_READ, 4, STATS_LEN);
+/// Read the counters of the endpoint's device ([`DEVICE_STATS_LEN`] bytes,
+/// [`DeviceStat`] order).
+pub const IOC_DEVICE_STATS: u32 = ioc(IOC_READ, 5, DEVICE_STATS_LEN);
 
 /// An endpoint's counters, in the order [`IOC_STATS`] returns them (each a
 /// native-endian `u64`).
@@ -968,3 +971,35 @@ pub const STAT_NAMES: [&str; STAT_COUNT] = [
     "events_lost",
     "kicks",
 ];
+
+/// A device's demultiplexer counters, in the order [`IOC_DEVICE_STATS`]
+/// returns them (each a native-endian `u64`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum DeviceStat {
+    /// Frames delivered to an endpoint.
+    Delivered = 0,
+    /// Frames passed to the stack (no endpoint's flow, BQI 0, not for this
+    /// host, other protocols, fragments).
+    ToStack = 1,
+    /// Frames under the link header for an index no endpoint holds:
+    /// dropped.
+    NoEndpoint = 2,
+    /// Frames with a malformed link header: dropped.
+    Malformed = 3,
+    /// Frames whose demultiplexing was timed (one in [`DEMUX_SAMPLE`]).
+    DemuxSamples = 4,
+    /// Nanoseconds those timed frames spent being classified and looked up.
+    DemuxNanos = 5,
+}
+
+/// Number of counters in [`DeviceStat`].
+pub const DEVICE_STAT_COUNT: usize = 6;
+/// Size of the [`IOC_DEVICE_STATS`] answer.
+pub const DEVICE_STATS_LEN: usize = DEVICE_STAT_COUNT * 8;
+/// Device counter names, in [`DeviceStat`] order.
+pub const DEVICE_STAT_NAMES: [&str; DEVICE_STAT_COUNT] =
+    ["delivered", "to_stack", "dropped.no_endpoint", "dropped.malformed", "demux.samples", "demux.ns"];
+/// One frame in this many has its demultiplexing timed (the clock reads
+/// cost more than the lookup; sampling keeps them off most frames).
+pub const DEMUX_SAMPLE: u64 = 64;

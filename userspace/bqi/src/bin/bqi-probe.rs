@@ -171,6 +171,11 @@ fn stats(e: &Endpoint) -> serde_json::Value {
     serde_json::Value::Object(s.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
 }
 
+fn device_stats(e: &Endpoint) -> serde_json::Value {
+    let s = e.device_stats().unwrap_or_default();
+    serde_json::Value::Object(s.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
+}
+
 /// A raw frame from `e` to `dst` with `payload`.
 fn raw_frame(e: &Endpoint, src: [u8; 6], dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + LINK_HEADER_LEN + payload.len());
@@ -317,7 +322,7 @@ fn main() -> Result<()> {
                 sum = f[42..].iter().fold(sum, |s, b| s.wrapping_mul(31).wrapping_add(u64::from(*b)));
             }
             json!({"received": received, "payload_bytes": bytes, "payload_hash": sum, "foreign": foreign,
-                   "bqi": e.info().bqi, "stats": stats(&e)})
+                   "bqi": e.info().bqi, "stats": stats(&e), "device": device_stats(&e)})
         }
         Command::Forge { ep, dst, field } => {
             let mut e = open(&ep)?;
