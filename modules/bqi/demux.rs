@@ -11,7 +11,6 @@
 use crate::endpoint::Endpoint;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kernel::{
-    alloc::flags::GFP_ATOMIC,
     net::{
         bqi::{self, Class, DeviceStat, FlowKey, CLASSIFY_LEN, DEMUX_SAMPLE, DEVICE_STATS_LEN, DEVICE_STAT_COUNT, MAX_BQI},
         device::NetDevice,
@@ -63,10 +62,11 @@ impl FlowSpec {
     }
 }
 
+/// A flow slot. Linear probing with backward-shift deletion: no
+/// tombstones, so a probe stops at the first empty slot and stays short
+/// however many endpoints came and went.
 enum Slot {
     Empty,
-    /// Was used: a probe continues past it.
-    Removed,
     Used(FlowSpec, Arc<Endpoint>),
 }
 
@@ -176,7 +176,7 @@ impl Demux {
             let start = spec.slot();
             let slot = (0..FLOW_SLOTS)
                 .map(|i| (start + i) % FLOW_SLOTS)
-                .find(|s| matches!(t.flows.get(*s), Some(Slot::Empty | Slot::Removed)))
+                .find(|s| matches!(t.flows.get(*s), Some(Slot::Empty)))
                 .ok_or(ENOSPC)?;
             if let Some(s) = t.flows.get_mut(slot) {
                 *s = Slot::Used(spec, endpoint.clone());
@@ -190,23 +190,44 @@ impl Demux {
         Ok(())
     }
 
-    /// Removes `endpoint` from both tables. After it returns, no receive on
-    /// this device will find the endpoint.
-    pub(crate) fn remove(&self, endpoint: &Arc<Endpoint>) {
+    /// Removes `endpoint` (whose flow, if any, is `flow`) from both tables.
+    /// After it returns, no receive on this device will find the endpoint.
+    pub(crate) fn remove(&self, endpoint: &Arc<Endpoint>, flow: Option<&FlowSpec>) {
         let mut t = self.table.lock();
         if let Some(e) = t.by_index.get_mut(endpoint.bqi() as usize) {
             if e.as_ref().is_some_and(|x| Arc::ptr_eq(x, endpoint)) {
                 *e = None;
             }
         }
-        let mut removed = 0;
-        for slot in t.flows.iter_mut() {
-            if matches!(slot, Slot::Used(_, e) if Arc::ptr_eq(e, endpoint)) {
-                *slot = Slot::Removed;
-                removed += 1;
+        let Some(spec) = flow else { return };
+        let start = spec.slot();
+        let Some(mut hole) = (0..FLOW_SLOTS)
+            .map(|i| (start + i) % FLOW_SLOTS)
+            .take_while(|s| !matches!(t.flows.get(*s), Some(Slot::Empty) | None))
+            .find(|s| matches!(t.flows.get(*s), Some(Slot::Used(_, e)) if Arc::ptr_eq(e, endpoint)))
+        else {
+            return;
+        };
+        t.flow_count -= 1;
+        // Backward shift: pull later entries of the run into the hole when
+        // their home slot does not lie cyclically within (hole, next].
+        let mut next = hole;
+        loop {
+            next = (next + 1) % FLOW_SLOTS;
+            let home = match t.flows.get(next) {
+                Some(Slot::Used(s, _)) => s.slot(),
+                _ => break,
+            };
+            let distance_home = (next + FLOW_SLOTS - home) % FLOW_SLOTS;
+            let distance_hole = (next + FLOW_SLOTS - hole) % FLOW_SLOTS;
+            if distance_home >= distance_hole {
+                t.flows.swap(hole, next);
+                hole = next;
             }
         }
-        t.flow_count -= removed;
+        if let Some(s) = t.flows.get_mut(hole) {
+            *s = Slot::Empty;
+        }
     }
 
     /// Whether no endpoint is attached.
@@ -214,22 +235,38 @@ impl Demux {
         self.table.lock().by_index.iter().all(|e| e.is_none())
     }
 
-    /// Every endpoint, taken out of the tables (the device is going away).
-    pub(crate) fn drain(&self) -> KVec<Arc<Endpoint>> {
-        let mut out = KVec::new();
-        let mut t = self.table.lock();
-        for e in t.by_index.iter_mut() {
-            if let Some(ep) = e.take() {
-                // Pushing can only fail for memory; the endpoint then ends
-                // when its file closes instead.
-                let _ = out.push(ep, GFP_ATOMIC);
+    /// Ends every endpoint and takes it out of the tables (the device is
+    /// going away). Process context.
+    pub(crate) fn end_all(&self) {
+        // Room for all of them before the lock: ending must not depend on
+        // an atomic allocation succeeding.
+        let Ok(mut out) = KVec::with_capacity(MAX_BQI as usize, GFP_KERNEL) else {
+            // Without memory, end them under the lock (table, then each
+            // endpoint's own locks: the order every path keeps).
+            let mut t = self.table.lock();
+            for e in t.by_index.iter_mut() {
+                if let Some(ep) = e.take() {
+                    ep.end();
+                }
             }
+            t.flows.iter_mut().for_each(|s| *s = Slot::Empty);
+            t.flow_count = 0;
+            return;
+        };
+        {
+            let mut t = self.table.lock();
+            for e in t.by_index.iter_mut() {
+                if let Some(ep) = e.take() {
+                    // Within the capacity reserved above: cannot fail.
+                    let _ = out.push_within_capacity(ep);
+                }
+            }
+            t.flows.iter_mut().for_each(|s| *s = Slot::Empty);
+            t.flow_count = 0;
         }
-        for slot in t.flows.iter_mut() {
-            *slot = Slot::Empty;
+        for ep in out {
+            ep.end();
         }
-        t.flow_count = 0;
-        out
     }
 
     /// The endpoint a frame goes to, if any; `Err` for a malformed link
@@ -277,8 +314,10 @@ enum Verdict {
 
 impl RxHandler for Demux {
     fn receive(&self, skb: SkBuff, _dev: &NetDevice) -> RxVerdict {
-        // Only frames for this host: not ones seen in promiscuous mode.
-        if !skb.is_to_host() {
+        // Only frames for this host: not ones seen in promiscuous mode, nor
+        // ones of a VLAN no device here claims (the stack hands those over
+        // untagged; they are not this device's traffic).
+        if !skb.is_to_host() || skb.has_vlan_tag() {
             self.counters.bump(DeviceStat::ToStack);
             return RxVerdict::Pass(skb);
         }

@@ -74,13 +74,20 @@ pub(crate) fn attach(
     let demux = match devices.iter().find(|a| a.dev == id) {
         Some(a) => a.demux.clone(),
         None => {
+            // Room first: a failed push would drop the registration, whose
+            // drop takes RTNL, which is held here.
+            devices.reserve(1, GFP_KERNEL)?;
             let demux = Demux::new()?;
             let handler = rx_handler::Registration::register(&rtnl, dev.clone(), demux.clone()).inspect_err(|e| {
                 if *e == EBUSY {
                     pr_err!("{} has a receive handler already (bridge, bond, forwarding)\n", dev.name());
                 }
             })?;
-            devices.push(Attached { dev: id, demux: demux.clone(), handler }, GFP_KERNEL)?;
+            if let Err(e) = devices.push_within_capacity(Attached { dev: id, demux: demux.clone(), handler }) {
+                // Unreachable after the reservation; unhook under our RTNL.
+                e.0.handler.unregister(&rtnl);
+                return Err(ENOMEM);
+            }
             demux
         }
     };
@@ -89,7 +96,7 @@ pub(crate) fn attach(
     let entered = demux.reserve(bqi, flow.as_ref()).and_then(|index| {
         let endpoint = make(index)?;
         if let Err(e) = demux.enter(index, flow, &endpoint) {
-            demux.remove(&endpoint);
+            demux.remove(&endpoint, flow.as_ref());
             return Err(e);
         }
         Ok((index, endpoint))
@@ -103,10 +110,10 @@ pub(crate) fn attach(
 
 /// Takes `endpoint` out of its device's tables; unhooks the device when it
 /// was the last. Process context.
-pub(crate) fn detach(demux: &Arc<Demux>, endpoint: &Arc<Endpoint>) {
+pub(crate) fn detach(demux: &Arc<Demux>, endpoint: &Arc<Endpoint>, flow: Option<&FlowSpec>) {
     let rtnl = rtnl::lock();
     let mut devices = DEVICES.lock();
-    demux.remove(endpoint);
+    demux.remove(endpoint, flow);
     if demux.is_empty() {
         if let Some(a) = devices.iter().find(|a| Arc::ptr_eq(&a.demux, demux)) {
             let id = a.dev;
@@ -137,8 +144,6 @@ impl EventHandler for Watch {
         let Ok(a) = devices.remove(pos) else { return };
         drop(devices);
         a.handler.unregister(rtnl);
-        for endpoint in a.demux.drain() {
-            endpoint.end();
-        }
+        a.demux.end_all();
     }
 }

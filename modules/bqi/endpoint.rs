@@ -68,6 +68,26 @@ impl Rx {
     }
 }
 
+/// Who takes requests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taker {
+    /// The doorbell (`IOC_KICK`), process context: takes everything, up to
+    /// [`DOORBELL_QUEUES`] queues' worth, and runs the need-wakeup protocol.
+    Doorbell,
+    /// The receive path, when a frame found the pool empty: takes at most
+    /// [`RECEIVE_BUDGET`] requests if the doorbell is not taking them
+    /// already, and leaves the need-wakeup flag set, so that whatever it
+    /// leaves still rings the bell.
+    Receive,
+}
+
+/// Queues' worth of requests one doorbell takes before it asks to be rung
+/// again: work with bottom halves off stays bounded however fast the
+/// application produces.
+const DOORBELL_QUEUES: u32 = 4;
+/// Requests the receive path takes per empty-pool frame.
+const RECEIVE_BUDGET: u32 = 64;
+
 /// Request side: serialises the doorbell and the receive path's refills.
 struct Tx {
     /// Next request position to take.
@@ -155,7 +175,7 @@ impl Endpoint {
     /// Softirq (the device's receive handler). The frame is consumed.
     pub(crate) fn deliver(&self, skb: SkBuff) {
         let mut delivered = self.try_deliver(&skb);
-        if delivered == Err(Stat::DroppedNoBuffer) && self.take_requests().is_ok() {
+        if delivered == Err(Stat::DroppedNoBuffer) && self.take_requests(Taker::Receive).is_ok() {
             // The pool ran dry: refills may be waiting in the request queue.
             delivered = self.try_deliver(&skb);
         }
@@ -178,11 +198,19 @@ impl Endpoint {
         match bqi::pending(rx.evt_head, self.shared.evt_tail(), entries) {
             Some(used) if used < entries => (),
             Some(_) => return Err(Stat::DroppedRingFull),
-            None => return Err(Stat::BadRequests),
+            None => {
+                // The application's event tail is garbage: the frame is
+                // dropped (as for a full queue) and the misuse counted.
+                self.counters.bump(Stat::BadRequests);
+                return Err(Stat::DroppedRingFull);
+            }
         }
         let buffer = rx.take_buffer().ok_or(Stat::DroppedNoBuffer)?;
         let copied = self.shared.layout.buffer(buffer).ok_or(Stat::DroppedTooBig).and_then(|at| {
-            skb.copy_frame_to_area(&self.shared.area, at as usize, self.shared.layout.buf_size() as usize)
+            // SAFETY: Packet buffers lie after the control page and the
+            // queues (the layout), and the kernel accesses only those through
+            // `SharedArea::word`.
+            unsafe { skb.copy_frame_to_area(&self.shared.area, at as usize, self.shared.layout.buf_size() as usize) }
                 .map_err(|_| Stat::DroppedTooBig)
         });
         let len = match copied {
@@ -221,76 +249,112 @@ impl Endpoint {
         self.readable.notify_all();
     }
 
-    /// Takes every pending request (the doorbell). `ENODEV` once the
+    /// Takes pending requests, for the doorbell or for the receive path
+    /// (see [`Taker`]). Returns how many were taken. `ENODEV` once the
     /// endpoint has ended; `EINVAL` if the application's request head is
-    /// garbage (an error event says so too). Any context that may take a
-    /// bottom-half lock: process context, or the receive path.
-    pub(crate) fn take_requests(&self) -> Result<u32> {
-        let mut tx = self.tx.lock();
+    /// garbage (an error event says so too); `EAGAIN` if the doorbell's
+    /// budget ran out with requests left (call again); `EBUSY` if the
+    /// receive path found the doorbell taking requests.
+    pub(crate) fn take_requests(&self, taker: Taker) -> Result<u32> {
+        let mut tx = match taker {
+            Taker::Doorbell => self.tx.lock(),
+            Taker::Receive => self.tx.try_lock().ok_or(EBUSY)?,
+        };
         let dev = tx.dev.clone().ok_or(ENODEV)?;
         let entries = self.shared.layout.req_entries();
+        let mut budget = match taker {
+            Taker::Doorbell => entries.saturating_mul(DOORBELL_QUEUES),
+            Taker::Receive => RECEIVE_BUDGET,
+        };
         let mut taken = 0u32;
-        loop {
-            self.shared.set_flag(bqi::FLAG_NEED_WAKEUP, false);
+        let mut events = false;
+        let result = loop {
+            if taker == Taker::Doorbell {
+                self.shared.set_flag(bqi::FLAG_NEED_WAKEUP, false);
+            }
             let head = self.shared.req_head();
             let Some(n) = bqi::pending(head, tx.req_tail, entries) else {
                 self.counters.bump(Stat::BadRequests);
                 let event = Event { kind: EventKind::BadIndex, code: 1, buffer: 0, value: head };
                 self.post(&mut self.rx.lock(), &event);
-                self.shared.set_flag(bqi::FLAG_NEED_WAKEUP, true);
-                self.readable.notify_all();
-                return Err(EINVAL);
+                events = true;
+                break Err(EINVAL);
             };
-            for _ in 0..n {
+            let batch = n.min(budget);
+            for _ in 0..batch {
                 let position = tx.req_tail;
-                self.take_one(&mut tx, &dev, position);
+                events |= self.take_one(&mut tx, &dev, position);
                 tx.req_tail = position.wrapping_add(1);
             }
-            taken = taken.wrapping_add(n);
+            budget -= batch;
+            taken = taken.wrapping_add(batch);
             self.shared.set_req_tail(tx.req_tail);
             self.shared.set_sends_done(tx.sends_done);
+            if taker == Taker::Receive {
+                // The flag was never cleared: the application rings for
+                // whatever this left.
+                break Ok(taken);
+            }
             // Stop taking only after saying so and looking once more, so a
             // request stored meanwhile is either seen here or rings the bell.
             self.shared.set_flag(bqi::FLAG_NEED_WAKEUP, true);
             fence(Ordering::SeqCst);
             if self.shared.req_head() == tx.req_tail {
-                break;
+                break Ok(taken);
             }
+            if budget == 0 {
+                // A producer outpacing the doorbell: bounded work with bottom
+                // halves off; the caller rings again.
+                break Err(EAGAIN);
+            }
+        };
+        if taker == Taker::Doorbell {
+            self.shared.set_flag(bqi::FLAG_NEED_WAKEUP, true);
         }
-        Ok(taken)
+        drop(tx);
+        if events {
+            self.readable.notify_all();
+        }
+        result
     }
 
-    /// Takes the request at `position`.
-    fn take_one(&self, tx: &mut Tx, dev: &NetDevice, position: u32) {
+    /// Takes the request at `position`; returns whether it posted an event.
+    fn take_one(&self, tx: &mut Tx, dev: &NetDevice, position: u32) -> bool {
         let refused = |code: DescError| Event { kind: EventKind::BadRequest, code: code as u16, buffer: 0, value: position };
-        let request = match Request::parse(&self.shared.request(position), &self.shared.layout) {
+        let raw = self.shared.request(position);
+        let request = match Request::parse(&raw, &self.shared.layout) {
             Ok(r) => r,
             Err(e) => {
+                if Request::claims_send(&raw) {
+                    // A malformed send is finished with too (ABI: sends done).
+                    tx.sends_done = tx.sends_done.wrapping_add(1);
+                }
                 self.counters.bump(Stat::BadRequests);
-                self.post(&mut self.rx.lock(), &refused(e));
-                return;
+                return self.post(&mut self.rx.lock(), &refused(e));
             }
         };
         match request {
             Request::Refill { buffer } => {
                 let mut rx = self.rx.lock();
-                if !rx.refill(buffer) {
-                    self.counters.bump(Stat::BadRequests);
-                    self.post(&mut rx, &refused(DescError::NotOwned));
+                if rx.refill(buffer) {
+                    return false;
                 }
+                self.counters.bump(Stat::BadRequests);
+                self.post(&mut rx, &refused(DescError::NotOwned))
             }
             Request::Send { buffer, len, cookie } => {
                 tx.sends_done = tx.sends_done.wrapping_add(1);
                 if self.rx.lock().is_pooled(buffer) {
                     self.counters.bump(Stat::BadRequests);
-                    self.post(&mut self.rx.lock(), &refused(DescError::NotOwned));
-                    return;
+                    return self.post(&mut self.rx.lock(), &refused(DescError::NotOwned));
                 }
-                if let Err(reject) = self.send(dev, buffer, len) {
-                    self.counters.bump(Stat::TemplateRejects);
-                    let event = Event { kind: EventKind::SendRefused, code: reject as u16, buffer, value: cookie };
-                    self.post(&mut self.rx.lock(), &event);
-                    self.readable.notify_all();
+                match self.send(dev, buffer, len) {
+                    Ok(()) => false,
+                    Err(reject) => {
+                        self.counters.bump(Stat::TemplateRejects);
+                        let event = Event { kind: EventKind::SendRefused, code: reject as u16, buffer, value: cookie };
+                        self.post(&mut self.rx.lock(), &event)
+                    }
                 }
             }
         }
@@ -310,12 +374,21 @@ impl Endpoint {
                 return Ok(());
             }
         };
-        if skb.put_from_area(&self.shared.area, at as usize, len).is_err() {
+        // SAFETY: Packet buffers lie after the control page and the queues
+        // (the layout), and the kernel accesses only those through
+        // `SharedArea::word`.
+        if unsafe { skb.put_from_area(&self.shared.area, at as usize, len) }.is_err() {
             self.counters.bump(Stat::SendErrors);
             return Ok(());
         }
-        // The copy, not the shared buffer, is checked and sent.
-        self.template.check(skb.data(), self.max_frame as usize)?;
+        // The copy, not the shared buffer, is checked and sent; against the
+        // device's address and MTU as they are now.
+        let mut template = self.template;
+        if let Some(mac) = dev.mac_addr() {
+            template.src_mac = mac.0;
+        }
+        let max_frame = dev.mtu().saturating_add(bqi::ETH_HEADER_LEN as u32);
+        template.check(skb.data(), max_frame as usize)?;
         // At least an Ethernet header: the template checked it.
         if let Some(&[hi, lo]) = skb.data().get(12..14) {
             skb.set_protocol(EtherType(u16::from_be_bytes([hi, lo])));

@@ -10,7 +10,7 @@
 use crate::{
     demux::{Demux, FlowSpec},
     devices,
-    endpoint::Endpoint,
+    endpoint::{Endpoint, Taker},
     rings::Shared,
 };
 use kernel::{
@@ -36,7 +36,7 @@ enum State {
     /// Opened, not configured: only `IOC_CONFIGURE` is accepted.
     New,
     /// Configured and sealed.
-    Ready { endpoint: Arc<Endpoint>, demux: Arc<Demux> },
+    Ready { endpoint: Arc<Endpoint>, demux: Arc<Demux>, flow: Option<FlowSpec> },
 }
 
 #[pin_data]
@@ -92,7 +92,7 @@ impl EndpointFile {
             let template = Template { src_mac, config, bqi: index };
             Endpoint::new(shared, template, max_frame, dev)
         })?;
-        *state = State::Ready { endpoint, demux };
+        *state = State::Ready { endpoint, demux, flow };
         Ok(())
     }
 }
@@ -107,8 +107,8 @@ impl MiscDevice for EndpointFile {
 
     fn release(me: Pin<KBox<Self>>, _file: &File) {
         let state = core::mem::replace(&mut *me.state.lock(), State::New);
-        if let State::Ready { endpoint, demux } = state {
-            devices::detach(&demux, &endpoint);
+        if let State::Ready { endpoint, demux, flow } = state {
+            devices::detach(&demux, &endpoint, flow.as_ref());
             endpoint.end();
         }
     }
@@ -125,7 +125,7 @@ impl MiscDevice for EndpointFile {
             bqi::IOC_KICK => {
                 let e = me.endpoint()?;
                 e.counters.bump(bqi::Stat::Kicks);
-                e.take_requests().map(|n| n as isize)
+                e.take_requests(Taker::Doorbell).map(|n| n as isize)
             }
             bqi::IOC_STATS => {
                 let e = me.endpoint()?;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Helpers for the polynic socket buffer abstraction (rust/kernel/net/skb.rs). */
 
+#include <linux/if_vlan.h>
 #include <linux/netdevice.h>
 #include <linux/skbuff.h>
 #include <net/checksum.h>
@@ -96,6 +97,11 @@ __rust_helper void rust_helper_polynic_skb_set_dev(struct sk_buff *skb, struct n
 __rust_helper int rust_helper_polynic_skb_iif(const struct sk_buff *skb)
 {
 	return skb->skb_iif;
+}
+
+__rust_helper bool rust_helper_polynic_skb_vlan_tag_present(const struct sk_buff *skb)
+{
+	return skb_vlan_tag_present(skb);
 }
 
 __rust_helper unsigned char rust_helper_polynic_skb_pkt_type(const struct sk_buff *skb)

@@ -6,11 +6,14 @@
 //! that a driver maps into a process ([`SharedArea::map`]) to exchange
 //! rings and packet buffers with it without system calls. User space may
 //! write any byte of it at any time, concurrently with the kernel, so the
-//! kernel never forms a Rust reference to its bytes: it reads and writes
-//! 32-bit words atomically ([`SharedArea::word`]) and moves bulk data with
-//! copies that C code performs ([`SharedArea::raw_range`], for the socket
-//! buffer copies in [`crate::net::skb`]). Whatever it reads is only a
-//! snapshot that it must validate before use.
+//! kernel never forms a Rust reference to its bytes other than to atomic
+//! words: it reads and writes 32-bit words atomically
+//! ([`SharedArea::word`]) and moves bulk data with copies that C code
+//! performs ([`SharedArea::raw_range`], for the socket buffer copies in
+//! [`crate::net::skb`], which are `unsafe` because a plain copy must not
+//! overlap words the kernel accesses atomically at the same time; a driver
+//! keeps its control words and its data buffers apart). Whatever it reads
+//! is only a snapshot that it must validate before use.
 //!
 //! C header: [`include/linux/vmalloc.h`](srctree/include/linux/vmalloc.h)
 

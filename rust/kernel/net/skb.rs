@@ -247,6 +247,14 @@ impl<S: State> SkBuff<S> {
         u32::from(unsafe { bindings::polynic_skb_pkt_type(self.as_raw()) }) == bindings::PACKET_HOST
     }
 
+    /// Whether the frame carries an 802.1Q tag taken out of its data (by
+    /// the device or by the stack, which then hands a receive handler the
+    /// untagged frame even when no VLAN device on this one claims the tag).
+    pub fn has_vlan_tag(&self) -> bool {
+        // SAFETY: The buffer is valid.
+        unsafe { bindings::polynic_skb_vlan_tag_present(self.as_raw()) }
+    }
+
     /// The Ethernet header of a received frame (or of one whose MAC header
     /// was marked), if one is set and complete.
     pub fn eth_hdr(&self) -> Option<EthHdr> {
@@ -583,13 +591,21 @@ impl SkBuff<Writable> {
 /// Copies between socket buffers and memory shared with user space: the
 /// bytes are moved by C (`skb_copy_bits`, `skb_store_bits`), never through
 /// Rust references to the shared side, which user space may be writing.
+/// They are `unsafe` because the area also offers atomic words
+/// ([`SharedArea::word`]): a plain copy must not cover bytes the kernel
+/// accesses atomically at the same time.
 impl<S: State> SkBuff<S> {
     /// Copies the whole received frame, from its link-layer header (which a
     /// receive handler finds before `data`) to its end, into `area` at
     /// `offset`. Returns the frame's length; `EMSGSIZE` if it is longer than
     /// `max`, `EINVAL` if the range is outside the area or the buffer has no
     /// link-layer header within its headroom.
-    pub fn copy_frame_to_area(&self, area: &SharedArea, offset: usize, max: usize) -> Result<usize> {
+    ///
+    /// # Safety
+    ///
+    /// No kernel code may access `[offset, offset + max)` of `area` through
+    /// [`SharedArea::word`] during the call.
+    pub unsafe fn copy_frame_to_area(&self, area: &SharedArea, offset: usize, max: usize) -> Result<usize> {
         // SAFETY: The buffer is valid.
         let off = unsafe { bindings::polynic_skb_mac_offset(self.as_raw()) };
         if off > 0 || off.unsigned_abs() > self.headroom() {
@@ -601,10 +617,12 @@ impl<S: State> SkBuff<S> {
             return Err(EMSGSIZE);
         }
         let dst = area.raw_range(offset, len)?;
-        // SAFETY: `-back` reaches into the linear head (the header lies within
-        // the headroom, checked above) and `back + len` bytes end at the
-        // buffer's end; `dst` is valid for `len` bytes of the area, which C
-        // writes without Rust references.
+        // SAFETY: Starting `back` bytes before `data` (within the headroom,
+        // checked above) and running `len` bytes (the header plus the
+        // buffer's `len()`) ends at the buffer's end; `dst` is valid for
+        // `len` bytes of the area, which C writes without Rust references,
+        // and no kernel code accesses them atomically meanwhile (the
+        // caller's guarantee).
         to_result(unsafe { bindings::skb_copy_bits(self.as_raw(), -(back as i32), dst.cast(), len as i32) })?;
         Ok(len)
     }
@@ -615,7 +633,12 @@ impl SkBuff<Writable> {
     /// tailroom is too small or the buffer is not linear, `EINVAL` if the
     /// range is outside the area. What user space writes meanwhile may end
     /// up in the copy: check the buffer's bytes, not the area's, afterwards.
-    pub fn put_from_area(&mut self, area: &SharedArea, offset: usize, len: u32) -> Result {
+    ///
+    /// # Safety
+    ///
+    /// No kernel code may write `[offset, offset + len)` of `area` through
+    /// [`SharedArea::word`] during the call.
+    pub unsafe fn put_from_area(&mut self, area: &SharedArea, offset: usize, len: u32) -> Result {
         let src = area.raw_range(offset, len as usize)?;
         if len > self.tailroom() || self.headlen() != self.len() {
             return Err(ENOSPC);
@@ -626,7 +649,8 @@ impl SkBuff<Writable> {
         unsafe { bindings::skb_put(self.as_raw(), len) };
         // SAFETY: The `len` bytes at `at` were just added to the linear data,
         // which is ours alone; `src` is valid for `len` bytes of the area,
-        // which C reads without Rust references.
+        // which C reads without Rust references while no kernel code writes
+        // them atomically (the caller's guarantee).
         to_result(unsafe { bindings::skb_store_bits(self.as_raw(), at, src.cast(), len as i32) })
     }
 }

@@ -250,17 +250,22 @@ impl Endpoint {
         Ok(())
     }
 
-    /// The doorbell: makes the kernel take every pending request.
+    /// The doorbell: makes the kernel take every pending request. The
+    /// kernel takes a bounded amount per call and says `EAGAIN` when it
+    /// left some (another thread kept producing): the bell is rung again.
     pub fn kick(&self) -> Result<()> {
-        // SAFETY: The command takes no argument.
-        if unsafe { libc::ioctl(self.fd.as_raw_fd(), bqi::IOC_KICK as _, 0) } < 0 {
+        loop {
+            // SAFETY: The command takes no argument.
+            if unsafe { libc::ioctl(self.fd.as_raw_fd(), bqi::IOC_KICK as _, 0) } >= 0 {
+                return Ok(());
+            }
             let err = std::io::Error::last_os_error();
             return Err(match err.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
                 Some(libc::ENODEV) => Error::Ended,
                 _ => Error::Os("kick", err),
             });
         }
-        Ok(())
     }
 
     /// Takes back send buffers the kernel has finished with.

@@ -45,7 +45,7 @@
 //!   above [`EVT_TAIL`]: with no room, a frame is dropped and counted.
 //!   [`EVT_HEAD`] (the kernel's next position) is informational.
 //! - Send completion: [`SENDS_DONE`] counts send descriptors the kernel has
-//!   finished with (sent or refused), stored with *release* after the
+//!   finished with (sent, refused by the template, or malformed), stored with *release* after the
 //!   kernel's last read of their buffers. The application frees send
 //!   buffers lazily from it; there is no event per send.
 //! - Doorbell: [`FLAG_NEED_WAKEUP`] in [`FLAGS`] is set while no kernel
@@ -814,6 +814,13 @@ impl Request {
         b
     }
 
+    /// Whether a descriptor claims to be a send, valid or not: every such
+    /// descriptor counts in [`SENDS_DONE`] once taken, so an application
+    /// that reclaims buffers from that count never drifts.
+    pub fn claims_send(b: &[u8; DESC_LEN as usize]) -> bool {
+        u16::from_ne_bytes([b[0], b[1]]) == REQUEST_SEND
+    }
+
     /// Decodes and validates a descriptor against the endpoint's layout
     /// (ownership is the kernel's to check).
     pub fn parse(b: &[u8; DESC_LEN as usize], layout: &Layout) -> Result<Self, DescError> {
@@ -866,7 +873,8 @@ pub struct Event {
     pub kind: EventKind,
     /// Reason code, by kind.
     pub code: u16,
-    /// Buffer index ([`EventKind::Received`]), else 0.
+    /// Buffer index: of the frame ([`EventKind::Received`]) or of the
+    /// refused send ([`EventKind::SendRefused`]); else 0.
     pub buffer: u32,
     /// Frame length ([`EventKind::Received`]) or the send's cookie.
     pub value: u32,
