@@ -66,7 +66,11 @@ def tput(raw: Path, t: str, size: int, r: int) -> dict | None:
     out = {"pps": pps, "mbit_s": pps * size * 8 / 1e6}
     counters = doc.get("counters", {})
     if counters.get("device.demux.samples"):
-        out["demux_ns"] = counters["device.demux.ns"] / counters["device.demux.samples"]
+        # Each timed interval includes one clock reading; the empty interval
+        # measured beside it says how much that was.
+        clock = counters.get("device.demux.clock_ns", 0)
+        out["demux_ns"] = (counters["device.demux.ns"] - clock) / counters["device.demux.samples"]
+        out["clock_ns"] = clock / counters["device.demux.samples"]
     return out
 
 
@@ -127,9 +131,11 @@ def main() -> int:
         targets[f"{s} B throughput at least AF_XDP copy mode's"] = ratios[key] is not None and ratios[key] >= 1.0
     demux = [y["demux_ns"] for s in sizes for y in per_round["bqi"][str(s)]["tput"] if y and "demux_ns" in y]
     demux_ns = round(statistics.median(demux), 1) if demux else None
+    clock = [y["clock_ns"] for s in sizes for y in per_round["bqi"][str(s)]["tput"] if y and "clock_ns" in y]
+    clock_ns = round(statistics.median(clock), 1) if clock else None
     targets[f"demultiplexing under {DEMUX_TARGET_NS} ns per frame"] = demux_ns is not None and demux_ns < DEMUX_TARGET_NS
     doc = {"rounds": len(rounds), "sizes": sizes, "results": results, "per_round": per_round, "ratios": ratios,
-           "ratio_range": spread, "demux_ns_per_frame": demux_ns, "targets_met": targets, "notes": notes}
+           "ratio_range": spread, "demux_ns_per_frame": demux_ns, "clock_read_ns": clock_ns, "targets_met": targets, "notes": notes}
     (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
 
     def cell(v, fmt="{:.1f}"):
@@ -154,7 +160,8 @@ def main() -> int:
         rng = spread.get(key)
         lines.append(f"| {label} | {cell(ratios.get(key), '{}')} | {'n/a' if not rng else f'{rng[0]} - {rng[1]}'} | "
                      f"{target} | {'yes' if targets.get(tkey) else 'no'} |")
-    lines.append(f"| demultiplexing per frame (ns, one frame in 64 timed) | {cell(demux_ns)} | | < {DEMUX_TARGET_NS} | "
+    lines.append(f"| demultiplexing per frame (ns, one frame in 64 timed, less a clock reading of {cell(clock_ns)} ns) | "
+                 f"{cell(demux_ns)} | | < {DEMUX_TARGET_NS} | "
                  f"{'yes' if targets[f'demultiplexing under {DEMUX_TARGET_NS} ns per frame'] else 'no'} |")
     if notes:
         lines += [""] + [f"- {n}" for n in notes]

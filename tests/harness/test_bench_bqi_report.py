@@ -27,7 +27,8 @@ def make_raw(root: Path, bqi_rtt: float, bqi_pps: float, xdp_9000: bool = True, 
                     continue
                 (raw / f"{t}-rtt-{s}.r{r}.json").write_text(json.dumps(
                     {"count": 1000, "lost": 0, "rtt_us": {"p50": base_rtt, "p99": base_rtt * 2}}))
-                counters = {"device.demux.ns": demux_ns * 10, "device.demux.samples": 10} if t == "bqi" else {}
+                counters = {"device.demux.ns": (demux_ns + 30) * 10, "device.demux.clock_ns": 300,
+                            "device.demux.samples": 10} if t == "bqi" else {}
                 (raw / f"{t}-tput-{s}.r{r}.json").write_text(json.dumps({"pps": pps, "counters": counters}))
             (raw / f"udp-rtt-{s}.r{r}.txt").write_text(
                 "sockperf: ---> percentile 99.000 =  1200.000\nsockperf: ---> percentile 50.000 =  600.000\n")

@@ -10,6 +10,7 @@ mod bqi_tests;
 mod device_tests;
 mod driver_tests;
 mod notifier_tests;
+mod probe_table_tests;
 mod packet_tests;
 mod ring_tests;
 mod skb_tests;

@@ -997,17 +997,22 @@ pub enum DeviceStat {
     Malformed = 3,
     /// Frames whose demultiplexing was timed (one in [`DEMUX_SAMPLE`]).
     DemuxSamples = 4,
-    /// Nanoseconds those timed frames spent being classified and looked up.
+    /// Nanoseconds those timed frames spent being classified and looked up,
+    /// each interval including one reading of the clock.
     DemuxNanos = 5,
+    /// Nanoseconds of an empty interval measured beside each timed frame
+    /// (two readings of the clock back to back): what the clock itself adds
+    /// to [`DeviceStat::DemuxNanos`], to be subtracted.
+    ClockNanos = 6,
 }
 
 /// Number of counters in [`DeviceStat`].
-pub const DEVICE_STAT_COUNT: usize = 6;
+pub const DEVICE_STAT_COUNT: usize = 7;
 /// Size of the [`IOC_DEVICE_STATS`] answer.
 pub const DEVICE_STATS_LEN: usize = DEVICE_STAT_COUNT * 8;
 /// Device counter names, in [`DeviceStat`] order.
 pub const DEVICE_STAT_NAMES: [&str; DEVICE_STAT_COUNT] =
-    ["delivered", "to_stack", "dropped.no_endpoint", "dropped.malformed", "demux.samples", "demux.ns"];
+    ["delivered", "to_stack", "dropped.no_endpoint", "dropped.malformed", "demux.samples", "demux.ns", "demux.clock_ns"];
 /// One frame in this many has its demultiplexing timed (the clock reads
 /// cost more than the lookup; sampling keeps them off most frames).
 pub const DEMUX_SAMPLE: u64 = 64;

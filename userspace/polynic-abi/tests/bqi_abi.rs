@@ -297,10 +297,10 @@ fn ioctl_numbers_follow_the_linux_encoding() {
     assert_eq!(IOC_INFO, 0x8038_4202);
     assert_eq!(IOC_KICK, 0x0000_4203);
     assert_eq!(IOC_STATS, 0x8050_4204);
-    assert_eq!(IOC_DEVICE_STATS, 0x8030_4205);
+    assert_eq!(IOC_DEVICE_STATS, 0x8038_4205);
     assert_eq!(STAT_NAMES.len(), STAT_COUNT);
     assert_eq!(DEVICE_STAT_NAMES.len(), DEVICE_STAT_COUNT);
-    assert_eq!(DeviceStat::DemuxNanos as usize, DEVICE_STAT_COUNT - 1);
+    assert_eq!(DeviceStat::ClockNanos as usize, DEVICE_STAT_COUNT - 1);
 }
 
 proptest! {
