@@ -232,12 +232,20 @@ impl Demux {
 impl Demux {
     /// Classifies a frame and finds its endpoint: the demultiplexing proper.
     fn demux(&self, skb: &SkBuff) -> Verdict {
-        let mut head = [0u8; CLASSIFY_LEN];
         let n = (skb.len() as usize).min(CLASSIFY_LEN);
-        if skb.copy_bits(0, &mut head[..n]).is_err() {
-            return Verdict::Stack;
-        }
-        match bqi::classify(skb.protocol().0, &head[..n]) {
+        // The headers are normally in the linear part: read them there, and
+        // copy them out only from a paged buffer.
+        let mut copy = [0u8; CLASSIFY_LEN];
+        let head = match skb.data().get(..n) {
+            Some(linear) => linear,
+            None => {
+                if skb.copy_bits(0, &mut copy[..n]).is_err() {
+                    return Verdict::Stack;
+                }
+                &copy[..n]
+            }
+        };
+        match bqi::classify(skb.protocol().0, head) {
             Err(_) => Verdict::Malformed,
             Ok(class) => match self.lookup(&class) {
                 Ok(Some(endpoint)) => Verdict::Endpoint(endpoint),
