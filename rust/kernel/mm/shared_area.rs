@@ -29,7 +29,7 @@ use core::{ptr::NonNull, sync::atomic::AtomicU32};
 ///
 /// # Invariants
 ///
-/// `ptr` is the start of a `vmalloc_user` allocation of `len` bytes, a
+/// `ptr` is the start of a `vmalloc_user`-style allocation of `len` bytes, a
 /// non-zero multiple of the page size, owned by this object and freed when
 /// it is dropped; pages mapped into a process stay allocated until that
 /// process unmaps them (the mapping holds its own page references).
@@ -47,15 +47,19 @@ unsafe impl Sync for SharedArea {}
 
 impl SharedArea {
     /// Allocates a zeroed area of at least `len` bytes, rounded up to whole
-    /// pages. `EINVAL` for zero, `ENOMEM` if the memory is not there.
+    /// pages, charged to the calling task's memory cgroup (a process asks for
+    /// it and keeps it while it holds the file). `EINVAL` for zero, `ENOMEM`
+    /// if the memory is not there or the cgroup's limit is reached. Process
+    /// context.
     pub fn new(len: usize) -> Result<Self> {
         if len == 0 {
             return Err(EINVAL);
         }
         let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(EINVAL)?;
-        // SAFETY: `vmalloc_user_noprof` may be called with any size; it returns
-        // zeroed memory flagged for user mapping, or null.
-        let ptr = unsafe { bindings::vmalloc_user_noprof(len as _) }.cast::<u8>();
+        // SAFETY: The helper may be called with any size; it returns zeroed
+        // memory flagged for user mapping (as `vmalloc_user`), charged to the
+        // caller's memory cgroup, or null.
+        let ptr = unsafe { bindings::polynic_vmalloc_user_account(len as _) }.cast::<u8>();
         // INVARIANT: A new allocation of `len` bytes, a whole number of pages.
         Ok(SharedArea { ptr: NonNull::new(ptr).ok_or(ENOMEM)?, len })
     }
