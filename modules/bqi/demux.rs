@@ -235,10 +235,11 @@ impl Demux {
         let n = (skb.len() as usize).min(CLASSIFY_LEN);
         // The headers are normally in the linear part: read them there, and
         // copy them out only from a paged buffer.
-        let mut copy = [0u8; CLASSIFY_LEN];
+        let mut copy;
         let head = match skb.data().get(..n) {
             Some(linear) => linear,
             None => {
+                copy = [0u8; CLASSIFY_LEN];
                 if skb.copy_bits(0, &mut copy[..n]).is_err() {
                     return Verdict::Stack;
                 }

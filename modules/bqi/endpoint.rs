@@ -150,12 +150,17 @@ impl Endpoint {
     }
 
     /// Posts `event` if the event queue has room; counts it lost otherwise.
+    /// Writes `event` at the next position, which the caller found free.
+    fn post_in_room(shared: &Shared, rx: &mut Rx, event: &Event) {
+        shared.post(rx.evt_head, event);
+        rx.evt_head = rx.evt_head.wrapping_add(1);
+    }
+
     fn post(&self, rx: &mut Rx, event: &Event) -> bool {
         let entries = self.shared.layout.evt_entries();
         match bqi::pending(rx.evt_head, self.shared.evt_tail(), entries) {
             Some(used) if used < entries => {
-                self.shared.post(rx.evt_head, event);
-                rx.evt_head = rx.evt_head.wrapping_add(1);
+                Self::post_in_room(&self.shared, rx, event);
                 true
             }
             Some(_) => {
@@ -207,9 +212,9 @@ impl Endpoint {
         }
         let buffer = rx.take_buffer().ok_or(Stat::DroppedNoBuffer)?;
         let copied = self.shared.layout.buffer(buffer).ok_or(Stat::DroppedTooBig).and_then(|at| {
-            // SAFETY: Packet buffers lie after the control page and the
-            // queues (the layout), and the kernel accesses only those through
-            // `SharedArea::word`.
+            // Packet buffers lie after the control page and the queues (the
+            // layout); the kernel uses `SharedArea::word` only on those.
+            // SAFETY: So no atomic access overlaps this buffer during the copy.
             unsafe { skb.copy_frame_to_area(&self.shared.area, at as usize, self.shared.layout.buf_size() as usize) }
                 .map_err(|_| Stat::DroppedTooBig)
         });
@@ -222,8 +227,8 @@ impl Endpoint {
             }
         };
         let event = Event { kind: EventKind::Received, code: 0, buffer, value: len as u32 };
-        // Room was checked above, under the same lock.
-        self.post(&mut rx, &event);
+        // Room was checked above, under the same lock: not again.
+        Self::post_in_room(&self.shared, &mut rx, &event);
         Ok(())
     }
 
@@ -374,9 +379,9 @@ impl Endpoint {
                 return Ok(());
             }
         };
-        // SAFETY: Packet buffers lie after the control page and the queues
-        // (the layout), and the kernel accesses only those through
-        // `SharedArea::word`.
+        // Packet buffers lie after the control page and the queues (the
+        // layout); the kernel uses `SharedArea::word` only on those.
+        // SAFETY: So no atomic write overlaps this buffer during the copy.
         if unsafe { skb.put_from_area(&self.shared.area, at as usize, len) }.is_err() {
             self.counters.bump(Stat::SendErrors);
             return Ok(());

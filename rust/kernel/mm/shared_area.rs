@@ -56,9 +56,9 @@ impl SharedArea {
             return Err(EINVAL);
         }
         let len = len.checked_next_multiple_of(PAGE_SIZE).ok_or(EINVAL)?;
-        // SAFETY: The helper may be called with any size; it returns zeroed
-        // memory flagged for user mapping (as `vmalloc_user`), charged to the
-        // caller's memory cgroup, or null.
+        // The helper returns zeroed memory flagged for user mapping (as
+        // `vmalloc_user`), charged to the caller's memory cgroup, or null.
+        // SAFETY: It may be called with any size, in process context (ours).
         let ptr = unsafe { bindings::polynic_vmalloc_user_account(len as _) }.cast::<u8>();
         // INVARIANT: A new allocation of `len` bytes, a whole number of pages.
         Ok(SharedArea { ptr: NonNull::new(ptr).ok_or(ENOMEM)?, len })
@@ -82,10 +82,9 @@ impl SharedArea {
         if vma.pgoff() != 0 || size != self.len {
             return Err(EINVAL);
         }
-        // SAFETY: `vma` is a mapping being set up (type invariant of `VmaNew`),
-        // and `ptr` is a `vmalloc_user` allocation as long as the mapping
-        // (type invariant), which the call maps page by page with references
-        // of its own.
+        // The call maps the allocation page by page, each with a reference of
+        // its own, so the pages outlive the area if the mapping does.
+        // SAFETY: `vma` is being set up (`VmaNew`); `ptr` is a `vmalloc_user`-style area of its length.
         to_result(unsafe { bindings::remap_vmalloc_range(vma.as_ptr(), self.ptr.as_ptr().cast(), 0) })
     }
 
@@ -97,9 +96,9 @@ impl SharedArea {
         if offset % 4 != 0 || offset.checked_add(4)? > self.len {
             return None;
         }
-        // SAFETY: The four bytes at `offset` lie within the allocation (checked
-        // above, type invariant), are aligned for `AtomicU32`, and live as long
-        // as `self`; all kernel accesses to them are atomic.
+        // The allocation is page-aligned and lives as long as `self`; the kernel
+        // accesses these bytes only atomically (raw copies are kept off them).
+        // SAFETY: The four bytes at `offset` are in bounds and 4-aligned (checked above).
         Some(unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(offset).cast()) })
     }
 

@@ -75,9 +75,8 @@ impl Namespace {
     /// (`CAP_NET_ADMIN` in the user namespace that owns it). Process
     /// context.
     pub fn caller_has_net_admin(&self) -> bool {
-        // SAFETY: The namespace is alive while borrowed and its owning user
-        // namespace lives as long as it; `ns_capable` may be called from
-        // process context with any capability number.
+        // The owning user namespace lives as long as the network namespace.
+        // SAFETY: The namespace is alive while borrowed; `ns_capable` takes any capability.
         unsafe { bindings::ns_capable((*self.as_raw()).user_ns, bindings::CAP_NET_ADMIN as i32) }
     }
 

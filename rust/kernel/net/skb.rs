@@ -617,12 +617,10 @@ impl<S: State> SkBuff<S> {
             return Err(EMSGSIZE);
         }
         let dst = area.raw_range(offset, len)?;
-        // SAFETY: Starting `back` bytes before `data` (within the headroom,
-        // checked above) and running `len` bytes (the header plus the
-        // buffer's `len()`) ends at the buffer's end; `dst` is valid for
-        // `len` bytes of the area, which C writes without Rust references,
-        // and no kernel code accesses them atomically meanwhile (the
-        // caller's guarantee).
+        // The copy starts `back` bytes before `data` (within the headroom,
+        // checked above) and runs `len` bytes: the header plus `len()`, to the
+        // buffer's end. `dst` covers `len` bytes of the area, written by C.
+        // SAFETY: Both ranges are in bounds; the caller keeps atomic accesses off `dst`.
         to_result(unsafe { bindings::skb_copy_bits(self.as_raw(), -(back as i32), dst.cast(), len as i32) })?;
         Ok(len)
     }
@@ -647,10 +645,9 @@ impl SkBuff<Writable> {
         // SAFETY: The buffer is writable and linear with `len` bytes of
         // tailroom, so `skb_put` cannot overrun.
         unsafe { bindings::skb_put(self.as_raw(), len) };
-        // SAFETY: The `len` bytes at `at` were just added to the linear data,
-        // which is ours alone; `src` is valid for `len` bytes of the area,
-        // which C reads without Rust references while no kernel code writes
-        // them atomically (the caller's guarantee).
+        // The `len` bytes at `at` were just added to the linear data, ours
+        // alone; `src` covers `len` bytes of the area, read by C.
+        // SAFETY: Both ranges are in bounds; the caller keeps atomic writes off `src`.
         to_result(unsafe { bindings::skb_store_bits(self.as_raw(), at, src.cast(), len as i32) })
     }
 }

@@ -110,10 +110,6 @@ fn refuse(why: Refusal, message: impl Into<String>) -> Answer {
     Answer::Refused { why, message: message.into() }
 }
 
-fn ifindex(dev: &str) -> Option<u32> {
-    std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex")).ok()?.trim().parse().ok()
-}
-
 /// The peer's credentials (`SO_PEERCRED`).
 fn peer_cred(stream: &UnixStream) -> Result<libc::ucred> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
@@ -211,7 +207,7 @@ fn grant(state: &Mutex<State>, conn: u64, cred: &libc::ucred, ask: Ask) -> (Answ
         Ask::Udp { dev, local, remote, buffers } => ("udp", dev, 0, 0, Some(local), remote, buffers),
         Ask::Tcp { dev, local, remote, buffers } => ("tcp", dev, 0, 0, Some(local), remote, buffers),
     };
-    let Some(index) = ifindex(&dev) else {
+    let Ok(index) = bqi::iface::index(&dev) else {
         return (refuse(Refusal::NoDevice, format!("no interface {dev}")), None);
     };
     let mut reservation = Reservation::None;

@@ -12,6 +12,7 @@
 //! received frame), half are kept for sending and reclaimed lazily from the
 //! kernel's cumulative send counter.
 
+pub mod iface;
 pub mod registry;
 
 use polynic_abi::bqi::{self, EndpointConfig, Event, EventKind, Info, Layout, Request};

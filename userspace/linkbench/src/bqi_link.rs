@@ -2,7 +2,7 @@
 //! and sent from memory shared with the kernel's demultiplexer.
 
 use crate::link::Link;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bqi::{Endpoint, Next};
 use polynic_abi::bqi::EndpointKind;
 use std::os::fd::AsFd;
@@ -18,10 +18,7 @@ impl BqiLink {
     /// Configures a raw endpoint on `ifname` with index `bqi` for peer
     /// `peer`, `buffers` buffers of 16 KiB (needs CAP_NET_ADMIN).
     pub fn open(ifname: &str, bqi_index: u16, peer: u16, buffers: u32) -> Result<Self> {
-        let ifindex: u32 = std::fs::read_to_string(format!("/sys/class/net/{ifname}/ifindex"))
-            .with_context(|| format!("no interface {ifname}"))?
-            .trim()
-            .parse()?;
+        let ifindex = bqi::iface::index(ifname)?;
         let mut config = bqi::endpoint_config(EndpointKind::Raw, ifindex);
         config.bqi = bqi_index;
         config.peer_bqi = peer;

@@ -8,9 +8,10 @@
 mod bqi_link;
 mod link;
 mod packet_link;
-mod xdp_link;
+mod xdp;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use bqi::iface;
 use clap::{Parser, Subcommand, ValueEnum};
 use link::Link;
 use polynic_abi::bqi::{LinkHeader, ETH_P_BQI, LINK_HEADER_LEN};
@@ -86,16 +87,6 @@ enum Role {
     },
 }
 
-fn mac_of(dev: &str) -> Result<[u8; 6]> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{dev}/address")).with_context(|| format!("no interface {dev}"))?;
-    parse_mac(text.trim())
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let bytes: Vec<u8> = s.split(':').map(|p| u8::from_str_radix(p, 16)).collect::<Result<_, _>>()?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("bad MAC address {s}"))
-}
-
 /// How frames of this run look: headers, and where the mark goes.
 struct Framing {
     src: [u8; 6],
@@ -139,22 +130,6 @@ impl Framing {
     }
 }
 
-/// The echo of `frame`: addresses swapped, and indices under a link header.
-fn echo_of(frame: &[u8], bqi: bool) -> Option<Vec<u8>> {
-    let mut f = frame.to_vec();
-    if f.len() < 14 {
-        return None;
-    }
-    let (dst, src) = (f[0..6].to_vec(), f[6..12].to_vec());
-    f[0..6].copy_from_slice(&src);
-    f[6..12].copy_from_slice(&dst);
-    if bqi {
-        let l = LinkHeader::parse(f.get(14..)?).ok()?;
-        LinkHeader { dst_bqi: l.src_bqi, src_bqi: l.dst_bqi, inner: l.inner }.encode(&mut f[14..])?;
-    }
-    Some(f)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -174,9 +149,9 @@ fn main() -> Result<()> {
             Box::new(packet_link::PacketLink::open(&cli.dev, ETH_P_BENCH, cli.buffers.clamp(4, 256), 1, 9014)?),
             None,
         ),
-        Transport::Xdp => (Box::new(xdp_link::XdpLink::open(&cli.dev, ETH_P_BENCH, cli.buffers.max(64))?), None),
+        Transport::Xdp => (Box::new(xdp::XdpLink::open(&cli.dev, ETH_P_BENCH, cli.buffers.max(64))?), None),
     };
-    let src = mac_of(&cli.dev)?;
+    let src = iface::mac(&cli.dev)?;
     let out = match cli.role {
         Role::Echo { seconds } => {
             let end = Instant::now() + Duration::from_secs(seconds);
@@ -185,8 +160,9 @@ fn main() -> Result<()> {
             while Instant::now() < end {
                 let mut replies = Vec::new();
                 link.recv(Duration::from_millis(200), &mut |f| {
-                    if let Some(e) = echo_of(f, is_bqi) {
-                        replies.push(e);
+                    let mut reply = f.to_vec();
+                    if iface::make_reply(&mut reply, is_bqi).is_some() {
+                        replies.push(reply);
                     }
                 })?;
                 for r in &replies {
@@ -198,7 +174,7 @@ fn main() -> Result<()> {
             json!({"role": "echo", "echoed": echoed})
         }
         Role::Ping { dst, size, count, warmup } => {
-            let framing = Framing { src, dst: parse_mac(&dst)?, bqi: indices };
+            let framing = Framing { src, dst: iface::parse_mac(&dst)?, bqi: indices };
             if size > link.max_frame() {
                 bail!("{size}-byte frames exceed this transport's {} bytes", link.max_frame());
             }
@@ -226,7 +202,7 @@ fn main() -> Result<()> {
                               "p99": percentile(&rtts, 0.99), "mean": mean}})
         }
         Role::Flood { dst, size, seconds } => {
-            let framing = Framing { src, dst: parse_mac(&dst)?, bqi: indices };
+            let framing = Framing { src, dst: iface::parse_mac(&dst)?, bqi: indices };
             if size > link.max_frame() {
                 bail!("{size}-byte frames exceed this transport's {} bytes", link.max_frame());
             }

@@ -7,7 +7,7 @@
 
 use anyhow::{bail, Context, Result};
 use bqi::registry::{Ask, Registry};
-use bqi::{Endpoint, Next, Received};
+use bqi::{iface, Endpoint, Next, Received};
 use clap::{Args, Parser, Subcommand};
 use polynic_abi::bqi::{
     DescError, EndpointConfig, EndpointKind, EventKind, LinkHeader, Reject, Request, ETH_P_BQI,
@@ -119,18 +119,8 @@ enum Command {
     },
 }
 
-fn sysfs(dev: &str, what: &str) -> Result<String> {
-    let p = format!("/sys/class/net/{dev}/{what}");
-    Ok(std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?.trim().to_string())
-}
-
-fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let parts: Vec<u8> = s.split(':').map(|p| u8::from_str_radix(p, 16)).collect::<Result<_, _>>()?;
-    parts.try_into().map_err(|_| anyhow::anyhow!("bad MAC address {s}"))
-}
-
 fn config(ep: &EndpointArgs) -> Result<EndpointConfig> {
-    let ifindex: u32 = sysfs(&ep.dev, "ifindex")?.parse()?;
+    let ifindex = iface::index(&ep.dev)?;
     let mut c = bqi::endpoint_config(EndpointKind::Raw, ifindex);
     c.bqi = ep.bqi;
     c.peer_bqi = ep.peer;
@@ -251,14 +241,9 @@ fn main() -> Result<()> {
                 let Some(r) = wait_frame(&mut e, deadline)? else { break };
                 let mut f = e.frame(&r).to_vec();
                 e.release(r)?;
-                if f.len() < 14 + LINK_HEADER_LEN {
-                    bail!("frame of {} bytes", f.len());
+                if iface::make_reply(&mut f, true).is_none() {
+                    bail!("a {}-byte frame without a valid link header", f.len());
                 }
-                let (dst, src) = (f[0..6].to_vec(), f[6..12].to_vec());
-                f[0..6].copy_from_slice(&src);
-                f[6..12].copy_from_slice(&dst);
-                let link = LinkHeader::parse(&f[14..]).map_err(|m| anyhow::anyhow!("link header {m:?}"))?;
-                LinkHeader { dst_bqi: link.src_bqi, src_bqi: link.dst_bqi, inner: link.inner }.encode(&mut f[14..]);
                 e.send(&f)?;
                 echoed += 1;
             }
@@ -266,8 +251,8 @@ fn main() -> Result<()> {
         }
         Command::Ping { ep, dst, count, size, timeout } => {
             let mut e = open(&ep)?;
-            let src = parse_mac(&sysfs(&ep.dev, "address")?)?;
-            let dst = parse_mac(&dst)?;
+            let src = iface::mac(&ep.dev)?;
+            let dst = iface::parse_mac(&dst)?;
             // A functional check: every frame comes back unchanged. Round
             // trips are measured by linkbench (`make bench`).
             let (mut received, mut changed) = (0u32, 0u32);
@@ -316,8 +301,8 @@ fn main() -> Result<()> {
         }
         Command::Forge { ep, dst, field } => {
             let mut e = open(&ep)?;
-            let src = parse_mac(&sysfs(&ep.dev, "address")?)?;
-            let dst = parse_mac(&dst)?;
+            let src = iface::mac(&ep.dev)?;
+            let dst = iface::parse_mac(&dst)?;
             let mut good = match ep.local {
                 Some(local) => udp_frame(src, dst, local, ep.remote.unwrap_or(SocketAddrV4::new([10, 0, 0, 9].into(), 9)), b"forge-probe"),
                 None => raw_frame(&e, src, dst, b"forge-probe"),
@@ -390,7 +375,7 @@ fn main() -> Result<()> {
                 other => bail!("garbage head: expected a bad-index event, got {other:?}"),
             }
             // The endpoint still works: a valid send goes out.
-            let src = parse_mac(&sysfs(&ep.dev, "address")?)?;
+            let src = iface::mac(&ep.dev)?;
             let f = raw_frame(&e, src, [0xff; 6], &[0u8; 46]);
             e.send(&f)?;
             std::thread::sleep(Duration::from_millis(200));
