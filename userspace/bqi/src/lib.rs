@@ -190,7 +190,8 @@ impl Endpoint {
         for b in 0..rx {
             ep.stage(Request::Refill { buffer: b });
         }
-        ep.publish()?;
+        // The pool must be filled before the first frame: ring now.
+        ep.make_visible();
         ep.kick()?;
         Ok(ep)
     }
@@ -238,17 +239,26 @@ impl Endpoint {
     /// Makes staged requests visible; rings the doorbell only if the kernel
     /// says it is needed.
     fn publish(&mut self) -> Result<()> {
+        self.make_visible();
+        fence(Ordering::SeqCst);
+        // Ring only if the kernel is not taking requests and some wait: what
+        // `release` made visible counts too.
+        if self.word(bqi::FLAGS).load(Ordering::Relaxed) & bqi::FLAG_NEED_WAKEUP != 0
+            && self.word(bqi::REQ_TAIL).load(Ordering::Acquire) != self.req_head
+        {
+            self.kick()?;
+        }
+        Ok(())
+    }
+
+    /// Makes staged requests visible to the kernel (no doorbell).
+    fn make_visible(&mut self) {
         if self.staged == 0 {
-            return Ok(());
+            return;
         }
         self.req_head = self.req_head.wrapping_add(self.staged);
         self.staged = 0;
         self.word(bqi::REQ_HEAD).store(self.req_head, Ordering::Release);
-        fence(Ordering::SeqCst);
-        if self.word(bqi::FLAGS).load(Ordering::Relaxed) & bqi::FLAG_NEED_WAKEUP != 0 {
-            self.kick()?;
-        }
-        Ok(())
     }
 
     /// The doorbell: makes the kernel take every pending request. The
@@ -396,10 +406,8 @@ impl Endpoint {
     pub fn release(&mut self, r: Received) -> Result<()> {
         self.stage(Request::Refill { buffer: r.buffer });
         // Refills are taken by the next doorbell or, when the pool runs dry,
-        // by the kernel's receive path: publish without a doorbell.
-        self.req_head = self.req_head.wrapping_add(self.staged);
-        self.staged = 0;
-        self.word(bqi::REQ_HEAD).store(self.req_head, Ordering::Release);
+        // by the kernel's receive path: no doorbell for them alone.
+        self.make_visible();
         Ok(())
     }
 
