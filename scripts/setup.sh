@@ -8,7 +8,7 @@ DEB_PACKAGES=(
   clang-19 lld-19 llvm-19 libclang-19-dev rustc-web rust-web-src
   flex bison bc libelf-dev libssl-dev cpio kmod make gcc xz-utils python3 python3-venv patch
   # test VM and guest tools
-  qemu-system-x86 busybox-static iproute2 e2fsprogs fio util-linux procps socat iputils-ping
+  qemu-system-x86 busybox-static iproute2 e2fsprogs fio util-linux procps socat iputils-ping ethtool
   # building virtiofsd (below)
   libseccomp-dev libcap-ng-dev pkg-config
   # benchmark anchors and plotting

@@ -165,6 +165,8 @@ impl PeerDmaOps for Port {
             return Ok(());
         }
         drop(queue);
+        // The frame left the receive pool: the far end may be held for room.
+        self.shared.memory_freed();
         NicCounters::add(&nic.counters.self_transfers, 1);
         nic.note_device_work();
         self.shared.kick(self.index);

@@ -5,8 +5,9 @@
 //! - `pnic_bus/BUS/`: a modelled bus; `bandwidth_bps`, `arbitration_ns`,
 //!   `pio_read_ns` (changeable at any time) and `stats`.
 //! - `pnic/PAIR/`: a pair; `name_a`, `name_b`, `mem_kib`, `tx_percent`,
-//!   `bus_a`, `bus_b` (refused while powered), `power` (1 registers both
-//!   devices, 0 or `rmdir` removes them), `devices` and `stats`.
+//!   `flow_control`, `bus_a`, `bus_b` (refused while powered), `power` (1
+//!   registers both devices, 0 or `rmdir` removes them), `devices` and
+//!   `stats`.
 
 use crate::{
     bus::{Bus, BusParams},
@@ -193,6 +194,7 @@ impl configfs::GroupOperations for PairRoot {
                 bus_b: 6,
                 devices: 7,
                 stats: 8,
+                flow_control: 9,
             ],
         };
         let key = CString::try_from_fmt(fmt!("{}", name.to_str().map_err(|_| EINVAL)?))?;
@@ -327,6 +329,9 @@ macro_rules! number_attribute {
 // frame (counted: `rx_missed`, `tx_too_big`) rather than blocking.
 number_attribute!(3, mem_kib, 16..=16384);
 number_attribute!(4, tx_percent, 10..=90);
+// 1: a receiver whose memory is full holds the sender back; 0: it loses
+// the frame (counted).
+number_attribute!(9, flow_control, 0..=1);
 
 /// The bus a NIC sits on, by its `pnic_bus` directory name; empty for none.
 macro_rules! bus_attribute {
@@ -401,6 +406,7 @@ impl AttributeOperations<8> for PairConfig {
                     ("tx_carrier", &c.tx_carrier),
                     ("tx_mem_full", &c.tx_mem_full),
                     ("tx_too_big", &c.tx_too_big),
+                    ("tx_paused", &c.tx_paused),
                     ("rx_packets", &c.rx_packets),
                     ("rx_bytes", &c.rx_bytes),
                     ("rx_dropped", &c.rx_dropped),

@@ -11,7 +11,7 @@ use crate::{
 use core::sync::atomic::Ordering::Relaxed;
 use kernel::{
     net::{
-        driver::{Device, Driver, Stats, TxVerdict, XmitSkb},
+        driver::{Device, Driver, Features, Stats, TxVerdict, XmitSkb},
         napi::{Napi, NapiPoll, Poll},
         peer_dma::{self, Provider},
     },
@@ -83,6 +83,9 @@ impl End {
 #[vtable]
 impl Driver for End {
     const MAX_MTU: u32 = MAX_MTU;
+    /// Checksum offload: the sum the stack leaves to the NIC travels with
+    /// the frame and is computed only where the frame leaves the emulation.
+    const FEATURES: Features = Features::HW_CSUM.union(Features::RXCSUM);
 
     fn setup(dev: &Device<Self>) -> Result {
         dev.data().napi.add(dev);

@@ -19,9 +19,10 @@ use crate::{
 use core::sync::atomic::Ordering::{self, Relaxed};
 use kernel::{
     net::{
-        driver::Device,
+        checksum::PartialSum,
+        driver::{Device, Features},
         peer_dma::{Header, HeaderMode, PeerJob, PeerSource},
-        skb::{Shared, SkBuff, Writable},
+        skb::{ChecksumRequest, Shared, SkBuff, Writable},
     },
     prelude::*,
     sync::Arc,
@@ -91,7 +92,7 @@ impl PairShared {
 
     /// Stops NIC `i`'s engine and waits until its last pass has finished;
     /// then lets go of the device. Process context.
-    pub(crate) fn stop_engine(&self, i: usize) {
+    pub(crate) fn stop_engine(self: &Arc<Self>, i: usize) {
         let nic = self.nic(i);
         // A running pass starts nothing more and waits for no bus time.
         nic.stopping.store(true, Relaxed);
@@ -101,6 +102,10 @@ impl PairShared {
             fsleep(Delta::from_micros(500));
         }
         drop(nic.dev.lock().take());
+        // Frames the other NIC holds for this one are lost on the wire now.
+        if self.nic(1 - i).held_for_far.swap(false, Relaxed) {
+            self.kick(1 - i);
+        }
     }
 
     /// One pass of NIC `i`'s engine.
@@ -121,7 +126,8 @@ impl PairShared {
                 let mut window = Window::new();
                 // The device queues only when something was queued to them.
                 let device_work = nic.device_work.swap(false, Ordering::Acquire);
-                let mut done = this.serve_tx(i, dev, &mut window) + this.serve_rx(i, dev, &mut window);
+                let mut done =
+                    this.serve_held(i) + this.serve_tx(i, dev, &mut window) + this.serve_rx(i, dev, &mut window);
                 if device_work {
                     done += this.serve_device_tx(i) + this.serve_commands(i, dev, &mut window);
                 }
@@ -280,20 +286,37 @@ impl PairShared {
                 return;
             }
         };
-        let ok = match skb.put(len) {
+        // A checksum the sending host left to its NIC is passed on to this
+        // host's stack as still to be computed (the wire cannot corrupt the
+        // frame), unless receive offload is off: then it is computed here.
+        let pending = slot.pending_checksum();
+        let pass_on = pending.is_some() && dev.has_features(Features::RXCSUM);
+        let mut ok = match skb.put(len) {
             Ok(buf) => {
                 self.mem.with_bytes(&slot, |bytes| buf.copy_from_slice(bytes));
-                true
+                match pending {
+                    Some(req) if !pass_on => fill_checksum(buf, req).is_ok(),
+                    _ => true,
+                }
             }
             Err(_) => false,
         };
+        if let (true, Some(req)) = (ok && pass_on, pending) {
+            ok = skb.set_checksum_partial(req).is_ok();
+        }
         let end = self.dma(i, Kind::DeviceToHost, len);
         self.fly(i, dev, window, InFlight { end, what: Transfer::Received { skb, slot, ok, tag } });
     }
 
     /// A frame for a forwarding path: it stays in device memory; in
     /// [`HeaderMode::Copy`] its header is DMA'd to host memory first.
-    fn claimed(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window, slot: Slot, mode: HeaderMode) {
+    fn claimed(self: &Arc<Self>, i: usize, dev: &Device<End>, window: &mut Window, mut slot: Slot, mode: HeaderMode) {
+        // A forwarding path sees the frame as it was on the wire: a checksum
+        // the sending host left to its NIC is computed now.
+        if let Some(req) = slot.pending_checksum() {
+            let _ = self.mem.with_bytes(&slot, |bytes| fill_checksum(bytes, req));
+            slot.set_pending_checksum(None);
+        }
         let (header, end) = match mode {
             HeaderMode::InPlace => (None, now_ns()),
             HeaderMode::Copy(n) => {
@@ -323,6 +346,12 @@ impl PairShared {
             self.mem.free(out.slot);
             NicCounters::add(&nic.counters.tx_dropped, 1);
         }
+        loop {
+            let Some(slot) = nic.held.lock().pop() else { break };
+            self.mem.free(slot);
+            NicCounters::add(&nic.counters.tx_dropped, 1);
+        }
+        nic.held_for_far.store(false, Relaxed);
         loop {
             let Some(cmd) = nic.commands.lock().pop() else { break };
             match cmd {
@@ -369,7 +398,14 @@ impl PairShared {
                 }
                 break;
             };
+            let mut slot = slot;
             let ok = self.mem.with_bytes(&slot, |bytes| skb.copy_bits(0, bytes)).is_ok();
+            // Checksum offload: the sum the stack left to the NIC is computed
+            // only where the frame leaves the emulation's wire, if ever (see
+            // `docs/pnic.md`); a request outside the frame drops it.
+            let req = skb.checksum_request();
+            let ok = ok && req.is_none_or(|r| checksum_field(r, len as usize).is_some());
+            slot.set_pending_checksum(req);
             let end = self.dma(i, Kind::HostToDevice, len);
             self.fly(i, dev, window, InFlight { end, what: Transfer::Sent { skb, slot, ok } });
             done += 1;
@@ -378,17 +414,79 @@ impl PairShared {
     }
 
     /// The emulated wire: NIC `i`'s frame reaches the far NIC's receive
-    /// memory at once (the wire itself is not modelled as a cost), or is
-    /// lost if the far NIC is down or its memory is full.
+    /// memory at once (the wire itself is not modelled as a cost). If that
+    /// memory is full, flow control holds the frame (and every later one,
+    /// the wire keeps order) until the far end makes room; without flow
+    /// control the frame is lost. Lost too if the far NIC is down.
     fn wire(self: &Arc<Self>, i: usize, slot: Slot) {
+        let nic = self.nic(i);
+        let slot = {
+            let mut held = nic.held.lock();
+            if held.is_empty() {
+                slot
+            } else {
+                // `held` has room for every frame transmit memory can hold.
+                let refused = held.push(slot).err();
+                drop(held);
+                if let Some(slot) = refused {
+                    self.free(slot);
+                    NicCounters::add(&nic.counters.tx_dropped, 1);
+                }
+                return;
+            }
+        };
+        if let Err(slot) = self.onto_wire(i, slot) {
+            NicCounters::add(&nic.counters.tx_paused, 1);
+            let refused = nic.held.lock().push(slot).err();
+            if let Some(slot) = refused {
+                self.free(slot);
+                NicCounters::add(&nic.counters.tx_dropped, 1);
+            }
+        }
+    }
+
+    /// Frames flow control held, onto the wire as the far end makes room.
+    fn serve_held(self: &Arc<Self>, i: usize) -> usize {
+        let nic = self.nic(i);
+        let mut done = 0;
+        while !nic.stopping.load(Relaxed) {
+            let Some(slot) = nic.held.lock().pop() else { break };
+            if let Err(slot) = self.onto_wire(i, slot) {
+                // Still no room: back at the head; the far end kicks this
+                // engine when it frees memory.
+                let refused = nic.held.lock().push_front(slot).err();
+                if let Some(slot) = refused {
+                    self.free(slot);
+                    NicCounters::add(&nic.counters.tx_dropped, 1);
+                }
+                break;
+            }
+            done += 1;
+        }
+        done
+    }
+
+    /// Moves NIC `i`'s frame into the far NIC's receive memory and queues it
+    /// there. Gives the frame back if flow control holds it: the far end is
+    /// up but its receive memory is full (it was asked first to kick this
+    /// engine when it frees memory).
+    fn onto_wire(self: &Arc<Self>, i: usize, slot: Slot) -> Result<(), Slot> {
         let j = 1 - i;
         let far: &Nic = self.nic(j);
-        let slot = match self.mem.move_to(slot, Owner { nic: j, pool: Pool::Rx }) {
+        let rx = Owner { nic: j, pool: Pool::Rx };
+        let slot = match self.mem.move_to(slot, rx) {
             Ok(slot) => slot,
+            Err(slot) if self.flow_control && far.engine.lock().running => {
+                // Asked before looking again, so memory freed in between
+                // (under the arena's lock, which orders the two) is seen
+                // either by this look or by the one freeing it.
+                self.nic(i).held_for_far.store(true, Relaxed);
+                self.mem.move_to(slot, rx)?
+            }
             Err(slot) => {
                 self.free(slot);
                 NicCounters::add(&far.counters.rx_missed, 1);
-                return;
+                return Ok(());
             }
         };
         let refused = {
@@ -405,9 +503,10 @@ impl PairShared {
         if let Some((slot, counter)) = refused {
             self.free(slot);
             NicCounters::add(counter, 1);
-            return;
+            return Ok(());
         }
         self.kick(j);
+        Ok(())
     }
 
     /// Device memory to host memory, for the NAPI poll.
@@ -486,8 +585,19 @@ impl PairShared {
     /// memory.
     pub(crate) fn free(self: &Arc<Self>, slot: Slot) {
         self.mem.free(slot);
+        self.memory_freed();
+    }
+
+    /// Kicks the engines waiting for device memory: one whose frame to
+    /// send found none, and one whose frames flow control holds for the
+    /// far end. Call after freeing memory or moving a frame out of a
+    /// receive pool.
+    pub(crate) fn memory_freed(self: &Arc<Self>) {
         for n in 0..2 {
-            if self.nic(n).tx_waits_for_memory.swap(false, Relaxed) {
+            let nic = self.nic(n);
+            let waits = nic.tx_waits_for_memory.load(Relaxed) && nic.tx_waits_for_memory.swap(false, Relaxed);
+            let holds = nic.held_for_far.load(Relaxed) && nic.held_for_far.swap(false, Relaxed);
+            if waits || holds {
                 self.kick(n);
             }
         }
@@ -556,6 +666,24 @@ impl PairShared {
             }
         }
     }
+}
+
+/// Where the checksum field of `req` lies in a frame of `len` bytes, if it
+/// lies inside it.
+fn checksum_field(req: ChecksumRequest, len: usize) -> Option<usize> {
+    let field = (req.start as usize).checked_add(req.field as usize)?;
+    (field.checked_add(2)? <= len).then_some(field)
+}
+
+/// Computes the checksum `req` asks for over `frame` and stores it, as a
+/// NIC with checksum offload does as it transmits (a UDP sum of zero is sent
+/// as all ones, which means the same). `EINVAL` if the field is outside.
+fn fill_checksum(frame: &mut [u8], req: ChecksumRequest) -> Result {
+    let field = checksum_field(req, frame.len()).ok_or(EINVAL)?;
+    let sum = PartialSum::of(&frame[req.start as usize..]).fold();
+    let sum = if sum == [0, 0] { [0xff, 0xff] } else { sum };
+    frame[field..field + 2].copy_from_slice(&sum);
+    Ok(())
 }
 
 /// A transfer whose bytes have moved but which is not visible yet.

@@ -12,7 +12,7 @@
 //!
 //! Exhaustion is a counted failure, never a wait.
 
-use kernel::{new_spinlock_bh, prelude::*, sync::SpinLockBh};
+use kernel::{net::skb::ChecksumRequest, new_spinlock_bh, prelude::*, sync::SpinLockBh};
 
 /// Bytes per chunk.
 pub(crate) const CHUNK: u32 = 256;
@@ -41,6 +41,8 @@ pub(crate) struct Slot {
     chunks: u32,
     len: u32,
     owner: Owner,
+    /// The checksum the sending host left to the NIC, not yet computed.
+    pending_checksum: Option<ChecksumRequest>,
 }
 
 impl Slot {
@@ -52,6 +54,17 @@ impl Slot {
     /// The pool it is charged to.
     pub(crate) fn owner(&self) -> Owner {
         self.owner
+    }
+
+    /// The checksum still to be computed over the frame, if any.
+    pub(crate) fn pending_checksum(&self) -> Option<ChecksumRequest> {
+        self.pending_checksum
+    }
+
+    /// Records that the frame's checksum is still to be computed, as `req`
+    /// says (from the start of the frame).
+    pub(crate) fn set_pending_checksum(&mut self, req: Option<ChecksumRequest>) {
+        self.pending_checksum = req;
     }
 
     /// The slot as the peer-DMA capability carries it: first chunk (bits
@@ -136,7 +149,7 @@ impl DevMem {
         a.mark(first, chunks, true);
         a.next = (first + chunks) % a.chunks;
         a.charge(owner, chunks as i64);
-        Some(Slot { first, chunks, len, owner })
+        Some(Slot { first, chunks, len, owner, pending_checksum: None })
     }
 
     /// Whether a `len`-byte frame fits in `owner`'s pool at all (when empty).
@@ -183,7 +196,7 @@ impl DevMem {
         let nic = ((raw >> 56) & 1) as usize;
         let pool = if raw >> 57 & 1 == 0 { Pool::Rx } else { Pool::Tx };
         let fits = chunks > 0 && first.checked_add(chunks)? <= self.chunks && len <= chunks * CHUNK;
-        fits.then_some(Slot { first, chunks, len, owner: Owner { nic, pool } })
+        fits.then_some(Slot { first, chunks, len, owner: Owner { nic, pool }, pending_checksum: None })
     }
 
     /// Runs `f` on `n` bytes at `off` of the slot's frame; `ERANGE` if they

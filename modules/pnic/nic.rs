@@ -105,6 +105,9 @@ pub(crate) struct NicCounters {
     /// Frames sent while the far end was down (lost on the wire; they count
     /// as sent, as on a real NIC).
     pub(crate) tx_carrier: AtomicU64,
+    /// Frames flow control held back because the far end's receive memory
+    /// was full (each counted once).
+    pub(crate) tx_paused: AtomicU64,
     /// Frames larger than the transmit pool could ever hold, dropped.
     pub(crate) tx_too_big: AtomicU64,
     /// Times a frame to send was left in the ring because transmit memory
@@ -151,6 +154,14 @@ pub(crate) struct Nic {
     /// Work queued by forwarding paths.
     #[pin]
     pub(crate) commands: SpinLockBh<Ring<Command>>,
+    /// Frames flow control holds in transmit memory, in wire order, until
+    /// the far end's receive memory has room. Only this NIC's engine (and
+    /// its `stop`, once the engine stopped) touches it.
+    #[pin]
+    pub(crate) held: SpinLockBh<Ring<Slot>>,
+    /// Set while `held` waits for the far end: whoever frees memory kicks
+    /// this NIC's engine.
+    pub(crate) held_for_far: AtomicBool,
     /// Whether a forwarding path claimed the NIC, and how ([`encode_claim`]).
     pub(crate) claim: AtomicU32,
     /// Set by whoever queues to `dev_tx` or `commands` (before the kick), so
@@ -191,10 +202,14 @@ impl Nic {
         let completions = Ring::new(RX_COMPLETIONS)?;
         let dev_tx = Ring::new(DEVICE_QUEUE)?;
         let commands = Ring::new(DEVICE_QUEUE)?;
+        // Every frame in transmit memory takes at least one chunk.
+        let held = Ring::new(wire_slots)?;
         Ok(try_pin_init!(Nic {
             index,
             dev_tx <- new_spinlock_bh!(dev_tx),
             commands <- new_spinlock_bh!(commands),
+            held <- new_spinlock_bh!(held),
+            held_for_far: AtomicBool::new(false),
             claim: AtomicU32::new(UNCLAIMED),
             device_work: AtomicBool::new(false),
             tx <- new_spinlock_bh!(tx),

@@ -28,12 +28,14 @@ pub(crate) struct Settings {
     /// Share of each NIC's memory for frames to send, in percent.
     pub(crate) tx_percent: u32,
     pub(crate) buses: [Option<Arc<Bus>>; 2],
+    /// Link-level flow control (1) or none (0); see [`PairShared::flow_control`].
+    pub(crate) flow_control: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         // 512 KiB: the memory of the paper's Myrinet NICs.
-        Settings { names: [None, None], mem_kib: 512, tx_percent: 50, buses: [None, None] }
+        Settings { names: [None, None], mem_kib: 512, tx_percent: 50, buses: [None, None], flow_control: 1 }
     }
 }
 
@@ -61,6 +63,10 @@ pub(crate) struct PairShared {
     pub(crate) queue: OwnedQueue,
     /// Multiplies every modelled duration (the `time_scale` parameter).
     pub(crate) scale: u64,
+    /// Whether a receiving NIC whose memory is full holds the sender back
+    /// (as Myrinet's STOP/GO and Ethernet's pause frames do) instead of
+    /// losing the frame.
+    pub(crate) flow_control: bool,
     #[pin]
     engine0: Work<PairShared, 0>,
     #[pin]
@@ -87,6 +93,7 @@ impl PairShared {
                 // behind the programs whose frames they carry.
                 queue: OwnedQueue::new(name, QueueFlags::UNBOUND | QueueFlags::HIGH_PRIORITY, 2)?,
                 scale,
+                flow_control: s.flow_control != 0,
                 engine0 <- new_work!("pnic::engine0"),
                 engine1 <- new_work!("pnic::engine1"),
             }),

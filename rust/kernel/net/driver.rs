@@ -139,6 +139,37 @@ pub trait Driver: Send + Sync + Sized + 'static {
     /// more); Ethernet's 1500 unless the driver says otherwise.
     const MAX_MTU: u32 = super::ethernet::DATA_LEN as u32;
 
+    /// What the device does for the stack (on at registration; the user may
+    /// turn each off with `ethtool -K`, so check [`NetDevice::has_features`]
+    /// per frame). None unless the driver says otherwise.
+    const FEATURES: Features = Features::NONE;
+}
+
+/// Offloads a device offers the stack (`netdev_features_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features(u64);
+
+impl Features {
+    /// None.
+    pub const NONE: Features = Features(0);
+    /// Frames may come in pieces (page fragments) to transmit.
+    pub const SG: Features = Features(1 << bindings::NETIF_F_SG_BIT);
+    /// The device computes the checksum the stack leaves to it
+    /// ([`SkBuff::checksum_request`](super::skb::SkBuff::checksum_request)).
+    pub const HW_CSUM: Features = Features(1 << bindings::NETIF_F_HW_CSUM_BIT);
+    /// The device sums received frames for the stack
+    /// ([`SkBuff::set_checksum_complete`](super::skb::SkBuff::set_checksum_complete)).
+    pub const RXCSUM: Features = Features(1 << bindings::NETIF_F_RXCSUM_BIT);
+
+    /// Both sets.
+    pub const fn union(self, other: Features) -> Features {
+        Features(self.0 | other.0)
+    }
+
+    /// Whether every feature of `other` is in this set.
+    pub const fn contains(self, other: Features) -> bool {
+        self.0 & other.0 == other.0
+    }
 }
 
 /// A net device driven by [`Driver`] `T`, whose private area holds the `T`.
@@ -291,6 +322,14 @@ impl<T> core::ops::Deref for Device<T> {
 }
 
 impl NetDevice {
+    /// Whether the device's offloads `f` are on now (`ethtool -K` may turn
+    /// them off at any time).
+    pub fn has_features(&self, f: Features) -> bool {
+        // SAFETY: The device is live; the field is read once (`READ_ONCE`).
+        let on = unsafe { core::ptr::addr_of!((*self.as_raw()).features).read_volatile() };
+        Features(on).contains(f)
+    }
+
     /// Brings the device up (`dev_open`), as `ip link set DEV up` does.
     pub fn open(&self, rtnl: &Rtnl) -> Result {
         let _ = rtnl;
@@ -490,6 +529,8 @@ unsafe extern "C" fn setup<T: Driver>(dev: *mut bindings::net_device) {
     unsafe {
         bindings::ether_setup(dev);
         (*dev).max_mtu = T::MAX_MTU;
+        (*dev).hw_features |= T::FEATURES.0;
+        (*dev).features |= T::FEATURES.0;
         // `start_xmit` runs with bottom halves off but interrupts on: no
         // netpoll, which would call it with interrupts off.
         bindings::polynic_netdev_disable_netpoll(dev);
