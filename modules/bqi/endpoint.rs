@@ -226,7 +226,8 @@ impl Endpoint {
                 return Err(why);
             }
         };
-        let event = Event { kind: EventKind::Received, code: 0, buffer, value: len as u32 };
+        let code = if skb.checksum_trusted() { bqi::RX_CHECKSUM_TRUSTED } else { 0 };
+        let event = Event { kind: EventKind::Received, code, buffer, value: len as u32 };
         // Room was checked above, under the same lock: not again.
         Self::post_in_room(&self.shared, &mut rx, &event);
         Ok(())

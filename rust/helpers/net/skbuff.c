@@ -167,6 +167,16 @@ __rust_helper bool rust_helper_polynic_skb_csum_request(const struct sk_buff *sk
 	return true;
 }
 
+/*
+ * Whether the stack would take the buffer's transport checksum as good
+ * without summing: verified by the device, or left to compute by a local
+ * sender whose frame never crossed a wire.
+ */
+__rust_helper bool rust_helper_polynic_skb_csum_trusted(const struct sk_buff *skb)
+{
+	return skb->ip_summed == CHECKSUM_UNNECESSARY || skb->ip_summed == CHECKSUM_PARTIAL;
+}
+
 __rust_helper void rust_helper_polynic_skb_set_csum_complete(struct sk_buff *skb, __wsum csum)
 {
 	skb->ip_summed = CHECKSUM_COMPLETE;

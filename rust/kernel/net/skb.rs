@@ -225,6 +225,16 @@ impl<S: State> SkBuff<S> {
         wanted.then_some(ChecksumRequest { start, field })
     }
 
+    /// Whether the transport checksum needs no check: the device verified
+    /// it (`CHECKSUM_UNNECESSARY`), or a sender on this host left it to be
+    /// computed and the frame crossed no wire (`CHECKSUM_PARTIAL`, whose
+    /// checksum field holds only the pseudo-header's sum). Whoever hands
+    /// such a frame's bytes on must say so, or they look corrupt.
+    pub fn checksum_trusted(&self) -> bool {
+        // SAFETY: The buffer is valid; the helper only reads it.
+        unsafe { bindings::polynic_skb_csum_trusted(self.as_raw()) }
+    }
+
     /// The link-layer protocol (`skb->protocol`).
     pub fn protocol(&self) -> EtherType {
         // SAFETY: The buffer is valid.

@@ -16,6 +16,8 @@
 //! of type `exec` expects); `bqi-registry status [--json]` asks a running
 //! one what it holds.
 
+mod reset;
+
 use anyhow::{bail, Context, Result};
 use bqi::registry::{self, Answer, Ask, Refusal, StatusEntry};
 use clap::{Parser, Subcommand};
@@ -76,6 +78,9 @@ struct Held {
     bqi: u16,
     local: Option<SocketAddrV4>,
     remote: Option<SocketAddrV4>,
+    /// Clients of a listening TCP endpoint, as the application reported
+    /// them: reset with the rest if it dies.
+    accepted: Vec<SocketAddrV4>,
     /// The registry's duplicate of the endpoint's file (None once the
     /// application left).
     file: Option<OwnedFd>,
@@ -179,6 +184,13 @@ fn bind_tcp(local: SocketAddrV4) -> std::io::Result<(OwnedFd, SocketAddrV4)> {
 
 /// Handles one request; returns the answer and the file to pass.
 fn grant(state: &Mutex<State>, conn: u64, cred: &libc::ucred, ask: Ask) -> (Answer, Option<OwnedFd>) {
+    if let Ask::Neighbour { dev, src, ip } = &ask {
+        // Resolving may take a while: the state is not locked meanwhile.
+        return match bqi::neigh::resolve(dev, *src, *ip, Duration::from_millis(1500)) {
+            Ok(mac) => (Answer::Neighbour { mac }, None),
+            Err(e) => (refuse(Refusal::NoDevice, e.to_string()), None),
+        };
+    }
     let mut st = match state.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -203,6 +215,17 @@ fn grant(state: &Mutex<State>, conn: u64, cred: &libc::ucred, ask: Ask) -> (Answ
                 .collect();
             return (Answer::Status { entries }, None);
         }
+        Ask::Accepted { bqi, remote } => {
+            let Some(h) = st.held.iter_mut().find(|h| h.conn == conn && h.kind == "tcp" && h.bqi == bqi && h.file.is_some())
+            else {
+                return (refuse(Refusal::Invalid, format!("no listening TCP endpoint {bqi} of this application")), None);
+            };
+            h.accepted.retain(|r| *r != remote);
+            h.accepted.push(remote);
+            return (Answer::Noted, None);
+        }
+        // Answered above.
+        Ask::Neighbour { .. } => return (refuse(Refusal::Invalid, "neighbour"), None),
         Ask::Raw { dev, bqi, peer, buffers } => ("raw", dev, bqi, peer, None, None, buffers),
         Ask::Udp { dev, local, remote, buffers } => ("udp", dev, 0, 0, Some(local), remote, buffers),
         Ask::Tcp { dev, local, remote, buffers } => ("tcp", dev, 0, 0, Some(local), remote, buffers),
@@ -274,6 +297,7 @@ fn grant(state: &Mutex<State>, conn: u64, cred: &libc::ucred, ask: Ask) -> (Answ
         bqi: granted,
         local,
         remote,
+        accepted: Vec::new(),
         file: Some(dup),
         _reservation: reservation,
         quiet_until: None,
@@ -327,14 +351,32 @@ fn serve_client(state: Arc<Mutex<State>>, stream: UnixStream, conn: u64) {
     };
     let until = Instant::now() + st.quiet_time;
     let mut reclaimed = 0;
+    let mut to_reset = Vec::new();
     for h in st.held.iter_mut().filter(|h| h.conn == conn && h.file.is_some()) {
         h.file = None;
         h.pid = 0;
         h.quiet_until = Some(until);
         reclaimed += 1;
+        if let (Some(local), "tcp") = (h.local, h.kind) {
+            let peers: Vec<_> = h.remote.into_iter().chain(std::mem::take(&mut h.accepted)).collect();
+            if !peers.is_empty() {
+                to_reset.push((local, peers));
+            }
+        }
     }
+    drop(st);
     if reclaimed > 0 {
-        eprintln!("bqi-registry: pid {} left; reclaimed {reclaimed} endpoint(s), ports held {} s", cred.pid, st.quiet_time.as_secs());
+        let quiet = match state.lock() {
+            Ok(g) => g.quiet_time.as_secs(),
+            Err(p) => p.into_inner().quiet_time.as_secs(),
+        };
+        eprintln!("bqi-registry: pid {} left; reclaimed {reclaimed} endpoint(s), ports held {quiet} s", cred.pid);
+    }
+    // The endpoints are gone with the application's files (its own copies
+    // closed when it exited): its TCP peers are reset through the kernel.
+    for (local, peers) in to_reset {
+        let probes = reset::reset_peers(local, &peers);
+        eprintln!("bqi-registry: reset {} connection(s) of {local} ({probes} probes)", peers.len());
     }
 }
 

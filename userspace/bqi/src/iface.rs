@@ -31,6 +31,45 @@ pub fn mac(dev: &str) -> Result<[u8; 6], IfaceError> {
     parse_mac(&sysfs(dev, "address")?)
 }
 
+/// The first IPv4 address of `dev` and its prefix length, if it has one.
+pub fn ipv4(dev: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `list` receives a list the C library allocated, freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut at = list;
+    while !at.is_null() && found.is_none() {
+        // SAFETY: `at` is a node of the list, valid until it is freed.
+        let ifa = unsafe { &*at };
+        at = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
+            continue;
+        }
+        // SAFETY: The C library sets `ifa_name` to a string for every node.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        // SAFETY: Every address starts with its family.
+        if name.to_bytes() != dev.as_bytes() || i32::from(unsafe { (*ifa.ifa_addr).sa_family }) != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: An AF_INET address and netmask are sockaddr_in.
+        let (addr, mask) = unsafe {
+            (*ifa.ifa_addr.cast::<libc::sockaddr_in>(), *ifa.ifa_netmask.cast::<libc::sockaddr_in>())
+        };
+        let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+        found = Some((ip, u32::from_be(mask.sin_addr.s_addr).count_ones() as u8));
+    }
+    // SAFETY: The list getifaddrs gave, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
+/// The MTU of `dev`.
+pub fn mtu(dev: &str) -> Result<usize, IfaceError> {
+    sysfs(dev, "mtu")?.parse().map_err(|_| IfaceError::NoInterface(dev.to_string()))
+}
+
 /// Parses `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Result<[u8; 6], IfaceError> {
     let bytes: Vec<u8> = s

@@ -13,6 +13,7 @@
 //! kernel's cumulative send counter.
 
 pub mod iface;
+pub mod neigh;
 pub mod registry;
 
 use polynic_abi::bqi::{self, EndpointConfig, Event, EventKind, Info, Layout, Request};
@@ -103,6 +104,9 @@ pub struct Received {
     pub buffer: u32,
     /// Frame length, Ethernet header included.
     pub len: u32,
+    /// The kernel vouches for the transport checksum (see
+    /// [`bqi::RX_CHECKSUM_TRUSTED`]): a protocol library need not check it.
+    pub checksum_trusted: bool,
 }
 
 /// What [`Endpoint::poll_event`] found.
@@ -360,7 +364,11 @@ impl Endpoint {
         self.word(bqi::EVT_TAIL).store(self.evt_pos, Ordering::Release);
         let event = Event::parse_body(&body)?;
         Some(match event.kind {
-            EventKind::Received => Next::Frame(Received { buffer: event.buffer, len: event.value }),
+            EventKind::Received => Next::Frame(Received {
+                buffer: event.buffer,
+                len: event.value,
+                checksum_trusted: event.code & bqi::RX_CHECKSUM_TRUSTED != 0,
+            }),
             EventKind::Ended => Next::Ended,
             _ => Next::Error(event),
         })

@@ -55,6 +55,25 @@ pub enum Ask {
         /// Packet buffers.
         buffers: u32,
     },
+    /// The link-layer address of `ip`, a neighbour on `dev` (asked from
+    /// `src`, this host's address there): a user-level stack cannot resolve
+    /// it through an endpoint.
+    Neighbour {
+        /// Interface name.
+        dev: String,
+        /// This host's address on it.
+        src: std::net::Ipv4Addr,
+        /// The neighbour.
+        ip: std::net::Ipv4Addr,
+    },
+    /// A connection the application accepted on its listening TCP endpoint
+    /// `bqi`: the registry resets it if the application dies.
+    Accepted {
+        /// The listening endpoint's index.
+        bqi: u16,
+        /// The client.
+        remote: SocketAddrV4,
+    },
     /// The registry's endpoints and reservations.
     Status,
 }
@@ -94,6 +113,13 @@ pub enum Answer {
         /// In words.
         message: String,
     },
+    /// A neighbour's link-layer address.
+    Neighbour {
+        /// The address.
+        mac: [u8; 6],
+    },
+    /// Noted.
+    Noted,
     /// The status.
     Status {
         /// One line per endpoint or reservation.

@@ -846,12 +846,20 @@ impl Request {
     }
 }
 
+/// In a [`EventKind::Received`] event's `code`: the frame's transport
+/// checksum needs no check. The device verified it, or a sender on this
+/// host left it to be computed and the frame crossed no wire; then the
+/// checksum field holds only the pseudo-header's sum, and a protocol
+/// library must not reject the frame for it. Without the flag the library
+/// checks the checksum itself.
+pub const RX_CHECKSUM_TRUSTED: u16 = 1;
+
 /// What an event reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 pub enum EventKind {
     /// A frame of `len` bytes arrived in `buffer`, which is now the
-    /// application's.
+    /// application's (`code`: [`RX_CHECKSUM_TRUSTED`] or 0).
     Received = 1,
     /// The send with `cookie` did not match the template (`code`: a
     /// [`Reject`]); nothing was sent.
