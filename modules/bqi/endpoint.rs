@@ -16,8 +16,8 @@ use kernel::{
     net::{
         bqi::{self, DescError, EndpointConfig, Event, EventKind, Request, Stat, Template},
         device::NetDevice,
-        ethernet::EtherType,
-        skb::SkBuff,
+        ethernet::{self, EtherType},
+        skb::{SkBuff, State},
     },
     new_spinlock_bh,
     prelude::*,
@@ -179,6 +179,20 @@ impl Endpoint {
     /// Puts a received frame into a pooled buffer and posts its event.
     /// Softirq (the device's receive handler). The frame is consumed.
     pub(crate) fn deliver(&self, skb: SkBuff) {
+        // A GSO buffer (a local TSO send, or a device's GRO) larger than a
+        // packet buffer goes as the frames it stands for.
+        if skb.is_gso() && skb.len() as usize + ethernet::HLEN > self.shared.layout.buf_size() as usize {
+            match skb.unshare(GFP_ATOMIC).and_then(|skb| skb.segment_received()) {
+                Ok(segments) => segments.for_each(|s| self.deliver_one(s)),
+                Err(_) => self.counters.bump(Stat::DroppedTooBig),
+            }
+            return;
+        }
+        self.deliver_one(skb);
+    }
+
+    /// Delivers one frame (consumed).
+    fn deliver_one<S: State>(&self, skb: SkBuff<S>) {
         let mut delivered = self.try_deliver(&skb);
         if delivered == Err(Stat::DroppedNoBuffer) && self.take_requests(Taker::Receive).is_ok() {
             // The pool ran dry: refills may be waiting in the request queue.
@@ -194,7 +208,7 @@ impl Endpoint {
         }
     }
 
-    fn try_deliver(&self, skb: &SkBuff) -> Result<(), Stat> {
+    fn try_deliver<S: State>(&self, skb: &SkBuff<S>) -> Result<(), Stat> {
         let mut rx = self.rx.lock();
         if rx.ended {
             return Err(Stat::DroppedRingFull);

@@ -5,6 +5,7 @@
 #include <linux/netdevice.h>
 #include <linux/skbuff.h>
 #include <net/checksum.h>
+#include <net/gso.h>
 
 #ifdef CONFIG_NET
 
@@ -199,3 +200,42 @@ __rust_helper __wsum rust_helper_polynic_csum_partial_copy(const void *src, void
 }
 
 #endif /* CONFIG_NET */
+
+/*
+ * Segmentation on the receive path, for a consumer that takes frames no
+ * larger than the wire's (a GSO buffer from a local TSO send, or frames a
+ * device merged with GRO): the data goes back to the link-layer header,
+ * where segmentation starts, and the segments keep the checksum state of
+ * the buffer (left to compute, or verified) and may share its pages.
+ * Returns the list of segments, or an error pointer; the buffer itself is
+ * the caller's to free.
+ */
+__rust_helper struct sk_buff *rust_helper_polynic_skb_segment_rx(struct sk_buff *skb)
+{
+	int back;
+
+	if (!skb_mac_header_was_set(skb))
+		return ERR_PTR(-EINVAL);
+	back = skb->data - skb_mac_header(skb);
+	if (back < 0 || back > skb_headroom(skb))
+		return ERR_PTR(-EINVAL);
+	__skb_push(skb, back);
+	return __skb_gso_segment(skb, NETIF_F_SG | NETIF_F_HW_CSUM, false);
+}
+
+/* Takes the first buffer off a list of segments (NULL at the end). */
+__rust_helper struct sk_buff *rust_helper_polynic_skb_list_pop(struct sk_buff **head)
+{
+	struct sk_buff *skb = *head;
+
+	if (skb) {
+		*head = skb->next;
+		skb_mark_not_on_list(skb);
+	}
+	return skb;
+}
+
+__rust_helper void rust_helper_polynic_skb_list_free(struct sk_buff *head)
+{
+	kfree_skb_list(head);
+}

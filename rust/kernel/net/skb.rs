@@ -350,6 +350,33 @@ impl SkBuff<Shared> {
 }
 
 impl SkBuff<Private> {
+    /// Splits a received GSO buffer (a TSO send from this host, or frames a
+    /// device merged with GRO) into the frames it stands for, in order, each
+    /// starting at its link-layer header, for a consumer that takes frames
+    /// no larger than the wire's. The segments keep the buffer's checksum
+    /// state (left to compute, or verified). The buffer is consumed, and on
+    /// failure dropped.
+    pub fn segment_received(self) -> Result<Segments> {
+        let raw = self.into_raw();
+        // SAFETY: `raw` is a valid buffer whose header we alone refer to
+        // (`Private`), as the helper's push and the segmentation require.
+        let segs = unsafe { bindings::polynic_skb_segment_rx(raw) };
+        let segs = crate::error::from_err_ptr(segs);
+        if !matches!(segs, Ok(p) if p == raw) {
+            // The segments hold their own references to the data (or the
+            // call failed): the original goes.
+            // SAFETY: We own the reference `raw`, passed on once.
+            unsafe { bindings::consume_skb(raw) };
+        }
+        match segs {
+            // INVARIANT: A new list of buffers we alone refer to (or the
+            // original, ours).
+            Ok(head) if !head.is_null() => Ok(Segments(head)),
+            Ok(_) => Err(EINVAL),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A new reference with its own header on the same data (`skb_clone`).
     /// Both see the data read-only until made writable.
     ///
@@ -686,6 +713,34 @@ const DROPPED: bindings::skb_drop_reason = bindings::skb_drop_reason_SKB_DROP_RE
 /// dropped where interrupts are off (a driver's transmit under netpoll, code
 /// under an interrupt-disabling lock), where `kfree_skb` must not run, so the
 /// free goes through `dev_kfree_skb_any`, which defers it to softirq there.
+/// The segments of a buffer, in order ([`SkBuff::segment_received`]).
+///
+/// # Invariants
+///
+/// `self.0` is null or the head of a list of buffers, each with one
+/// reference owned here and its header referred to by nothing else.
+pub struct Segments(*mut bindings::sk_buff);
+
+impl Iterator for Segments {
+    type Item = SkBuff<Private>;
+
+    fn next(&mut self) -> Option<SkBuff<Private>> {
+        // SAFETY: By the invariant `self.0` is a list we own; the helper
+        // detaches its first buffer and advances the head.
+        let first = unsafe { bindings::polynic_skb_list_pop(&mut self.0) };
+        // INVARIANT: The detached buffer's reference passes to the caller;
+        // the rest of the list stays ours.
+        Some(SkBuff(NonNull::new(first)?, PhantomData))
+    }
+}
+
+impl Drop for Segments {
+    fn drop(&mut self) {
+        // SAFETY: By the invariant, a list (or null) whose references we own.
+        unsafe { bindings::polynic_skb_list_free(self.0) };
+    }
+}
+
 impl<S: State> Drop for SkBuff<S> {
     fn drop(&mut self) {
         // SAFETY: We own one reference and give it up; the `_any` variant is
