@@ -10,18 +10,22 @@
 #   bqi   raw frames user to user by BQI endpoints against kernel UDP
 #         sockets, AF_PACKET (TPACKET_V3) and AF_XDP (copy mode) on one veth
 #         link (out/bench/bqi/results.{md,json,png})
+#   userlevel  user-level UDP and TCP (bqi-net) against the kernel's sockets
+#         (sockperf, iperf3) on one veth link
+#         (out/bench/userlevel/results.{md,json,png})
 # BENCH_ONLY=SECTION runs one section; BENCH_EBD_ALONE=1 measures EBD
 # without its anchors, for tuning (no report). A benchmark, not a test: it
 # reports figures and ratios, it does not pass or fail on them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$POLYNIC_ROOT"
 only=${BENCH_ONLY:-}
-case $only in "" | ebd | pnic | fwd | bqi) ;; *) die "BENCH_ONLY=$only: no such section (ebd, pnic, fwd, bqi)" ;; esac
+case $only in "" | ebd | pnic | fwd | bqi | userlevel) ;; *) die "BENCH_ONLY=$only: no such section (ebd, pnic, fwd, bqi, userlevel)" ;; esac
 sections=()
 [[ -z $only || $only == ebd ]] && sections+=(ebd)
 [[ -z $only || $only == pnic ]] && sections+=(pnic)
 [[ -z $only || $only == fwd ]] && sections+=(fwd)
 [[ -z $only || $only == bqi ]] && sections+=(bqi)
+[[ -z $only || $only == userlevel ]] && sections+=(userlevel)
 # The bench kernel: the test kernel without KASAN, lockdep and kmemleak
 # (scripts/polynic-bench.config); built once into the cache (~30 min).
 prepare_guest bench
@@ -34,6 +38,7 @@ for s in "${sections[@]}"; do
     pnic) guest+=("bash tests/guest/bench-pnic.sh") ;;
     fwd) guest+=("bash tests/guest/bench-fwd.sh") ;;
     bqi) guest+=("bash tests/guest/bench-bqi.sh") ;;
+    userlevel) guest+=("bash tests/guest/bench-userlevel.sh") ;;
   esac
 done
 rc=0
@@ -42,6 +47,7 @@ run_guest "$out" 4800 BENCH_RUNTIME="${BENCH_RUNTIME:-10}" BENCH_ROUNDS="${BENCH
   FWD_TIME_SCALE="${FWD_TIME_SCALE:-8}" FWD_ROUNDS="${FWD_ROUNDS:-2}" FWD_RUNTIME="${FWD_RUNTIME:-3}" \
   FWD_SIZES="${FWD_SIZES:-}" FWD_SOURCES="${FWD_SOURCES:-}" FWD_CONFIGS="${FWD_CONFIGS:-}" \
   BQI_RUNTIME="${BQI_RUNTIME:-3}" BQI_PINGS="${BQI_PINGS:-1000}" BQI_SIZES="${BQI_SIZES:-64 1500 9000}" \
+  UL_RUNTIME="${UL_RUNTIME:-5}" UL_PINGS="${UL_PINGS:-1000}" UL_SIZES="${UL_SIZES:-16 256 1024 8192}" \
   bash -c "$(IFS=';'; echo "set -e; ${guest[*]}")" || rc=$?
 if [[ $rc -ne 0 ]]; then
   tail -n 30 "$out/output.log"
@@ -59,5 +65,6 @@ for s in "${sections[@]}"; do
     pnic) python3 scripts/bench_pnic_report.py "$out/bench/pnic" "$POLYNIC_ROOT/out/bench/pnic" ;;
     fwd) python3 scripts/bench_fwd_report.py "$out/bench/fwd" "$POLYNIC_ROOT/out/bench/fwd" ;;
     bqi) python3 scripts/bench_bqi_report.py "$out/bench/bqi" "$POLYNIC_ROOT/out/bench/bqi" ;;
+    userlevel) python3 scripts/bench_userlevel_report.py "$out/bench/userlevel" "$POLYNIC_ROOT/out/bench/userlevel" ;;
   esac
 done

@@ -305,6 +305,11 @@ impl TcpListener {
 }
 
 impl TcpListener {
+    /// The kernel's counters of the endpoint, by name.
+    pub fn endpoint_stats(&self) -> Result<Vec<(&'static str, u64)>> {
+        Ok(lock(&self.stack).device.endpoint().stats()?)
+    }
+
     /// What the endpoint's adapter counted (shared by every socket on the
     /// endpoint).
     pub fn device_counters(&self) -> crate::DeviceCounters {

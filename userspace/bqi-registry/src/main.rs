@@ -264,6 +264,11 @@ fn grant(state: &Mutex<State>, conn: u64, cred: &libc::ucred, ask: Ask) -> (Answ
     config.bqi = bqi_index;
     config.peer_bqi = peer;
     config.buf_count = buffers;
+    // Room in each queue for a request or an event per buffer: a burst
+    // that fills the receive pool leaves room for its refills and sends.
+    let entries = buffers.clamp(polynic_abi::bqi::MIN_ENTRIES, polynic_abi::bqi::MAX_ENTRIES).next_power_of_two();
+    config.req_entries = entries.max(config.req_entries);
+    config.evt_entries = entries.max(config.evt_entries);
     if let Some(l) = local {
         config.local_ip = l.ip().octets();
         config.local_port = l.port();

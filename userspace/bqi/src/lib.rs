@@ -140,6 +140,8 @@ pub struct Endpoint {
     sends_posted: u32,
     /// Refills written but not yet made visible.
     staged: u32,
+    /// Received buffers given back while the request queue had no room.
+    unrefilled: Vec<u32>,
 }
 
 // SAFETY: The mapping is owned by the endpoint and only touched through
@@ -190,6 +192,7 @@ impl Endpoint {
             sends_done: 0,
             sends_posted: 0,
             staged: 0,
+            unrefilled: Vec::new(),
         };
         for b in 0..rx {
             ep.stage(Request::Refill { buffer: b });
@@ -412,7 +415,19 @@ impl Endpoint {
 
     /// Gives a received frame's buffer back to the receive pool.
     pub fn release(&mut self, r: Received) -> Result<()> {
-        self.stage(Request::Refill { buffer: r.buffer });
+        self.unrefilled.push(r.buffer);
+        if self.request_room() == 0 {
+            // The queue is full of requests the kernel has not taken yet
+            // (sends and refills of a burst): it takes them now.
+            self.make_visible();
+            self.kick()?;
+        }
+        // A refill never overwrites a request the kernel has not taken; one
+        // without room waits for the next release.
+        while self.request_room() > 0 {
+            let Some(buffer) = self.unrefilled.pop() else { break };
+            self.stage(Request::Refill { buffer });
+        }
         // Refills are taken by the next doorbell or, when the pool runs dry,
         // by the kernel's receive path: no doorbell for them alone.
         self.make_visible();

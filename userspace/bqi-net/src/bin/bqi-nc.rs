@@ -45,6 +45,10 @@ enum Command {
         file: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
         connections: usize,
+        /// Print the endpoint's counters every this many seconds (for
+        /// diagnosis; the listener then never exits).
+        #[arg(long)]
+        report_every: Option<u64>,
     },
     /// Echo COUNT UDP datagrams received on PORT back to their senders.
     UdpEcho {
@@ -155,12 +159,19 @@ fn main() -> Result<()> {
                 bail!("a connection failed");
             }
         }
-        Command::Listen { port, file, connections } => {
+        Command::Listen { port, file, connections, report_every } => {
             let listener = TcpListener::bind(&cfg, port).context("listen")?;
             let data = load(&file)?;
             // Tests wait for this line before they connect.
             eprintln!("listening on {}", listener.local_addr());
             let ok = std::thread::scope(|sc| -> Result<bool> {
+                if let Some(every) = report_every {
+                    let l = &listener;
+                    sc.spawn(move || loop {
+                        std::thread::sleep(Duration::from_secs(every));
+                        eprintln!("counters: {:?} {:?}", l.device_counters(), l.endpoint_stats().unwrap_or_default());
+                    });
+                }
                 let mut threads = Vec::new();
                 for _ in 0..connections {
                     let (s, peer) = listener.accept().context("accept")?;
