@@ -190,6 +190,16 @@ def scenario_fixture(script: Path) -> str | None:
     return None
 
 
+def scenario_timeout(script: Path) -> int:
+    """The step limit a scenario declares in its header (`# timeout: SECONDS`),
+    else the default."""
+    for line in script.read_text().splitlines()[:40]:
+        m = re.match(r"#\s*timeout:\s*(\d+)", line)
+        if m:
+            return int(m[1])
+    return STEP_TIMEOUT
+
+
 @dataclass
 class StepVerdict:
     ran: bool
@@ -368,7 +378,8 @@ def test_steps(t: Tally, kdir: str, kos: list[Path], only: str | None, skip: lis
     if "kunit" not in skip:
         steps.append(Step("kunit", ["bash", "tests/guest/kunit.sh", *map(str, kos)]))
     if "scenarios" not in skip:
-        scenarios = [Step(f"scenario-{sc.stem}", ["bash", str(sc.relative_to(ROOT))], fixture=scenario_fixture(sc))
+        scenarios = [Step(f"scenario-{sc.stem}", ["bash", str(sc.relative_to(ROOT))], scenario_timeout(sc),
+                          fixture=scenario_fixture(sc))
                      for sc in sorted((ROOT / "tests" / "scenarios").glob("*.sh")) if not only or any(o in sc.stem for o in only.split(","))]
         steps += sorted(scenarios, key=lambda s: s.fixture is not None)
     self_steps = []

@@ -14,6 +14,7 @@
 #    connections; the kernel peer sees the reset at once).
 # 6. Errors: no registry, port in use, no rights, the device deleted under
 #    a transfer; each reported as itself, none hangs.
+# timeout: 1500
 source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
 nc="$POLYNIC_BIN/bqi-nc"
 REG=/tmp/ul-registry.sock
@@ -36,7 +37,7 @@ ip -n ua addr add 10.67.0.1/24 dev va && ip -n ua link set va up && ip -n ua lin
 ip -n ub addr add 10.67.0.2/24 dev vb && ip -n ub link set vb up && ip -n ub link set lo up || fail "vb"
 in_a() { ip netns exec ua "$@"; }
 in_b() { ip netns exec ub "$@"; }
-in_a "$POLYNIC_BIN/bqi-registry" serve --socket "$REG" --quiet-time 2 >/tmp/ul-reg.out 2>/tmp/ul-reg.err &
+(exec ip netns exec ua "$POLYNIC_BIN/bqi-registry" serve --socket "$REG" --quiet-time 2 >/tmp/ul-reg.out 2>/tmp/ul-reg.err) &
 registry=$!
 for ((i = 0; i < 50; i++)); do [[ -S $REG ]] && break; pause 0.1; done
 [[ -S $REG ]] || fail "registry did not start: $(</tmp/ul-reg.err)"
@@ -183,20 +184,22 @@ echo "reset by the kernel peer mid-transfer: the library reports it"
 in_b timeout 300 python3 "$peer" sink 10.67.0.2 6031 1 >/tmp/ul-kill.json 2>/tmp/ul-kill.err &
 k=$!
 ready /tmp/ul-kill.err listening
-lib connect 10.67.0.2:6031 --file /tmp/ul-data >/dev/null 2>&1 &
+# exec: $! is then the application itself, not a shell around it.
+(exec ip netns exec ua "$nc" --registry "$REG" --dev va connect 10.67.0.2:6031 --file /tmp/ul-data >/dev/null 2>&1) &
 c=$!
-pause 2
+# Well into the transfer (256 MiB take half a minute here).
+pause 5
 kill -9 "$c"
 for ((i = 0; i < 100; i++)); do [[ -s /tmp/ul-kill.json ]] && break; pause 0.1; done
 wait "$k"
 [[ $(</tmp/ul-kill.json) == *'"error": "reset"'* ]] || fail "kernel peer of a killed library client: $(cat /tmp/ul-kill.json)"
 echo "library client killed mid-transfer: its kernel peer saw a reset within $((i / 10)) s"
-lib listen 6032 >/tmp/ul-kill2.json 2>/tmp/ul-kill2.err &
+(exec ip netns exec ua "$nc" --registry "$REG" --dev va listen 6032 >/tmp/ul-kill2.json 2>/tmp/ul-kill2.err) &
 s=$!
 ready /tmp/ul-kill2.err "listening on"
 in_b timeout 300 python3 "$peer" source 10.67.0.1 6032 1 /tmp/ul-data >/tmp/ul-kill2k.json &
 k=$!
-pause 2
+pause 5
 kill -9 "$s"
 for ((i = 0; i < 100; i++)); do [[ -s /tmp/ul-kill2k.json ]] && break; pause 0.1; done
 wait "$k"
@@ -206,7 +209,7 @@ echo "library server killed mid-transfer: its kernel client saw a reset within $
 # 6. Clear errors: no registry, port taken, no rights, endpoint gone.
 out=$(in_a "$nc" --registry /tmp/ul-none --dev va listen 6040 2>&1) && fail "listened without a registry"
 [[ $out == *"no BQI registry"* ]] || fail "no registry: $out"
-lib listen 6041 >/dev/null 2>/tmp/ul-taken.err &
+(exec ip netns exec ua "$nc" --registry "$REG" --dev va listen 6041 >/dev/null 2>/tmp/ul-taken.err) &
 s=$!
 ready /tmp/ul-taken.err "listening on"
 out=$(lib listen 6041 2>&1) && fail "listened twice on 6041"
