@@ -42,8 +42,12 @@ ip netns exec w2 sockperf server -i 10.81.0.2 -p 11111 >/dev/null 2>&1 &
 ip netns exec w2 sockperf server --tcp -i 10.81.0.2 -p 11112 >/dev/null 2>&1 &
 ip netns exec w2 iperf3 -s -D -B 10.81.0.2 -p 5201 || fail "iperf3 server"
 echo "$SIZES" >"$res/sizes.txt"
-ul1() { ip netns exec w1 "$POLYNIC_BIN/ulbench" --registry /tmp/ulb-reg1.sock --dev wa "$@"; }
-ul2() { ip netns exec w2 "$POLYNIC_BIN/ulbench" --registry /tmp/ulb-reg2.sock --dev wb "$@"; }
+# exec: a server started in the background is then ulbench itself, which
+# `kill` stops (not a shell around it).
+ul1() { exec ip netns exec w1 "$POLYNIC_BIN/ulbench" --registry /tmp/ulb-reg1.sock --dev wa "$@"; }
+ul2() { exec ip netns exec w2 "$POLYNIC_BIN/ulbench" --registry /tmp/ulb-reg2.sock --dev wb "$@"; }
+BUSY=${UL_BUSY_POLL_US:-500}
+ul1_sub() { (ul1 "$@"); }
 # ready FILE: waits until a ulbench server said it is ready.
 ready() {
   local i
@@ -69,35 +73,50 @@ measure_cpu() {
 # Each kind: round trips for every size, then streaming.
 lib_udp() {
   local r=$1 size e
-  ul2 udp-echo 7100 --seconds 600 >/dev/null 2>"$res/lib-udp-echo.err" &
+  (ul2 udp-echo 7100 --seconds 600) >/dev/null 2>"$res/lib-udp-echo.err" &
   e=$!
   ready "$res/lib-udp-echo.err"
   for size in $SIZES; do
-    ul1 udp-ping 10.81.0.2:7100 --size "$size" --count "$COUNT" >"$res/lib-udp-rtt-$size.r$r.json" 2>&1 \
+    (ul1 udp-ping 10.81.0.2:7100 --size "$size" --count "$COUNT") >"$res/lib-udp-rtt-$size.r$r.json" 2>&1 \
       || echo "   lib udp $size: $(<"$res/lib-udp-rtt-$size.r$r.json")"
   done
   kill "$e"; wait "$e" 2>/dev/null
-  ul2 udp-sink 7101 >"$res/lib-udp-tput.r$r.json" 2>"$res/lib-udp-sink.err" &
+  # The same round trips, both ends busy-polling.
+  (ul2 --busy-poll-us "$BUSY" udp-echo 7102 --seconds 600) >/dev/null 2>"$res/lib-udp-echo.err" &
+  e=$!
+  ready "$res/lib-udp-echo.err"
+  for size in $SIZES; do
+    (ul1 --busy-poll-us "$BUSY" udp-ping 10.81.0.2:7102 --size "$size" --count "$COUNT") \
+      >"$res/lib-udp-bp-rtt-$size.r$r.json" 2>&1 || echo "   lib udp busy $size: $(<"$res/lib-udp-bp-rtt-$size.r$r.json")"
+  done
+  kill "$e"; wait "$e" 2>/dev/null
+  (ul2 udp-sink 7101) >"$res/lib-udp-tput.r$r.json" 2>"$res/lib-udp-sink.err" &
   e=$!
   ready "$res/lib-udp-sink.err"
-  measure_cpu "$res/lib-udp-cpu.r$r.json" ul1 udp-stream 10.81.0.2:7101 --size 1472 --seconds "$RUNTIME" >/dev/null
+  measure_cpu "$res/lib-udp-cpu.r$r.json" ul1_sub udp-stream 10.81.0.2:7101 --size 1472 --seconds "$RUNTIME" >/dev/null
   wait "$e" || echo "   lib udp stream: $(cat "$res/lib-udp-tput.r$r.json" "$res/lib-udp-sink.err")"
 }
 lib_tcp() {
   local r=$1 size e port=7200
-  for size in $SIZES; do
-    port=$((port + 1))
-    ul2 tcp-echo "$port" --size "$size" >/dev/null 2>"$res/lib-tcp-echo.err" &
-    e=$!
-    ready "$res/lib-tcp-echo.err"
-    ul1 tcp-ping "10.81.0.2:$port" --size "$size" --count "$COUNT" >"$res/lib-tcp-rtt-$size.r$r.json" 2>&1 \
-      || echo "   lib tcp $size: $(<"$res/lib-tcp-rtt-$size.r$r.json")"
-    wait "$e" 2>/dev/null
+  local bp kind
+  for bp in "" "--busy-poll-us $BUSY"; do
+    kind=lib-tcp; [[ -n $bp ]] && kind=lib-tcp-bp
+    for size in $SIZES; do
+      port=$((port + 1))
+      # shellcheck disable=SC2086
+      (ul2 $bp tcp-echo "$port" --size "$size") >/dev/null 2>"$res/lib-tcp-echo.err" &
+      e=$!
+      ready "$res/lib-tcp-echo.err"
+      # shellcheck disable=SC2086
+      (ul1 $bp tcp-ping "10.81.0.2:$port" --size "$size" --count "$COUNT") >"$res/$kind-rtt-$size.r$r.json" 2>&1 \
+        || echo "   $kind $size: $(<"$res/$kind-rtt-$size.r$r.json")"
+      wait "$e" 2>/dev/null
+    done
   done
-  ul2 tcp-sink 7300 >"$res/lib-tcp-tput.r$r.json" 2>"$res/lib-tcp-sink.err" &
+  (ul2 tcp-sink 7300) >"$res/lib-tcp-tput.r$r.json" 2>"$res/lib-tcp-sink.err" &
   e=$!
   ready "$res/lib-tcp-sink.err"
-  measure_cpu "$res/lib-tcp-cpu.r$r.json" ul1 tcp-stream 10.81.0.2:7300 --seconds "$RUNTIME" >/dev/null
+  measure_cpu "$res/lib-tcp-cpu.r$r.json" ul1_sub tcp-stream 10.81.0.2:7300 --seconds "$RUNTIME" >/dev/null
   wait "$e" || echo "   lib tcp stream: $(cat "$res/lib-tcp-tput.r$r.json" "$res/lib-tcp-sink.err")"
 }
 kernel_udp() {

@@ -23,6 +23,8 @@ def make_raw(root: Path, lib_rtt: float, lib_mbit: float, lib_tcp_fails: bool = 
             for s in SIZES:
                 (raw / f"lib-{proto}-rtt-{s}.r{r}.json").write_text(json.dumps(
                     {"count": 1000, "lost": 0, "rtt_us": {"p50": lib_rtt, "p99": lib_rtt * 3}}))
+                (raw / f"lib-{proto}-bp-rtt-{s}.r{r}.json").write_text(json.dumps(
+                    {"count": 1000, "lost": 0, "rtt_us": {"p50": lib_rtt / 2, "p99": lib_rtt}}))
                 (raw / f"kernel-{proto}-rtt-{s}.r{r}.txt").write_text(
                     "sockperf: ---> percentile 99.000 =  300.000\nsockperf: ---> percentile 50.000 =  100.000\n")
             if proto == "tcp" and lib_tcp_fails:
@@ -52,6 +54,8 @@ class UserlevelReport(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
             doc = json.loads((root / "out" / "results.json").read_text())
             self.assertEqual(doc["ratios"]["rtt16_udp_lib_over_kernel"], 0.7)
+            self.assertEqual(doc["ratios"]["rtt16_tcp_busy_lib_over_kernel"], 0.35)
+            self.assertEqual(doc["notes"], [])
             self.assertEqual(doc["ratios"]["tput_tcp_lib_over_kernel"], 1.2)
             # UDP: 500 Mbit/s sent, 20% lost: 400 received.
             self.assertEqual(doc["results"]["kernel-udp"]["mbit_s"], 400.0)

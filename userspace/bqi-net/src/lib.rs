@@ -42,6 +42,10 @@ pub struct Config {
     /// Handshakes a listener serves at once (connections beyond them are
     /// refused with a reset until one completes).
     pub backlog: usize,
+    /// How long a blocking call spins on the endpoint's event queue (shared
+    /// memory, no system call) before it sleeps in `poll`: lower latency
+    /// for a CPU. None by default.
+    pub busy_poll: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -51,6 +55,6 @@ impl Config {
         let registry = std::env::var_os("BQI_REGISTRY")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(bqi::registry::DEFAULT_SOCKET));
-        Config { registry, dev: dev.into(), buffers: 256, socket_buffer: 256 * 1024, backlog: 64 }
+        Config { registry, dev: dev.into(), buffers: 256, socket_buffer: 256 * 1024, backlog: 64, busy_poll: None }
     }
 }

@@ -52,6 +52,8 @@ pub(crate) struct Stack {
     pub(crate) accepted: std::collections::VecDeque<SocketHandle>,
     pub(crate) backlog: usize,
     pub(crate) socket_buffer: usize,
+    /// How long a blocking call spins on the event queue before it sleeps.
+    pub(crate) busy_poll: Option<Duration>,
 }
 
 /// A stack shared by the sockets on its endpoint.
@@ -115,6 +117,7 @@ impl Stack {
             accepted: Default::default(),
             backlog: cfg.backlog.max(1),
             socket_buffer: cfg.socket_buffer,
+            busy_poll: cfg.busy_poll,
         }));
         spawn_timer(Arc::downgrade(&stack));
         Ok(stack)
@@ -298,7 +301,7 @@ pub(crate) fn block_on<T>(
 ) -> Result<T> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let (fd, delay) = {
+        let (fd, delay, busy_poll) = {
             let mut s = lock(stack);
             s.poll();
             if let Some(r) = step(&mut s) {
@@ -312,7 +315,7 @@ pub(crate) fn block_on<T>(
             if nonblocking {
                 return Err(NetError::WouldBlock);
             }
-            (s.fd(), s.delay())
+            (s.fd(), s.delay(), s.busy_poll)
         };
         let mut wait = delay.unwrap_or(TIMER_MAX).min(TIMER_MAX);
         if let Some(d) = deadline {
@@ -321,6 +324,20 @@ pub(crate) fn block_on<T>(
                 return Err(NetError::WouldTimeOut);
             }
             wait = wait.min(left);
+        }
+        if let Some(spin) = busy_poll {
+            // Busy polling: watch the event queue in shared memory, with no
+            // system call, before sleeping.
+            let until = Instant::now() + spin.min(wait);
+            let mut ready = false;
+            while !ready && Instant::now() < until {
+                std::hint::spin_loop();
+                ready = lock(stack).device.endpoint().event_ready();
+            }
+            if ready {
+                continue;
+            }
+            wait = wait.saturating_sub(spin);
         }
         if !wait.is_zero() {
             wait_readable(fd, wait);

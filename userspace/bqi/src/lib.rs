@@ -353,6 +353,13 @@ impl Endpoint {
         }
     }
 
+    /// Whether an event is ready (a read of shared memory, no system call:
+    /// what a busy-polling application spins on).
+    pub fn event_ready(&self) -> bool {
+        let at = self.layout.event(self.evt_pos);
+        self.word(at).load(Ordering::Acquire) == bqi::event_seq(self.evt_pos)
+    }
+
     /// The next event, if one is ready (never blocks).
     pub fn poll_event(&mut self) -> Option<Next> {
         let at = self.layout.event(self.evt_pos);

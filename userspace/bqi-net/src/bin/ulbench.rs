@@ -21,6 +21,9 @@ struct Cli {
     /// Registry socket (default: BQI_REGISTRY or the registry's default).
     #[arg(long)]
     registry: Option<PathBuf>,
+    /// Spin this many microseconds on the event queue before sleeping.
+    #[arg(long)]
+    busy_poll_us: Option<u64>,
     #[command(subcommand)]
     role: Role,
 }
@@ -97,6 +100,7 @@ fn main() -> Result<()> {
     if let Some(r) = cli.registry {
         cfg.registry = r;
     }
+    cfg.busy_poll = cli.busy_poll_us.map(Duration::from_micros);
     let out = match cli.role {
         Role::UdpEcho { port, seconds } => {
             let mut s = UdpSocket::bind(&cfg, port)?;
