@@ -43,7 +43,8 @@ def drain(conn, peer, reset_after=None):
                 say({"peer": peer, "received": got, "did": "reset"})
                 return
         say({"peer": peer, "received": got, "sha256": h.hexdigest()})
-    except ConnectionResetError:
+    except (ConnectionResetError, BrokenPipeError):
+        # EPIPE on a socket this side never shut down: the peer reset it.
         say({"peer": peer, "received": got, "error": "reset"})
     except OSError as e:
         say({"peer": peer, "received": got, "error": str(e)})
@@ -78,7 +79,9 @@ def one_source(host, port, data):
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
     except OSError as e:
-        say({"peer": peer, "error": "reset" if isinstance(e, ConnectionResetError) else str(e)})
+        # EPIPE on a socket this side never shut down: the peer reset it.
+        reset = isinstance(e, (ConnectionResetError, BrokenPipeError))
+        say({"peer": peer, "error": "reset" if reset else str(e)})
         s.close()
         return
     drain(s, peer)

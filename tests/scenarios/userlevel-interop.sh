@@ -14,7 +14,7 @@
 #    connections; the kernel peer sees the reset at once).
 # 6. Errors: no registry, port in use, no rights, the device deleted under
 #    a transfer; each reported as itself, none hangs.
-# timeout: 1500
+# timeout: 900
 source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
 nc="$POLYNIC_BIN/bqi-nc"
 REG=/tmp/ul-registry.sock
