@@ -20,7 +20,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_chart import bar_chart
+from bench_common import finish, per_round_ratio, sockperf_rtt
 
 TRANSPORTS = ["bqi", "udp", "packet", "xdp"]
 LABELS = {"bqi": "BQI endpoint", "udp": "kernel UDP (sockperf, udpflow)", "packet": "AF_PACKET TPACKET_V3",
@@ -32,17 +32,7 @@ DEMUX_TARGET_NS = 100
 def rtt(raw: Path, t: str, size: int, r: int) -> dict | None:
     """Round trip p50/p99 in microseconds, or None if the run failed."""
     if t == "udp":
-        f = raw / f"udp-rtt-{size}.r{r}.txt"
-        if not f.exists():
-            return None
-        text = f.read_text()
-        got = {}
-        for p, key in (("50.000", "p50"), ("99.000", "p99")):
-            m = re.search(rf"percentile {re.escape(p)} =\s+([0-9.]+)", text)
-            if not m:
-                return None
-            got[key] = float(m.group(1))
-        return got
+        return sockperf_rtt(raw / f"udp-rtt-{size}.r{r}.txt")
     f = raw / f"{t}-rtt-{size}.r{r}.json"
     try:
         doc = json.loads(f.read_text())
@@ -100,12 +90,6 @@ def main() -> int:
                 "mbit_s": med([x and x["mbit_s"] for x in runs["tput"]]),
                 "pps": med([x and x["pps"] for x in runs["tput"]]),
             }
-
-    def per_round_ratio(num, den):
-        each = [n / d for n, d in zip(num, den) if n is not None and d]
-        if not each:
-            return None, None
-        return round(statistics.median(each), 2), [round(min(each), 2), round(max(each), 2)]
 
     ratios, spread, targets, notes = {}, {}, {}, []
     # Round trip at 64 B: BQI against the best anchor of each round.
@@ -166,14 +150,9 @@ def main() -> int:
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     md = "\n".join(lines) + "\n"
-    (out / "results.md").write_text(md)
-    print(md)
     chart_rows = [(t, [results[t][str(s)]["mbit_s"] or 0 for s in sizes]) for t in TRANSPORTS]
-    if not bar_chart(out, "bqi bench: frame Mbit/s by transport and size (medians of one run)",
-                     [f"{s} B" for s in sizes], chart_rows):
-        return 1
-    print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
-    return 0
+    return finish(out, md, "bqi bench: frame Mbit/s by transport and size (medians of one run)",
+                  [f"{s} B" for s in sizes], chart_rows)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_chart import bar_chart
+from bench_common import finish, per_round_ratio, sockperf_rtt
+
+
+def per_round_ratio3(num, den):
+    return per_round_ratio(num, den, 3)
 
 KINDS = ["lib-udp", "lib-udp-bp", "kernel-udp", "lib-tcp", "lib-tcp-bp", "kernel-tcp"]
 LABELS = {"lib-udp": "library UDP (bqi-net)", "lib-udp-bp": "library UDP, busy-polling (round trips only)",
@@ -38,16 +42,7 @@ def load_json(f: Path):
 def rtt(raw: Path, kind: str, size: int, r: int):
     """Round trip p50/p99 in microseconds, or None."""
     if kind.startswith("kernel"):
-        f = raw / f"{kind}-rtt-{size}.r{r}.txt"
-        if not f.exists():
-            return None
-        text, got = f.read_text(), {}
-        for p, key in (("50.000", "p50"), ("99.000", "p99")):
-            m = re.search(rf"percentile {re.escape(p)} =\s+([0-9.]+)", text)
-            if not m:
-                return None
-            got[key] = float(m.group(1))
-        return got
+        return sockperf_rtt(raw / f"{kind}-rtt-{size}.r{r}.txt")
     doc = load_json(raw / f"{kind}-rtt-{size}.r{r}.json")
     if not doc or doc.get("lost", 1) > doc.get("count", 0) // 10 or doc["rtt_us"]["p50"] <= 0:
         return None
@@ -89,13 +84,6 @@ def med(values):
     return round(statistics.median(values), 2) if values else None
 
 
-def per_round_ratio(num, den):
-    each = [n / d for n, d in zip(num, den) if n is not None and d]
-    if not each:
-        return None, None
-    return round(statistics.median(each), 3), [round(min(each), 3), round(max(each), 3)]
-
-
 def main() -> int:
     raw, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
@@ -117,19 +105,19 @@ def main() -> int:
     first = sizes[0]
     for proto in ("udp", "tcp"):
         key = f"rtt{first}_{proto}_busy_lib_over_kernel"
-        ratios[key], spread[key] = per_round_ratio(
+        ratios[key], spread[key] = per_round_ratio3(
             [x and x["p50"] for x in per_round[f"lib-{proto}-bp"]["rtt"][str(first)]],
             [x and x["p50"] for x in per_round[f"kernel-{proto}"]["rtt"][str(first)]])
         key = f"rtt{first}_{proto}_lib_over_kernel"
-        ratios[key], spread[key] = per_round_ratio([x and x["p50"] for x in per_round[f"lib-{proto}"]["rtt"][str(first)]],
+        ratios[key], spread[key] = per_round_ratio3([x and x["p50"] for x in per_round[f"lib-{proto}"]["rtt"][str(first)]],
                                                    [x and x["p50"] for x in per_round[f"kernel-{proto}"]["rtt"][str(first)]])
         targets[f"{proto.upper()} {first} B round trip at most {RTT_TARGET}x the kernel's"] = (
             ratios[key] is not None and ratios[key] <= RTT_TARGET)
         key = f"tput_{proto}_lib_over_kernel"
-        ratios[key], spread[key] = per_round_ratio([x and x["mbit_s"] for x in per_round[f"lib-{proto}"]["tput"]],
+        ratios[key], spread[key] = per_round_ratio3([x and x["mbit_s"] for x in per_round[f"lib-{proto}"]["tput"]],
                                                    [x and x["mbit_s"] for x in per_round[f"kernel-{proto}"]["tput"]])
         key = f"cpu_per_gbit_{proto}_lib_over_kernel"
-        ratios[key], spread[key] = per_round_ratio(per_round[f"lib-{proto}"]["cpu_s_per_gbit"],
+        ratios[key], spread[key] = per_round_ratio3(per_round[f"lib-{proto}"]["cpu_s_per_gbit"],
                                                    per_round[f"kernel-{proto}"]["cpu_s_per_gbit"])
     targets["TCP throughput at least the kernel's"] = (ratios["tput_tcp_lib_over_kernel"] is not None
                                                         and ratios["tput_tcp_lib_over_kernel"] >= 1.0)
@@ -172,14 +160,9 @@ def main() -> int:
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     md = "\n".join(lines) + "\n"
-    (out / "results.md").write_text(md)
-    print(md)
     chart_rows = [(k, [results[k]["rtt_p50_us"][str(s)] or 0 for s in sizes]) for k in KINDS]
-    if not bar_chart(out, "userlevel bench: round trip p50 (µs) by message size (medians of one run)",
-                     [f"{s} B" for s in sizes], chart_rows):
-        return 1
-    print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
-    return 0
+    return finish(out, md, "userlevel bench: round trip p50 (µs) by message size (medians of one run)",
+                  [f"{s} B" for s in sizes], chart_rows)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ rmdir "$P/bad"
 
 # The carrier follows the far end (read in sysfs before the ends move).
 power_on p0
+[[ $(<"$P/p0/flow_control") == 1 ]] || fail "flow control is not on by default"
 carrier() { local c; read -r c <"/sys/class/net/$1/carrier" 2>/dev/null; echo "${c:-down}"; }
 ip link set p0a up || fail "p0a up"
 [[ $(carrier p0a) == 0 ]] || fail "carrier on while the far end is down"
@@ -139,38 +140,36 @@ echo "bus counters: $sent bytes host to device, $received device to host, as sen
 # 3. Device memory exhausted by a flood.
 # 16 KiB per NIC, 90% of it for sending: 1.6 KiB of receive memory holds
 # one full-size frame, so any burst overflows it.
+# flood_p2 LABEL: p2 into the namespaces, a 2 s UDP flood from pn1, then
+# ping; afterwards every pool of p2 must drain to zero.
+flood_p2() {
+  into_namespaces p2 1500 2
+  ip netns exec pn2 iperf3 -s -1 -D -p 5203 >/dev/null 2>&1
+  pause 1
+  ip netns exec pn1 iperf3 -c 10.77.2.2 -p 5203 -u -b 0 -l 1400 -t 2 >/dev/null 2>&1
+  ip netns exec pn1 ping -c 2 -i 0.2 -W 5 10.77.2.2 >/dev/null || fail "no traffic after the flood ($1)"
+  pause 1
+  local k
+  for k in a.mem.rx.used a.mem.tx.used b.mem.rx.used b.mem.tx.used; do
+    [[ $(pstat p2 $k) == 0 ]] || fail "$k is $(pstat p2 $k) after the traffic ended ($1)"
+  done
+}
 power_on p2 mem_kib=16 tx_percent=90 flow_control=0
-into_namespaces p2 1500 2
-ip netns exec pn2 iperf3 -s -1 -D -p 5203 >/dev/null 2>&1
-pause 1
-ip netns exec pn1 iperf3 -c 10.77.2.2 -p 5203 -u -b 0 -l 1400 -t 2 >/dev/null 2>&1
+flood_p2 "no flow control"
 missed=$(pstat p2 b.rx_missed)
 ((missed > 0)) || fail "a flood into 1.6 KiB of receive memory lost nothing"
 [[ $(pstat p2 a.tx_paused) == 0 ]] || fail "a sender was held back with flow control off"
-ip netns exec pn1 ping -c 2 -i 0.2 -W 5 10.77.2.2 >/dev/null || fail "no traffic after the flood"
-pause 1
-for k in a.mem.rx.used a.mem.tx.used b.mem.rx.used b.mem.tx.used; do
-  [[ $(pstat p2 $k) == 0 ]] || fail "$k is $(pstat p2 $k) after the traffic ended"
-done
 echo "flood without flow control: $missed frames lost to full device memory, counted; traffic recovered"
 echo 0 >"$P/p2/power" || fail "power off p2"
 
 # The same flood with flow control: the receiver's full memory holds the
 # sender back, so nothing is lost to it.
-[[ $(<"$P/p2/flow_control") == 1 ]] || echo 1 >"$P/p2/flow_control" || fail "flow_control 1 refused"
+echo 1 >"$P/p2/flow_control" || fail "flow_control 1 refused"
 echo 1 >"$P/p2/power" || fail "power on p2 again"
-into_namespaces p2 1500 2
-ip netns exec pn2 iperf3 -s -1 -D -p 5203 >/dev/null 2>&1
-pause 1
-ip netns exec pn1 iperf3 -c 10.77.2.2 -p 5203 -u -b 0 -l 1400 -t 2 >/dev/null 2>&1
+flood_p2 "flow control"
 held=$(pstat p2 a.tx_paused)
 ((held > 0)) || fail "a flood into 1.6 KiB of receive memory never held the sender back"
 [[ $(pstat p2 b.rx_missed) == 0 ]] || fail "$(pstat p2 b.rx_missed) frames lost to full receive memory with flow control on"
-ip netns exec pn1 ping -c 2 -i 0.2 -W 5 10.77.2.2 >/dev/null || fail "no traffic after the flood (flow control)"
-pause 1
-for k in a.mem.rx.used a.mem.tx.used b.mem.rx.used b.mem.tx.used; do
-  [[ $(pstat p2 $k) == 0 ]] || fail "$k is $(pstat p2 $k) after the traffic ended (flow control)"
-done
 echo "flood with flow control: the sender held back $held times, nothing lost to full memory; traffic recovered"
 
 # Receive checksum offload off: the receiving NIC computes the checksums

@@ -223,7 +223,8 @@ k=$!
 ready /tmp/ul-gone.err listening
 lib connect 10.67.0.2:6042 --file /tmp/ul-data >/tmp/ul-gone.json 2>&1 &
 c=$!
-pause 2
+# Well into the transfer, as above.
+pause 5
 ip -n ua link del va
 wait "$c" && fail "a transfer went on with its device deleted"
 [[ $(</tmp/ul-gone.json) == *"endpoint is gone"* ]] || fail "device deleted: $(</tmp/ul-gone.json)"

@@ -6,6 +6,9 @@
 #include <linux/skbuff.h>
 #include <net/checksum.h>
 #include <net/gso.h>
+#include <linux/ip.h>
+#include <net/ip.h>
+#include <linux/tcp.h>
 
 #ifdef CONFIG_NET
 
@@ -238,4 +241,26 @@ __rust_helper struct sk_buff *rust_helper_polynic_skb_list_pop(struct sk_buff **
 __rust_helper void rust_helper_polynic_skb_list_free(struct sk_buff *head)
 {
 	kfree_skb_list(head);
+}
+
+/*
+ * Test support: marks a buffer whose data starts at an IPv4 header followed
+ * by a TCP header as a TSO send from this host would be (network and
+ * transport headers, GSO of gso_size-byte segments, checksum left to
+ * compute), so that segmentation can be tested without a socket.
+ */
+__rust_helper void rust_helper_polynic_skb_test_mark_tcp_gso(struct sk_buff *skb, u16 gso_size)
+{
+	unsigned int payload;
+
+	skb_reset_network_header(skb);
+	skb_set_transport_header(skb, ip_hdrlen(skb));
+	skb->protocol = htons(ETH_P_IP);
+	payload = skb->len - ip_hdrlen(skb) - tcp_hdrlen(skb);
+	skb_shinfo(skb)->gso_size = gso_size;
+	skb_shinfo(skb)->gso_type = SKB_GSO_TCPV4;
+	skb_shinfo(skb)->gso_segs = DIV_ROUND_UP(payload, gso_size);
+	skb->ip_summed = CHECKSUM_PARTIAL;
+	skb->csum_start = skb_transport_header(skb) - skb->head;
+	skb->csum_offset = offsetof(struct tcphdr, check);
 }
