@@ -20,7 +20,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_common import finish, per_round_ratio, sockperf_rtt
+from bench_common import finish, median_of, per_round_ratio, sockperf_rtt
+
+
+def med(values: list) -> float | None:
+    return median_of(values, 1)
 
 TRANSPORTS = ["bqi", "udp", "packet", "xdp"]
 LABELS = {"bqi": "BQI endpoint", "udp": "kernel UDP (sockperf, udpflow)", "packet": "AF_PACKET TPACKET_V3",
@@ -62,11 +66,6 @@ def tput(raw: Path, t: str, size: int, r: int) -> dict | None:
         out["demux_ns"] = (counters["device.demux.ns"] - clock) / counters["device.demux.samples"]
         out["clock_ns"] = clock / counters["device.demux.samples"]
     return out
-
-
-def med(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return round(statistics.median(values), 1) if values else None
 
 
 def main() -> int:

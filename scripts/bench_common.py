@@ -21,6 +21,13 @@ def sockperf_rtt(f: Path) -> dict | None:
     return got
 
 
+def median_of(values: list, digits: int = 1) -> float | None:
+    """The median of the values present (None skipped), rounded; None if
+    none is."""
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), digits) if values else None
+
+
 def per_round_ratio(num: list, den: list, digits: int = 2):
     """The median of the per-round ratios num/den and their range, skipping
     rounds where either is missing; (None, None) if none is left."""

@@ -17,10 +17,14 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_common import finish, per_round_ratio, sockperf_rtt
+from bench_common import finish, median_of, per_round_ratio, sockperf_rtt
 
 
-def per_round_ratio3(num, den):
+def med(values: list) -> float | None:
+    return median_of(values, 2)
+
+
+def ratio(num: list, den: list):
     return per_round_ratio(num, den, 3)
 
 KINDS = ["lib-udp", "lib-udp-bp", "kernel-udp", "lib-tcp", "lib-tcp-bp", "kernel-tcp"]
@@ -79,11 +83,6 @@ def cpu_per_gbit(raw: Path, kind: str, r: int, t):
     return doc["busy_jiffies"] / doc.get("hz", 100) / t["gbit"]
 
 
-def med(values):
-    values = [v for v in values if v is not None]
-    return round(statistics.median(values), 2) if values else None
-
-
 def main() -> int:
     raw, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
@@ -105,19 +104,19 @@ def main() -> int:
     first = sizes[0]
     for proto in ("udp", "tcp"):
         key = f"rtt{first}_{proto}_busy_lib_over_kernel"
-        ratios[key], spread[key] = per_round_ratio3(
+        ratios[key], spread[key] = ratio(
             [x and x["p50"] for x in per_round[f"lib-{proto}-bp"]["rtt"][str(first)]],
             [x and x["p50"] for x in per_round[f"kernel-{proto}"]["rtt"][str(first)]])
         key = f"rtt{first}_{proto}_lib_over_kernel"
-        ratios[key], spread[key] = per_round_ratio3([x and x["p50"] for x in per_round[f"lib-{proto}"]["rtt"][str(first)]],
+        ratios[key], spread[key] = ratio([x and x["p50"] for x in per_round[f"lib-{proto}"]["rtt"][str(first)]],
                                                    [x and x["p50"] for x in per_round[f"kernel-{proto}"]["rtt"][str(first)]])
         targets[f"{proto.upper()} {first} B round trip at most {RTT_TARGET}x the kernel's"] = (
             ratios[key] is not None and ratios[key] <= RTT_TARGET)
         key = f"tput_{proto}_lib_over_kernel"
-        ratios[key], spread[key] = per_round_ratio3([x and x["mbit_s"] for x in per_round[f"lib-{proto}"]["tput"]],
+        ratios[key], spread[key] = ratio([x and x["mbit_s"] for x in per_round[f"lib-{proto}"]["tput"]],
                                                    [x and x["mbit_s"] for x in per_round[f"kernel-{proto}"]["tput"]])
         key = f"cpu_per_gbit_{proto}_lib_over_kernel"
-        ratios[key], spread[key] = per_round_ratio3(per_round[f"lib-{proto}"]["cpu_s_per_gbit"],
+        ratios[key], spread[key] = ratio(per_round[f"lib-{proto}"]["cpu_s_per_gbit"],
                                                    per_round[f"kernel-{proto}"]["cpu_s_per_gbit"])
     targets["TCP throughput at least the kernel's"] = (ratios["tput_tcp_lib_over_kernel"] is not None
                                                         and ratios["tput_tcp_lib_over_kernel"] >= 1.0)

@@ -510,9 +510,9 @@ impl SkBuff<Writable> {
     pub fn set_checksum_partial(&mut self, req: ChecksumRequest) -> Result {
         let start = u16::try_from(req.start).map_err(|_| EINVAL)?;
         let field = u16::try_from(req.field).map_err(|_| EINVAL)?;
-        // SAFETY: The buffer's header is ours alone (`Writable`); the C
-        // function checks the range against the linear data and changes
-        // nothing if it does not fit.
+        // The C function checks the range against the linear data and
+        // changes nothing if it does not fit.
+        // SAFETY: The buffer's header is ours alone (`Writable`).
         let set = unsafe { bindings::skb_partial_csum_set(self.as_raw(), start, field) };
         if set { Ok(()) } else { Err(EINVAL) }
     }

@@ -145,19 +145,21 @@ impl EndpointDevice {
         }
     }
 
-    /// Frames an IP packet and queues it.
-    fn send_packet(&mut self, packet: &[u8]) {
-        let Some(dst) = packet.get(16..20).map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3])) else { return };
+    /// Queues `frame`, whose IP packet smoltcp wrote after the room left
+    /// for the Ethernet header, which is filled in here.
+    fn send_frame(&mut self, frame: &mut [u8]) {
+        let Some(dst) = frame.get(ETH_HEADER_LEN + 16..ETH_HEADER_LEN + 20).map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        else {
+            return;
+        };
         let Some(mac) = self.neighbours.get(&dst).copied() else {
             self.counters.no_neighbour += 1;
             return;
         };
-        let mut frame = Vec::with_capacity(ETH_HEADER_LEN + packet.len());
-        frame.extend_from_slice(&mac);
-        frame.extend_from_slice(&self.own_mac);
-        frame.extend_from_slice(&ETH_P_IP.to_be_bytes());
-        frame.extend_from_slice(packet);
-        match self.endpoint.queue(&frame) {
+        frame[..6].copy_from_slice(&mac);
+        frame[6..12].copy_from_slice(&self.own_mac);
+        frame[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+        match self.endpoint.queue(frame) {
             Ok(()) => {
                 self.queued += 1;
                 self.counters.sent += 1;
@@ -227,9 +229,10 @@ impl phy::RxToken for RxToken {
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut packet = vec![0u8; len];
-        let r = f(&mut packet);
-        self.0.send_packet(&packet);
+        // One buffer for the whole frame: the packet goes after the header.
+        let mut frame = vec![0u8; ETH_HEADER_LEN + len];
+        let r = f(&mut frame[ETH_HEADER_LEN..]);
+        self.0.send_frame(&mut frame);
         r
     }
 }
