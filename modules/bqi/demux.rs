@@ -8,14 +8,25 @@
 //! port). Both lookups are constant time (an array; a fixed-capacity hash
 //! table, `kernel::alloc::probe_table`). Fragments and everything
 //! unmatched go to the stack unchanged.
+//!
+//! An index is confirmed by the flow it carries: a UDP or TCP endpoint
+//! takes a framed packet only if the packet is of its flow. IPv4 under a
+//! link header whose index names no endpoint of its flow (one that was
+//! closed, BQI 0, a stale or forged index) loses the link header and goes
+//! by its flow like plain IPv4, so a peer that still frames to a closed
+//! endpoint reaches the stack, which answers as for any unknown flow.
 
 use crate::endpoint::Endpoint;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kernel::{
     alloc::probe_table::{ProbeKey, ProbeTable},
     net::{
-        bqi::{self, Class, DeviceStat, FlowKey, CLASSIFY_LEN, DEMUX_SAMPLE, DEVICE_STATS_LEN, DEVICE_STAT_COUNT, MAX_BQI},
+        bqi::{
+            self, Class, DeviceStat, EndpointKind, FlowKey, CLASSIFY_LEN, DEMUX_SAMPLE, DEVICE_STATS_LEN,
+            DEVICE_STAT_COUNT, ETH_P_IPV4, LINK_HEADER_LEN, MAX_BQI,
+        },
         device::NetDevice,
+        ethernet::EtherType,
         rx_handler::{RxHandler, RxVerdict},
         skb::SkBuff,
     },
@@ -213,18 +224,29 @@ impl Demux {
         }
     }
 
-    /// The endpoint a frame goes to, if any; `Err` for a malformed link
-    /// header or an index nobody holds.
-    fn lookup(&self, class: &Class) -> Result<Option<Arc<Endpoint>>, ()> {
+    /// Where a classified frame goes.
+    fn lookup(&self, class: &Class) -> Verdict {
         let t = self.table.lock();
+        let by_flow = |key: &FlowKey| {
+            let spec = FlowSpec::of_received(key);
+            t.flows.get(&spec).or_else(|| t.flows.get(&spec.open())).cloned()
+        };
         match class {
-            Class::Bqi(link) if link.dst_bqi == 0 => Ok(None),
-            Class::Bqi(link) => t.by_index.get(link.dst_bqi as usize).and_then(|e| e.clone()).map(Some).ok_or(()),
-            Class::Flow(key) => {
-                let spec = FlowSpec::of_received(key);
-                Ok(t.flows.get(&spec).or_else(|| t.flows.get(&spec.open())).cloned())
+            Class::Bqi { link, flow } => {
+                let named = match link.dst_bqi {
+                    0 => None,
+                    i => t.by_index.get(i as usize).and_then(|e| e.as_ref()),
+                };
+                match named {
+                    Some(e) if e.config.kind == EndpointKind::Raw => Verdict::Endpoint(e.clone()),
+                    Some(e) if flow.as_ref().is_some_and(|f| e.config.admits(f)) => Verdict::Endpoint(e.clone()),
+                    _ if link.inner == ETH_P_IPV4 => Verdict::Untag(flow.as_ref().and_then(by_flow)),
+                    _ if link.dst_bqi == 0 => Verdict::Stack,
+                    _ => Verdict::NoEndpoint,
+                }
             }
-            Class::Stack => Ok(None),
+            Class::Flow(key) => by_flow(key).map_or(Verdict::Stack, Verdict::Endpoint),
+            Class::Stack => Verdict::Stack,
         }
     }
 }
@@ -248,11 +270,34 @@ impl Demux {
         };
         match bqi::classify(skb.protocol().0, head) {
             Err(_) => Verdict::Malformed,
-            Ok(class) => match self.lookup(&class) {
-                Ok(Some(endpoint)) => Verdict::Endpoint(endpoint),
-                Ok(None) => Verdict::Stack,
-                Err(()) => Verdict::NoEndpoint,
-            },
+            Ok(class) => self.lookup(&class),
+        }
+    }
+
+    /// Takes the link header off IPv4 whose index was not confirmed and
+    /// sends the packet where its flow goes (`endpoint`, else the stack).
+    fn untag(&self, skb: SkBuff, endpoint: Option<Arc<Endpoint>>) -> RxVerdict {
+        self.counters.bump(DeviceStat::Unconfirmed);
+        let untagged = skb.unshare(GFP_ATOMIC).and_then(|mut skb| {
+            skb.remove_tag(LINK_HEADER_LEN as u32, EtherType::IPV4)?;
+            Ok(skb.into_shared())
+        });
+        let Ok(skb) = untagged else {
+            // Dropped by the failed call (no memory, or a frame too short
+            // for its own link header).
+            self.counters.bump(DeviceStat::Malformed);
+            return RxVerdict::Consumed;
+        };
+        match endpoint {
+            Some(endpoint) => {
+                self.counters.bump(DeviceStat::Delivered);
+                endpoint.deliver(skb);
+                RxVerdict::Consumed
+            }
+            None => {
+                self.counters.bump(DeviceStat::ToStack);
+                RxVerdict::Pass(skb)
+            }
         }
     }
 }
@@ -261,6 +306,9 @@ impl Demux {
 enum Verdict {
     Endpoint(Arc<Endpoint>),
     Stack,
+    /// IPv4 under a link header whose index named no endpoint of its flow:
+    /// untagged, then to its flow's endpoint if any, else to the stack.
+    Untag(Option<Arc<Endpoint>>),
     NoEndpoint,
     Malformed,
 }
@@ -298,6 +346,7 @@ impl RxHandler for Demux {
                 self.counters.bump(DeviceStat::ToStack);
                 RxVerdict::Pass(skb)
             }
+            Verdict::Untag(endpoint) => self.untag(skb, endpoint),
             Verdict::NoEndpoint => {
                 self.counters.bump(DeviceStat::NoEndpoint);
                 drop(skb);

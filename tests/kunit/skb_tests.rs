@@ -180,6 +180,45 @@ mod tests {
     }
 
     #[test]
+    fn removing_a_tag_leaves_the_frame_as_if_sent_without_it() -> Result {
+        const TAG: usize = 8;
+        let inner = b"the packet after the tag";
+        let total = HLEN + TAG + inner.len();
+                let mut skb = SkBuff::alloc(32, total as u32, GFP_KERNEL)?;
+        {
+            let f = skb.put(total as u32)?;
+            f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+            f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+            f[14..14 + TAG].copy_from_slice(&[1, 0, 0, 5, 0, 7, 0x08, 0x00]);
+            f[14 + TAG..].copy_from_slice(inner);
+        }
+        // As a receive handler sees it: the data at what follows Ethernet.
+        skb.reset_mac_header();
+        skb.pull(HLEN as u32)?;
+        let mut skb = skb.into_private();
+        // A clone keeps the tagged bytes: the data area is copied first.
+        let clone = skb.try_clone(GFP_KERNEL)?;
+        skb.remove_tag(TAG as u32, EtherType::IPV4)?;
+        assert_eq!(skb.data(), &inner[..]);
+        assert_eq!(skb.protocol(), EtherType::IPV4);
+        let want = EthHdr { dst: MacAddr([2, 0, 0, 0, 0, 2]), src: MacAddr([2, 0, 0, 0, 0, 1]), ethertype: EtherType::IPV4 };
+        assert_eq!(skb.eth_hdr(), Some(want));
+        assert_eq!(&clone.data()[..TAG], &[1, 0, 0, 5, 0, 7, 0x08, 0x00]);
+        // A tag longer than the data, or a frame whose data is not right
+        // after its Ethernet header, is refused and left as it was.
+        let mut short = skb.try_clone(GFP_KERNEL)?;
+        assert_eq!(short.remove_tag(total as u32, EtherType::IPV4).err(), Some(EINVAL));
+        let mut moved = SkBuff::alloc(32, total as u32, GFP_KERNEL)?;
+        moved.put(total as u32)?;
+        moved.reset_mac_header();
+        moved.pull(HLEN as u32 + 2)?;
+        let mut moved = moved.into_private();
+        assert_eq!(moved.remove_tag(TAG as u32, EtherType::IPV4).err(), Some(EINVAL));
+        assert_eq!(moved.len() as usize, total - HLEN - 2);
+        Ok(())
+    }
+
+    #[test]
     fn a_received_gso_buffer_becomes_its_frames() -> Result {
         use kernel::net::checksum::PartialSum;
         const MSS: usize = 100;

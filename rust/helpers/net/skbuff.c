@@ -226,6 +226,38 @@ __rust_helper struct sk_buff *rust_helper_polynic_skb_segment_rx(struct sk_buff 
 	return __skb_gso_segment(skb, NETIF_F_SG | NETIF_F_HW_CSUM, false);
 }
 
+/*
+ * Removes a tag of `len` bytes between a received frame's Ethernet header
+ * and what follows, as VLAN untagging does: the data (at the tag) moves
+ * past it, the Ethernet addresses move up to meet it, the ethertype becomes
+ * `inner` (host order), and the network header is reset to the new data, so the frame
+ * reads as if it had been sent without the tag. A CHECKSUM_COMPLETE sum
+ * loses the tag's bytes. The header must be the caller's alone; a cloned
+ * data area is copied first (skb_cow). 0, or -EINVAL if the frame is not an
+ * Ethernet frame whose data starts at the tag, or -ENOMEM.
+ */
+__rust_helper int rust_helper_polynic_skb_remove_tag(struct sk_buff *skb, unsigned int len, unsigned short inner)
+{
+	unsigned char *mac;
+
+	if (!skb_mac_header_was_set(skb) || skb_mac_offset(skb) != -ETH_HLEN)
+		return -EINVAL;
+	if (!pskb_may_pull(skb, len))
+		return -EINVAL;
+	if (skb_cow(skb, 0))
+		return -ENOMEM;
+	skb_postpull_rcsum(skb, skb->data, len);
+	mac = skb_mac_header(skb);
+	__skb_pull(skb, len);
+	memmove(mac + len, mac, 2 * ETH_ALEN);
+	skb->mac_header += len;
+	eth_hdr(skb)->h_proto = htons(inner);
+	skb->protocol = htons(inner);
+	skb_reset_network_header(skb);
+	skb_reset_mac_len(skb);
+	return 0;
+}
+
 /* Takes the first buffer off a list of segments (NULL at the end). */
 __rust_helper struct sk_buff *rust_helper_polynic_skb_list_pop(struct sk_buff **head)
 {

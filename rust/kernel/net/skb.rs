@@ -377,6 +377,22 @@ impl SkBuff<Private> {
         }
     }
 
+    /// Removes a `len`-byte tag between a received frame's Ethernet header
+    /// and what follows (the data must start at the tag, as it does in a
+    /// receive handler), as VLAN untagging does: afterwards the frame reads
+    /// as if sent without it, its ethertype and protocol are `inner`, and
+    /// the network header starts at the data, so the frame can go on to
+    /// the stack or be demultiplexed again. A verified checksum over the
+    /// received bytes is adjusted. A data area shared with clones is copied
+    /// first. `EINVAL` if the data does not start right after an Ethernet
+    /// header or is shorter than the tag; `ENOMEM`.
+    pub fn remove_tag(&mut self, len: u32, inner: EtherType) -> Result {
+        // SAFETY: The buffer is valid and its header ours alone (`Private`);
+        // the helper copies a cloned data area before writing it, and checks
+        // that the tag and the Ethernet header are where it moves them.
+        to_result(unsafe { bindings::polynic_skb_remove_tag(self.as_raw(), len, inner.0) })
+    }
+
     /// A new reference with its own header on the same data (`skb_clone`).
     /// Both see the data read-only until made writable.
     ///

@@ -75,6 +75,7 @@ impl Stack {
         let mut registry = Registry::connect(&cfg.registry)?;
         let local = SocketAddrV4::new(ip, port);
         let (dev, buffers) = (cfg.dev.clone(), cfg.buffers);
+        let open = !matches!(want, Want::TcpConnect(_));
         let (ask, remote) = match want {
             Want::Udp => (Ask::Udp { dev, local, remote: None, buffers }, None),
             Want::TcpConnect(r) => (Ask::Tcp { dev, local, remote: Some(r), buffers }, Some(r)),
@@ -91,7 +92,7 @@ impl Stack {
             return Err(NetError::Registry(format!("unexpected answer {answer:?}")));
         };
         let local = granted.unwrap_or(local);
-        let mut device = EndpointDevice::new(endpoint, own_mac, mtu);
+        let mut device = EndpointDevice::new(endpoint, own_mac, mtu, open);
         if let (Some(r), Some(mac)) = (remote, peer_mac) {
             device.learn(*r.ip(), mac);
         }

@@ -16,6 +16,7 @@
 //! of type `exec` expects); `bqi-registry status [--json]` asks a running
 //! one what it holds.
 
+mod exchange;
 mod reset;
 
 use anyhow::{bail, Context, Result};
@@ -51,6 +52,10 @@ enum Command {
         /// The BQI device node.
         #[arg(long, default_value = bqi::DEVICE)]
         device: PathBuf,
+        /// UDP port of the index exchange with peer hosts' registries (0:
+        /// no exchange; connections then use plain IPv4).
+        #[arg(long, default_value_t = polynic_abi::bqi::EXCHANGE_PORT)]
+        exchange_port: u16,
     },
     /// Print what a running registry holds.
     Status {
@@ -76,6 +81,8 @@ struct Held {
     kind: &'static str,
     dev: String,
     bqi: u16,
+    /// The peer endpoint's index, learned by the exchange (0: none).
+    peer_bqi: u16,
     local: Option<SocketAddrV4>,
     remote: Option<SocketAddrV4>,
     /// Clients of a listening TCP endpoint, as the application reported
@@ -94,6 +101,9 @@ struct State {
     quiet_time: Duration,
     device: PathBuf,
     next_conn: u64,
+    /// The index exchange's port (0: off) and what it answered.
+    exchange_port: u16,
+    exchange: Arc<exchange::Tally>,
 }
 
 impl State {
@@ -101,6 +111,20 @@ impl State {
     fn expire(&mut self) {
         let now = Instant::now();
         self.held.retain(|h| h.quiet_until.is_none_or(|t| t > now));
+    }
+
+    /// The index of the endpoint whose remote is open serving `server`
+    /// for `kind` (0: none): what the index exchange answers.
+    fn serving(&self, kind: &str, server: SocketAddrV4) -> u16 {
+        self.held
+            .iter()
+            .find(|h| {
+                h.file.is_some()
+                    && h.kind == kind
+                    && h.remote.is_none()
+                    && h.local.is_some_and(|l| l.port() == server.port() && (l.ip() == server.ip() || l.ip().is_unspecified()))
+            })
+            .map_or(0, |h| h.bqi)
     }
 
     /// Whether a reserved or granted flow uses `local` for `kind`.
@@ -208,12 +232,18 @@ fn grant(state: &Mutex<State>, conn: u64, cred: &libc::ucred, ask: Ask) -> (Answ
                     kind: h.kind.into(),
                     dev: h.dev.clone(),
                     bqi: h.bqi,
+                    peer_bqi: h.peer_bqi,
                     local: h.local,
                     remote: h.remote,
                     quiet_s: h.quiet_until.map(|t| t.saturating_duration_since(now).as_secs()),
                 })
                 .collect();
-            return (Answer::Status { entries }, None);
+            let exchange = registry::ExchangeStatus {
+                port: st.exchange_port,
+                answered: st.exchange.answered.load(std::sync::atomic::Ordering::Relaxed),
+                malformed: st.exchange.malformed.load(std::sync::atomic::Ordering::Relaxed),
+            };
+            return (Answer::Status { entries, exchange }, None);
         }
         Ask::Accepted { bqi, remote } => {
             let Some(h) = st.held.iter_mut().find(|h| h.conn == conn && h.kind == "tcp" && h.bqi == bqi && h.file.is_some())
@@ -252,6 +282,19 @@ fn grant(state: &Mutex<State>, conn: u64, cred: &libc::ucred, ask: Ask) -> (Answ
             }
             Err(e) => return (refuse(Refusal::Invalid, format!("reserving {l}: {e}")), None),
         }
+    }
+    // Where the peer speaks BQI, its registry names the index serving this
+    // flow there (seed 003 §3.4). Asked without the state locked: the
+    // peer's registry may be asking this one at the same time.
+    let mut peer = peer;
+    if let (Some(l), Some(r), "udp" | "tcp", port @ 1..) = (local, remote, kind, st.exchange_port) {
+        drop(st);
+        let proto = if kind == "tcp" { polynic_abi::bqi::IPPROTO_TCP } else { polynic_abi::bqi::IPPROTO_UDP };
+        peer = exchange::ask(proto, l, r, port).unwrap_or(0);
+        st = match state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
     }
     let mut config = bqi::endpoint_config(
         match kind {
@@ -293,13 +336,15 @@ fn grant(state: &Mutex<State>, conn: u64, cred: &libc::ucred, ask: Ask) -> (Answ
         Ok(d) => d,
         Err(e) => return (refuse(Refusal::Invalid, format!("dup: {e}")), None),
     };
-    eprintln!("bqi-registry: pid {} granted {kind} endpoint {granted} on {dev} ({local:?} -> {remote:?})", cred.pid);
+    let via = if peer != 0 { format!(", peer index {peer}") } else { String::new() };
+    eprintln!("bqi-registry: pid {} granted {kind} endpoint {granted} on {dev} ({local:?} -> {remote:?}{via})", cred.pid);
     st.held.push(Held {
         conn,
         pid: cred.pid,
         kind,
         dev,
         bqi: granted,
+        peer_bqi: peer,
         local,
         remote,
         accepted: Vec::new(),
@@ -385,7 +430,37 @@ fn serve_client(state: Arc<Mutex<State>>, stream: UnixStream, conn: u64) {
     }
 }
 
-fn serve(socket: PathBuf, quiet_time: u64, device: PathBuf) -> Result<()> {
+/// Starts answering the index exchange on `port` (0: not at all).
+fn start_exchange(state: &Arc<Mutex<State>>, port: u16) {
+    if port == 0 {
+        return;
+    }
+    let socket = match UdpSocket::bind(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port)) {
+        Ok(s) => s,
+        Err(e) => {
+            // Connections still work, as plain IPv4.
+            eprintln!("bqi-registry: no index exchange (UDP port {port}: {e})");
+            return;
+        }
+    };
+    let state = state.clone();
+    std::thread::spawn(move || {
+        let tally = match state.lock() {
+            Ok(g) => g.exchange.clone(),
+            Err(p) => p.into_inner().exchange.clone(),
+        };
+        exchange::answer(socket, &tally, |q| {
+            let st = match state.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let kind = if q.proto == polynic_abi::bqi::IPPROTO_TCP { "tcp" } else { "udp" };
+            st.serving(kind, SocketAddrV4::new(q.server.0.into(), q.server.1))
+        });
+    });
+}
+
+fn serve(socket: PathBuf, quiet_time: u64, device: PathBuf, exchange_port: u16) -> Result<()> {
     if socket.exists() {
         // A stale socket from a registry that died; a live one answers.
         if UnixStream::connect(&socket).is_ok() {
@@ -396,7 +471,15 @@ fn serve(socket: PathBuf, quiet_time: u64, device: PathBuf) -> Result<()> {
     let listener = UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
     // Any local application may ask; the registry decides.
     std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
-    let state = Arc::new(Mutex::new(State { held: Vec::new(), quiet_time: Duration::from_secs(quiet_time), device, next_conn: 0 }));
+    let state = Arc::new(Mutex::new(State {
+        held: Vec::new(),
+        quiet_time: Duration::from_secs(quiet_time),
+        device,
+        next_conn: 0,
+        exchange_port,
+        exchange: Default::default(),
+    }));
+    start_exchange(&state, exchange_port);
     println!("ready");
     eprintln!("bqi-registry: listening on {}", socket.display());
     for stream in listener.incoming() {
@@ -423,19 +506,30 @@ fn serve(socket: PathBuf, quiet_time: u64, device: PathBuf) -> Result<()> {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Serve { socket, quiet_time, device } => serve(socket, quiet_time, device),
+        Command::Serve { socket, quiet_time, device, exchange_port } => serve(socket, quiet_time, device, exchange_port),
         Command::Status { socket, json } => {
             let mut r = registry::Registry::connect(&socket)?;
             let (answer, _) = r.ask(&Ask::Status)?;
-            let Answer::Status { entries } = answer else { bail!("unexpected answer {answer:?}") };
+            let Answer::Status { entries, exchange } = answer else { bail!("unexpected answer {answer:?}") };
             if json {
-                println!("{}", serde_json::to_string(&entries)?);
+                println!("{}", serde_json::to_string(&serde_json::json!({ "entries": entries, "exchange": exchange }))?);
             } else {
+                match exchange.port {
+                    0 => println!("index exchange off"),
+                    p => println!(
+                        "index exchange on UDP port {p}: {} queries answered, {} malformed datagrams ignored",
+                        exchange.answered, exchange.malformed
+                    ),
+                }
                 for e in entries {
                     let local = e.local.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
                     let remote = e.remote.map(|l| l.to_string()).unwrap_or_else(|| "*".into());
                     let quiet = e.quiet_s.map(|s| format!(" (quiet {s} s)")).unwrap_or_default();
-                    println!("{:8} {:3} {:6} bqi {:4} {local} -> {remote} pid {}{quiet}", e.state, e.kind, e.dev, e.bqi, e.pid);
+                    let peer = if e.peer_bqi != 0 { format!(" (peer bqi {})", e.peer_bqi) } else { String::new() };
+                    println!(
+                        "{:8} {:3} {:6} bqi {:4} {local} -> {remote}{peer} pid {}{quiet}",
+                        e.state, e.kind, e.dev, e.bqi, e.pid
+                    );
                 }
             }
             Ok(())

@@ -124,7 +124,21 @@ pub enum Answer {
     Status {
         /// One line per endpoint or reservation.
         entries: Vec<StatusEntry>,
+        /// The index exchange with peer registries.
+        #[serde(default)]
+        exchange: ExchangeStatus,
     },
+}
+
+/// The registry's side of the index exchange.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExchangeStatus {
+    /// UDP port it answers on (0: off).
+    pub port: u16,
+    /// Queries answered (with an index, or 0 for none).
+    pub answered: u64,
+    /// Datagrams that were not a well-formed query, ignored.
+    pub malformed: u64,
 }
 
 /// One endpoint or port held by the registry.
@@ -140,6 +154,10 @@ pub struct StatusEntry {
     pub dev: String,
     /// Buffer queue index.
     pub bqi: u16,
+    /// The peer endpoint's index, from the index exchange (0: none; the
+    /// endpoint sends plain IPv4).
+    #[serde(default)]
+    pub peer_bqi: u16,
     /// Local address, for UDP and TCP.
     pub local: Option<SocketAddrV4>,
     /// Remote address, if connected.

@@ -163,8 +163,18 @@ pub struct FlowKey {
 /// Where a received frame may go, from its headers alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
-    /// A polynic link header naming endpoint `dst_bqi` (0: the kernel).
-    Bqi(LinkHeader),
+    /// A polynic link header naming endpoint `dst_bqi` (0: the kernel),
+    /// with the flow of what it carries when that is an unfragmented IPv4
+    /// UDP or TCP packet. The index selects an endpoint; a UDP or TCP
+    /// endpoint takes the frame only if the flow is its own
+    /// ([`EndpointConfig::admits`]), so an index can never carry one flow's
+    /// data into another's endpoint.
+    Bqi {
+        /// The link header.
+        link: LinkHeader,
+        /// The inner packet's flow, if it has one.
+        flow: Option<FlowKey>,
+    },
     /// An unfragmented IPv4 UDP or TCP packet, found by its flow.
     Flow(FlowKey),
     /// Anything else (other protocols, IPv4 fragments, other ethertypes):
@@ -178,7 +188,14 @@ pub enum Class {
 /// stack, which counts it as it always does.
 pub fn classify(ethertype: u16, head: &[u8]) -> Result<Class, Malformed> {
     match ethertype {
-        ETH_P_BQI => LinkHeader::parse(head).map(Class::Bqi),
+        ETH_P_BQI => {
+            let link = LinkHeader::parse(head)?;
+            let flow = match link.inner {
+                ETH_P_IPV4 => head.get(LINK_HEADER_LEN..).and_then(|inner| ipv4_flow(inner).ok().flatten()),
+                _ => None,
+            };
+            Ok(Class::Bqi { link, flow })
+        }
         ETH_P_IPV4 => Ok(match ipv4_flow(head) {
             Ok(Some(flow)) => Class::Flow(flow),
             _ => Class::Stack,
@@ -404,6 +421,16 @@ impl EndpointConfig {
         self.remote_port == 0
     }
 
+    /// Whether a received packet of `flow` is this endpoint's: its
+    /// protocol, to the endpoint's address and port, and from the connected
+    /// remote unless the remote is open. Never true for a raw endpoint.
+    pub fn admits(&self, flow: &FlowKey) -> bool {
+        Some(flow.proto) == self.proto()
+            && flow.dst_ip == self.local_ip
+            && flow.dst_port == self.local_port
+            && (self.remote_is_open() || (flow.src_ip == self.remote_ip && flow.src_port == self.remote_port))
+    }
+
     /// The IP protocol of a UDP or TCP endpoint.
     pub fn proto(&self) -> Option<u8> {
         match self.kind {
@@ -481,10 +508,19 @@ impl Template {
         let ethertype = be16(frame, 12);
         let mut rest = &frame[ETH_HEADER_LEN..];
         let c = &self.config;
-        if c.peer_bqi != 0 {
-            if ethertype != ETH_P_BQI {
-                return Err(Reject::EtherType);
-            }
+        // A peer index fixes the framing: under the link header, to that
+        // index. An endpoint whose remote is open (listening TCP,
+        // unconnected UDP) talks to peers that differ, so it may send plain
+        // IPv4 or frame a packet to the index its peer's own frames named
+        // (learned from their link headers, or exchanged by the
+        // registries). Either way the addresses and ports below are
+        // checked; and the peer's kernel gives a framed packet to the
+        // endpoint its index names only if the packet's flow is that
+        // endpoint's (`EndpointConfig::admits`), so an index chosen here
+        // reaches nothing a plain packet of the same flow could not.
+        let must_frame = c.peer_bqi != 0;
+        let may_frame = must_frame || (c.kind != EndpointKind::Raw && c.remote_is_open());
+        if ethertype == ETH_P_BQI && may_frame {
             let link = LinkHeader::parse(rest).map_err(|e| match e {
                 Malformed::Short => Reject::Length,
                 _ => Reject::SourceBqi,
@@ -492,7 +528,7 @@ impl Template {
             if link.src_bqi != self.bqi {
                 return Err(Reject::SourceBqi);
             }
-            if link.dst_bqi != c.peer_bqi {
+            if link.dst_bqi == 0 || (must_frame && link.dst_bqi != c.peer_bqi) {
                 return Err(Reject::DestinationBqi);
             }
             if c.kind == EndpointKind::Raw {
@@ -502,7 +538,7 @@ impl Template {
                 return Err(Reject::Inner);
             }
             rest = &rest[LINK_HEADER_LEN..];
-        } else if ethertype != ETH_P_IPV4 {
+        } else if must_frame || ethertype != ETH_P_IPV4 {
             return Err(Reject::EtherType);
         }
         let ip = ipv4(rest).map_err(|e| match e {
@@ -998,8 +1034,8 @@ pub enum DeviceStat {
     /// Frames passed to the stack (no endpoint's flow, BQI 0, not for this
     /// host, other protocols, fragments).
     ToStack = 1,
-    /// Frames under the link header for an index no endpoint holds:
-    /// dropped.
+    /// Frames under the link header for an index no endpoint holds, and
+    /// not carrying IPv4 (raw endpoint frames): dropped.
     NoEndpoint = 2,
     /// Frames with a malformed link header: dropped.
     Malformed = 3,
@@ -1012,15 +1048,162 @@ pub enum DeviceStat {
     /// (two readings of the clock back to back): what the clock itself adds
     /// to [`DeviceStat::DemuxNanos`], to be subtracted.
     ClockNanos = 6,
+    /// Frames under the link header carrying IPv4 whose index named no
+    /// endpoint of their flow (held by nobody, BQI 0, or another flow's
+    /// endpoint): the link header is stripped and the packet goes by its
+    /// flow, as plain IPv4 would (to an endpoint, or to the stack).
+    Unconfirmed = 7,
 }
 
 /// Number of counters in [`DeviceStat`].
-pub const DEVICE_STAT_COUNT: usize = 7;
+pub const DEVICE_STAT_COUNT: usize = 8;
 /// Size of the [`IOC_DEVICE_STATS`] answer.
 pub const DEVICE_STATS_LEN: usize = DEVICE_STAT_COUNT * 8;
 /// Device counter names, in [`DeviceStat`] order.
 pub const DEVICE_STAT_NAMES: [&str; DEVICE_STAT_COUNT] =
-    ["delivered", "to_stack", "dropped.no_endpoint", "dropped.malformed", "demux.samples", "demux.ns", "demux.clock_ns"];
+    ["delivered", "to_stack", "dropped.no_endpoint", "dropped.malformed", "demux.samples", "demux.ns", "demux.clock_ns", "unconfirmed"];
 /// One frame in this many has its demultiplexing timed (the clock reads
 /// cost more than the lookup; sampling keeps them off most frames).
 pub const DEMUX_SAMPLE: u64 = 64;
+
+// ---------------------------------------------------------------------------
+// Index exchange between registries (seed 003 §3.4).
+//
+// Before a TCP connection (or a connected UDP endpoint) is configured, the
+// client host's registry asks the server host's registry, over UDP to
+// [`EXCHANGE_PORT`], which index the server's endpoint for that flow has.
+// The answer becomes the client endpoint's `peer_bqi`, so its frames go
+// under the link header straight to the server endpoint's ring; the server
+// side learns the client's index from those frames' link headers (the
+// source index). No answer, an answer of 0 or an ICMP refusal (no registry
+// there) means the peer does not speak BQI: plain IPv4, demultiplexed by
+// flow. The messages are in network byte order.
+
+/// UDP port registries answer index queries on: RFC 4727's first
+/// experimental port, below 1024 so that only a privileged process of the
+/// peer host can answer from it.
+pub const EXCHANGE_PORT: u16 = 1021;
+/// Length of an [`IndexMessage`].
+pub const EXCHANGE_LEN: usize = 28;
+/// First bytes of every [`IndexMessage`].
+pub const EXCHANGE_MAGIC: [u8; 4] = *b"BQIX";
+/// Version of the exchange this file defines.
+pub const EXCHANGE_VERSION: u8 = 1;
+
+/// What an index message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExchangeOp {
+    /// Client registry to server registry: the index of the endpoint
+    /// serving `server` for `client`?
+    Query = 1,
+    /// The reply: `index`, or 0 if no endpoint there speaks BQI.
+    Answer = 2,
+}
+
+/// Why bytes are not an [`IndexMessage`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExchangeError {
+    /// Not [`EXCHANGE_LEN`] bytes.
+    Length,
+    /// Not [`EXCHANGE_MAGIC`] and [`EXCHANGE_VERSION`].
+    Version,
+    /// An unknown operation or protocol.
+    Kind,
+    /// An index at or above [`MAX_BQI`], a query carrying an index, a port
+    /// 0, or reserved bytes not zero.
+    Field,
+}
+
+/// A query or answer of the index exchange. Laid out as: magic (4),
+/// version (1), op (1), IP protocol (1), reserved 0 (1), nonce (4), client
+/// IPv4 (4), server IPv4 (4), client port (2), server port (2), index (2),
+/// reserved 0 (2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexMessage {
+    /// Query or answer.
+    pub op: ExchangeOp,
+    /// [`IPPROTO_TCP`] or [`IPPROTO_UDP`].
+    pub proto: u8,
+    /// Chosen by the client's registry; an answer carries the query's.
+    pub nonce: u32,
+    /// The client end (the side that asks).
+    pub client: ([u8; 4], u16),
+    /// The server end (an endpoint whose remote is open).
+    pub server: ([u8; 4], u16),
+    /// In an answer, the server endpoint's index (0: none speaks BQI); 0
+    /// in a query.
+    pub index: u16,
+}
+
+impl IndexMessage {
+    /// A query for the endpoint serving `server` for `client`.
+    pub fn query(proto: u8, nonce: u32, client: ([u8; 4], u16), server: ([u8; 4], u16)) -> Self {
+        IndexMessage { op: ExchangeOp::Query, proto, nonce, client, server, index: 0 }
+    }
+
+    /// The answer to this query.
+    pub fn answer(&self, index: u16) -> Self {
+        IndexMessage { op: ExchangeOp::Answer, index, ..*self }
+    }
+
+    /// Whether `reply` answers this query (same nonce, protocol and ends).
+    pub fn is_answered_by(&self, reply: &IndexMessage) -> bool {
+        reply.op == ExchangeOp::Answer
+            && reply.nonce == self.nonce
+            && reply.proto == self.proto
+            && reply.client == self.client
+            && reply.server == self.server
+    }
+
+    /// Encodes the message.
+    pub fn to_bytes(&self) -> [u8; EXCHANGE_LEN] {
+        let mut b = [0u8; EXCHANGE_LEN];
+        b[..4].copy_from_slice(&EXCHANGE_MAGIC);
+        b[4] = EXCHANGE_VERSION;
+        b[5] = self.op as u8;
+        b[6] = self.proto;
+        b[8..12].copy_from_slice(&self.nonce.to_be_bytes());
+        b[12..16].copy_from_slice(&self.client.0);
+        b[16..20].copy_from_slice(&self.server.0);
+        b[20..22].copy_from_slice(&self.client.1.to_be_bytes());
+        b[22..24].copy_from_slice(&self.server.1.to_be_bytes());
+        b[24..26].copy_from_slice(&self.index.to_be_bytes());
+        b
+    }
+
+    /// Decodes a received datagram; everything is checked (it comes from
+    /// the network).
+    pub fn parse(b: &[u8]) -> Result<Self, ExchangeError> {
+        if b.len() != EXCHANGE_LEN {
+            return Err(ExchangeError::Length);
+        }
+        if b[..4] != EXCHANGE_MAGIC || b[4] != EXCHANGE_VERSION {
+            return Err(ExchangeError::Version);
+        }
+        let op = match b[5] {
+            1 => ExchangeOp::Query,
+            2 => ExchangeOp::Answer,
+            _ => return Err(ExchangeError::Kind),
+        };
+        let proto = b[6];
+        if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+            return Err(ExchangeError::Kind);
+        }
+        let ip = |at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        let m = IndexMessage {
+            op,
+            proto,
+            nonce: u32::from_be_bytes(ip(8)),
+            client: (ip(12), be16(b, 20)),
+            server: (ip(16), be16(b, 22)),
+            index: be16(b, 24),
+        };
+        let reserved_clear = b[7] == 0 && b[26] == 0 && b[27] == 0;
+        let index_ok = m.index < MAX_BQI && (op == ExchangeOp::Answer || m.index == 0);
+        if !reserved_clear || !index_ok || m.client.1 == 0 || m.server.1 == 0 {
+            return Err(ExchangeError::Field);
+        }
+        Ok(m)
+    }
+}

@@ -185,14 +185,19 @@ fn events_round_trip() {
 
 #[test]
 fn classification_selects_by_index_or_flow() {
+    let flow = FlowKey { proto: IPPROTO_UDP, src_ip: [10, 0, 0, 1], dst_ip: [10, 0, 0, 2], src_port: 4000, dst_port: 5000 };
+    // A raw frame under the link header: its index, no flow.
     let link = LinkHeader { dst_bqi: 9, src_bqi: 7, inner: 0 };
     let f = ip_frame(Some(link), IPPROTO_UDP, [10, 0, 0, 2], 5000, 10);
-    assert_eq!(classify(ETH_P_BQI, &f[14..]), Ok(Class::Bqi(link)));
+    assert_eq!(classify(ETH_P_BQI, &f[14..]), Ok(Class::Bqi { link, flow: None }));
+    // IPv4 under the link header: its index and the flow that confirms it.
+    let link = LinkHeader { inner: ETH_P_IPV4, ..link };
+    let f = ip_frame(Some(link), IPPROTO_UDP, [10, 0, 0, 2], 5000, 10);
+    assert_eq!(classify(ETH_P_BQI, &f[14..]), Ok(Class::Bqi { link, flow: Some(flow) }));
+    let icmp = ip_frame(Some(link), 1, [10, 0, 0, 2], 0, 10);
+    assert_eq!(classify(ETH_P_BQI, &icmp[14..]), Ok(Class::Bqi { link, flow: None }));
     let f = ip_frame(None, IPPROTO_UDP, [10, 0, 0, 2], 5000, 10);
-    assert_eq!(
-        classify(ETH_P_IPV4, &f[14..]),
-        Ok(Class::Flow(FlowKey { proto: IPPROTO_UDP, src_ip: [10, 0, 0, 1], dst_ip: [10, 0, 0, 2], src_port: 4000, dst_port: 5000 }))
-    );
+    assert_eq!(classify(ETH_P_IPV4, &f[14..]), Ok(Class::Flow(flow)));
     // Fragments, other protocols, truncated and odd IPv4, other ethertypes: the stack's.
     let mut frag = f.clone();
     frag[14 + 6] = 0x20; // more fragments
@@ -239,9 +244,82 @@ fn connected_udp_template_refuses_every_forged_field() {
     assert_eq!(forged(14 + 3, 0xff), Err(Reject::IpHeader)); // total length past the frame
     assert_eq!(t.check(&good[..30], 1514), Err(Reject::Length));
     assert_eq!(t.check(&good, good.len() - 1), Err(Reject::Length));
-    // Under a link header when the endpoint has no peer index: refused.
+    // Under a link header when the connected endpoint has no peer index:
+    // refused.
     let linked = ip_frame(Some(LinkHeader { dst_bqi: 2, src_bqi: 1, inner: ETH_P_IPV4 }), IPPROTO_UDP, [10, 0, 0, 2], 5000, 32);
     assert_eq!(t.check(&linked, 1514), Err(Reject::EtherType));
+}
+
+#[test]
+fn an_open_endpoint_may_frame_to_any_peer_index_but_only_as_itself() {
+    let mut c = udp_config(None);
+    c.kind = EndpointKind::Tcp;
+    let t = template(c, 4);
+    let link = LinkHeader { dst_bqi: 33, src_bqi: 4, inner: ETH_P_IPV4 };
+    let framed = |l: LinkHeader| t.check(&ip_frame(Some(l), IPPROTO_TCP, [10, 0, 0, 2], 5000, 40), 1514);
+    assert_eq!(framed(link), Ok(()));
+    assert_eq!(framed(LinkHeader { dst_bqi: 4000, ..link }), Ok(()));
+    assert_eq!(t.check(&ip_frame(None, IPPROTO_TCP, [10, 0, 0, 2], 5000, 40), 1514), Ok(()));
+    assert_eq!(framed(LinkHeader { src_bqi: 5, ..link }), Err(Reject::SourceBqi));
+    assert_eq!(framed(LinkHeader { dst_bqi: 0, ..link }), Err(Reject::DestinationBqi));
+    assert_eq!(framed(LinkHeader { inner: 0x0806, ..link }), Err(Reject::Inner));
+    // The flow is checked under the header as without it.
+    let mut f = ip_frame(Some(link), IPPROTO_TCP, [10, 0, 0, 2], 5000, 40);
+    f[14 + LINK_HEADER_LEN + 20] = 0x99; // source port
+    assert_eq!(t.check(&f, 1514), Err(Reject::SourcePort));
+    // A framed packet needs room for its header within the device's frame.
+    let f = ip_frame(Some(link), IPPROTO_TCP, [10, 0, 0, 2], 5000, 40);
+    assert_eq!(t.check(&f, f.len() - 1), Err(Reject::Length));
+}
+
+#[test]
+fn an_endpoint_admits_only_its_own_flow() {
+    let from = |ip: [u8; 4], port: u16| FlowKey { proto: IPPROTO_UDP, src_ip: ip, dst_ip: [10, 0, 0, 1], src_port: port, dst_port: 4000 };
+    let open = udp_config(None);
+    assert!(open.admits(&from([10, 0, 0, 9], 1234)));
+    assert!(!open.admits(&FlowKey { dst_port: 4001, ..from([10, 0, 0, 9], 1234) }));
+    assert!(!open.admits(&FlowKey { dst_ip: [10, 0, 0, 3], ..from([10, 0, 0, 9], 1234) }));
+    assert!(!open.admits(&FlowKey { proto: IPPROTO_TCP, ..from([10, 0, 0, 9], 1234) }));
+    let connected = udp_config(Some(([10, 0, 0, 2], 5000)));
+    assert!(connected.admits(&from([10, 0, 0, 2], 5000)));
+    assert!(!connected.admits(&from([10, 0, 0, 2], 5001)));
+    assert!(!connected.admits(&from([10, 0, 0, 3], 5000)));
+    assert!(!raw_config().admits(&from([10, 0, 0, 2], 5000)));
+}
+
+#[test]
+fn index_messages_round_trip_and_refuse_what_is_not_one() {
+    let q = IndexMessage::query(IPPROTO_TCP, 0xdead_beef, ([10, 0, 0, 1], 40000), ([10, 0, 0, 2], 6000));
+    let b = q.to_bytes();
+    assert_eq!(&b[..4], b"BQIX");
+    assert_eq!(IndexMessage::parse(&b), Ok(q));
+    let a = q.answer(17);
+    assert_eq!(IndexMessage::parse(&a.to_bytes()), Ok(a));
+    assert!(q.is_answered_by(&a));
+    assert!(!q.is_answered_by(&q));
+    assert!(!q.is_answered_by(&IndexMessage { nonce: 1, ..a }));
+    assert!(!q.is_answered_by(&IndexMessage { server: ([10, 0, 0, 2], 6001), ..a }));
+    assert!(!q.is_answered_by(&IndexMessage { proto: IPPROTO_UDP, ..a }));
+    let at = |i: usize, v: u8| {
+        let mut m = a.to_bytes();
+        m[i] = v;
+        IndexMessage::parse(&m)
+    };
+    assert_eq!(IndexMessage::parse(&b[..27]), Err(ExchangeError::Length));
+    assert_eq!(at(0, b'X'), Err(ExchangeError::Version));
+    assert_eq!(at(4, 2), Err(ExchangeError::Version));
+    assert_eq!(at(5, 3), Err(ExchangeError::Kind));
+    assert_eq!(at(6, 1), Err(ExchangeError::Kind));
+    assert_eq!(at(7, 1), Err(ExchangeError::Field));
+    assert_eq!(at(24, 0x10), Err(ExchangeError::Field)); // index 4113
+    assert_eq!(at(27, 1), Err(ExchangeError::Field));
+    let mut m = b;
+    m[25] = 5; // a query carrying an index
+    assert_eq!(IndexMessage::parse(&m), Err(ExchangeError::Field));
+    let mut m = b;
+    m[20] = 0;
+    m[21] = 0; // client port 0
+    assert_eq!(IndexMessage::parse(&m), Err(ExchangeError::Field));
 }
 
 #[test]
@@ -297,10 +375,10 @@ fn ioctl_numbers_follow_the_linux_encoding() {
     assert_eq!(IOC_INFO, 0x8038_4202);
     assert_eq!(IOC_KICK, 0x0000_4203);
     assert_eq!(IOC_STATS, 0x8050_4204);
-    assert_eq!(IOC_DEVICE_STATS, 0x8038_4205);
+    assert_eq!(IOC_DEVICE_STATS, 0x8040_4205);
     assert_eq!(STAT_NAMES.len(), STAT_COUNT);
     assert_eq!(DEVICE_STAT_NAMES.len(), DEVICE_STAT_COUNT);
-    assert_eq!(DeviceStat::ClockNanos as usize, DEVICE_STAT_COUNT - 1);
+    assert_eq!(DeviceStat::Unconfirmed as usize, DEVICE_STAT_COUNT - 1);
 }
 
 proptest! {
@@ -331,11 +409,37 @@ proptest! {
     }
 
     #[test]
+    fn index_messages_from_the_network_decode_only_within_range(mut b in any::<[u8; EXCHANGE_LEN]>(), op in 0u8..4, proto in prop_oneof![Just(IPPROTO_TCP), Just(IPPROTO_UDP), any::<u8>()], clear in any::<bool>()) {
+        // Mostly well-formed headers, so the field checks are reached.
+        b[..4].copy_from_slice(&EXCHANGE_MAGIC);
+        b[4] = EXCHANGE_VERSION;
+        b[5] = op;
+        b[6] = proto;
+        if clear {
+            b[7] = 0;
+            b[26] = 0;
+            b[27] = 0;
+            b[24] &= 0x0f;
+        }
+        if let Ok(m) = IndexMessage::parse(&b) {
+            prop_assert_eq!(m.to_bytes(), b);
+            prop_assert!(m.index < MAX_BQI);
+            prop_assert!(m.op == ExchangeOp::Answer || m.index == 0);
+            prop_assert!(m.client.1 != 0 && m.server.1 != 0);
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(ethertype in prop_oneof![Just(ETH_P_BQI), Just(ETH_P_IPV4), any::<u16>()],
                                    head in proptest::collection::vec(any::<u8>(), 0..CLASSIFY_LEN + 8),
                                    config in any::<[u8; CONFIG_LEN]>(), info in any::<[u8; INFO_LEN]>()) {
-        if let Ok(Class::Bqi(l)) = classify(ethertype, &head) {
+        if let Ok(Class::Bqi { link: l, flow }) = classify(ethertype, &head) {
             prop_assert!(l.dst_bqi < MAX_BQI && l.src_bqi < MAX_BQI);
+            prop_assert!(flow.is_none() || l.inner == ETH_P_IPV4);
+        }
+        if let Ok(m) = IndexMessage::parse(&head) {
+            prop_assert_eq!(IndexMessage::parse(&m.to_bytes()), Ok(m));
+            prop_assert!(m.index < MAX_BQI);
         }
         if let Ok(c) = EndpointConfig::from_bytes(&config) {
             prop_assert_eq!(EndpointConfig::from_bytes(&c.to_bytes()), Ok(c));

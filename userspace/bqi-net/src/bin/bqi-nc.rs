@@ -67,9 +67,17 @@ enum Command {
     },
 }
 
+/// What one connection moved: bytes received, their SHA-256, and the
+/// endpoint's frames sent and received under the link header.
+struct Moved {
+    bytes: u64,
+    sha256: String,
+    framed: (u64, u64),
+}
+
 /// Sends `data` and hashes what arrives, both at once, until the peer
-/// closes; returns the bytes received and their SHA-256.
-fn exchange(mut s: TcpStream, data: &[u8]) -> Result<(u64, String)> {
+/// closes.
+fn exchange(mut s: TcpStream, data: &[u8]) -> Result<Moved> {
     s.set_nonblocking(true);
     let (mut sent, mut got, mut write_shut) = (0usize, 0u64, false);
     let mut hash = Sha256::new();
@@ -106,16 +114,18 @@ fn exchange(mut s: TcpStream, data: &[u8]) -> Result<(u64, String)> {
             unsafe { libc::poll(&mut pfd, 1, 5) };
         }
     }
-    Ok((got, format!("{:x}", hash.finalize())))
+    let c = s.device_counters();
+    Ok(Moved { bytes: got, sha256: format!("{:x}", hash.finalize()), framed: (c.framed_sent, c.framed_received) })
 }
 
-fn report(what: &str, peer: SocketAddrV4, sent: usize, r: Result<(u64, String)>, started: Instant) -> bool {
+fn report(what: &str, peer: SocketAddrV4, sent: usize, r: Result<Moved>, started: Instant) -> bool {
     match r {
-        Ok((bytes, sha)) => {
+        Ok(m) => {
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "{}",
-                serde_json::json!({"what": what, "peer": peer.to_string(), "sent": sent, "received": bytes, "sha256": sha, "seconds": secs})
+                serde_json::json!({"what": what, "peer": peer.to_string(), "sent": sent, "received": m.bytes,
+                    "sha256": m.sha256, "seconds": secs, "framed_sent": m.framed.0, "framed_received": m.framed.1})
             );
             true
         }
