@@ -102,7 +102,7 @@ mod tests {
         let link = LinkHeader { dst_bqi: 9, src_bqi: 7, inner: 0 };
         assert!(link.encode(&mut f[14..]).is_some());
         assert_eq!(t.check(&f, 1514), Ok(()));
-        assert_eq!(bqi::classify(bqi::ETH_P_BQI, &f[14..]), Ok(Class::Bqi(link)));
+        assert_eq!(bqi::classify(bqi::ETH_P_BQI, &f[14..]), Ok(Class::Bqi { link, flow: None }));
         f[19] = 8;
         assert_eq!(t.check(&f, 1514), Err(Reject::SourceBqi));
         f[19] = 7;

@@ -177,7 +177,7 @@ link = struct.pack("!BBHHH", 1, 0, index, 0, 0x0800)
 print((mac(dst) + mac(src) + b"\x88\xb5" + link + bytes(ip) + udp).hex())
 PY
 )
-"$POLYNIC_BIN/inject" --netns pa --dev xa "$frame" || fail "inject"
+"$POLYNIC_BIN/inject" --netns pa --dev xa "$frame" >/dev/null || fail "inject"
 wait "$k" || fail "the kernel socket of the flow got nothing: the framed datagram was lost or went to the indexed endpoint"
 [[ $(</tmp/pe-k4.txt) == index-not-confirmed ]] || fail "kernel socket got: $(</tmp/pe-k4.txt)"
 kill "$s" 2>/dev/null; wait "$s" 2>/dev/null
@@ -185,14 +185,24 @@ echo "a framed datagram naming listener index $index with another flow: untagged
 
 # 4. Killed mid-transfer, each side in turn; the peer sees a reset.
 head -c 256M /dev/urandom >/tmp/pe-big
-lib_b listen 6104 >/tmp/pe-s5.json 2>/tmp/pe-s5.err &
+# (exec: $! must be the application itself, not a shell around it.)
+(exec ip netns exec pb "$nc" --registry "$REG_B" --dev xb listen 6104 >/tmp/pe-s5.json 2>/tmp/pe-s5.err) &
 s=$!
 ready /tmp/pe-s5.err "listening on"
 (exec ip netns exec pa "$nc" --registry "$REG_A" --dev xa connect 10.68.0.2:6104 --file /tmp/pe-big >/tmp/pe-c5.json 2>&1) &
 c=$!
-pause 4
+# granted PORT: waits until the client's registry granted the endpoint for
+# PORT (the connection starts at once), then 2 s more: mid-transfer.
+granted() {
+  local i
+  for ((i = 0; i < 300; i++)); do grep -q "10.68.0.2:$1), peer index" /tmp/pe-reg-a.err && break; pause 0.1; done
+  grep -q "10.68.0.2:$1), peer index" /tmp/pe-reg-a.err || fail "no endpoint granted for port $1: $(</tmp/pe-reg-a.err)"
+  pause 2
+}
+granted 6104
 kill -9 "$s"
 for ((i = 0; i < 300; i++)); do [[ -s /tmp/pe-c5.json ]] && break; pause 0.1; done
+[[ -s /tmp/pe-c5.json ]] || { kill "$c"; fail "the client of a killed library server saw nothing in 30 s"; }
 wait "$c" && fail "the client of a killed library server finished: $(</tmp/pe-c5.json)"
 [[ $(</tmp/pe-c5.json) == *"reset by the peer"* ]] || fail "client of a killed library server: $(</tmp/pe-c5.json)"
 echo "library server killed mid-transfer: its library client saw a reset within $((i / 10)) s"
@@ -201,9 +211,10 @@ s=$!
 ready /tmp/pe-s6.json "listening on"
 (exec ip netns exec pa "$nc" --registry "$REG_A" --dev xa connect 10.68.0.2:6105 --file /tmp/pe-big >/dev/null 2>&1) &
 c=$!
-pause 4
+granted 6105
 kill -9 "$c"
 for ((i = 0; i < 300; i++)); do grep -q '"error"' /tmp/pe-s6.json && break; pause 0.1; done
+grep -q '"error"' /tmp/pe-s6.json || { kill "$s"; fail "the server of a killed library client saw nothing in 30 s: $(</tmp/pe-s6.json)"; }
 wait "$s" && fail "the server of a killed library client finished: $(</tmp/pe-s6.json)"
 grep -q "reset by the peer" /tmp/pe-s6.json || fail "server of a killed library client: $(</tmp/pe-s6.json)"
 echo "library client killed mid-transfer: its library server saw a reset within $((i / 10)) s"

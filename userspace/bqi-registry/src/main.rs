@@ -512,7 +512,13 @@ fn main() -> Result<()> {
             let (answer, _) = r.ask(&Ask::Status)?;
             let Answer::Status { entries, exchange } = answer else { bail!("unexpected answer {answer:?}") };
             if json {
-                println!("{}", serde_json::to_string(&serde_json::json!({ "entries": entries, "exchange": exchange }))?);
+                /// The JSON status, fields in this order.
+                #[derive(serde::Serialize)]
+                struct Status {
+                    entries: Vec<StatusEntry>,
+                    exchange: registry::ExchangeStatus,
+                }
+                println!("{}", serde_json::to_string(&Status { entries, exchange })?);
             } else {
                 match exchange.port {
                     0 => println!("index exchange off"),

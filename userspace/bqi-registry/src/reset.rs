@@ -11,6 +11,14 @@
 //! duplicate acknowledgement (RFC 793 §3.9, RFC 5961 §4), and the kernel
 //! resets that. A peer that was only receiving learns at once, not at its
 //! next time-out.
+//!
+//! Stacks differ in which check comes first. Linux checks the sequence
+//! number first, whatever the acknowledgement number. smoltcp checks the
+//! acknowledgement number first: one behind what it has sent is dropped
+//! without a word, one ahead of it earns a challenge acknowledgement. The
+//! registry does not know where the peer's sequence space is either, so it
+//! sends each probe twice, with acknowledgement numbers half the sequence
+//! space apart: one of the two is ahead, whatever the peer has sent.
 
 use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -34,12 +42,14 @@ fn sum16(mut sum: u32, data: &[u8]) -> u32 {
 }
 
 /// A bare TCP acknowledgement from `local` to `remote` with sequence
-/// number `seq`, checksummed (a raw socket adds only the IP header).
-pub fn probe_segment(local: SocketAddrV4, remote: SocketAddrV4, seq: u32) -> [u8; 20] {
+/// number `seq` and acknowledgement number `ack`, checksummed (a raw
+/// socket adds only the IP header).
+pub fn probe_segment(local: SocketAddrV4, remote: SocketAddrV4, seq: u32, ack: u32) -> [u8; 20] {
     let mut t = [0u8; 20];
     t[0..2].copy_from_slice(&local.port().to_be_bytes());
     t[2..4].copy_from_slice(&remote.port().to_be_bytes());
     t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
     // Header length 5 words; ACK; a window of 1024.
     t[12] = 5 << 4;
     t[13] = 0x10;
@@ -65,10 +75,11 @@ pub fn reset_peers(local: SocketAddrV4, peers: &[SocketAddrV4]) -> usize {
             std::thread::sleep(PROBE_GAP);
         }
         for peer in peers {
-            let seq = random_u32();
-            let seg = probe_segment(local, *peer, seq);
-            if send(&sock, *peer, &seg).is_ok() {
-                sent += 1;
+            let (seq, ack) = (random_u32(), random_u32());
+            for ack in [ack, ack.wrapping_add(1 << 31)] {
+                if send(&sock, *peer, &probe_segment(local, *peer, seq, ack)).is_ok() {
+                    sent += 1;
+                }
             }
         }
     }
@@ -124,10 +135,11 @@ mod tests {
     fn a_probe_is_a_checksummed_bare_ack() {
         let local: SocketAddrV4 = "10.0.0.1:4000".parse().unwrap();
         let remote: SocketAddrV4 = "10.0.0.2:5001".parse().unwrap();
-        let t = probe_segment(local, remote, 0x0102_0304);
+        let t = probe_segment(local, remote, 0x0102_0304, 0x0a0b_0c0d);
         assert_eq!(&t[0..2], &4000u16.to_be_bytes());
         assert_eq!(&t[2..4], &5001u16.to_be_bytes());
         assert_eq!(&t[4..8], &[1, 2, 3, 4]);
+        assert_eq!(&t[8..12], &[10, 11, 12, 13]);
         assert_eq!(t[13], 0x10, "ACK only");
         // Summing the pseudo-header and the segment, checksum included,
         // gives all ones.

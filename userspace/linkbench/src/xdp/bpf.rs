@@ -229,6 +229,9 @@ pub(super) fn create_xskmap() -> Result<OwnedFd> {
     unsafe { bpf_fd(BPF_MAP_CREATE, &mut attr) }.context("BPF_MAP_CREATE (XSKMAP)")
 }
 
+/// `prog_flags` bit of a program that handles multi-buffer frames.
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
 /// Assembles the XDP program: frames of `ethertype` (host order) that came
 /// in on a queue with a socket in `map` go to that socket, all others to the
 /// stack.
@@ -286,7 +289,9 @@ pub(super) fn load_program(ethertype: u16, map: &OwnedFd) -> Result<OwnedFd> {
         log_size: log.len() as u32,
         log_buf: log.as_mut_ptr() as u64,
         kern_version: 0,
-        prog_flags: 0,
+        // Frames may span several buffers (multi-buffer XDP): the program
+        // reads only the Ethernet header, always in the first.
+        prog_flags: BPF_F_XDP_HAS_FRAGS,
         prog_name,
     };
     // SAFETY: `ProgLoadAttr` is the head of the BPF_PROG_LOAD attributes;

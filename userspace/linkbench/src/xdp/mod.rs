@@ -7,27 +7,19 @@
 //! to the kernel for receiving (fill and RX rings), the second half carries
 //! outgoing frames (TX and completion rings).
 //!
-//! # Frame size limit
+//! # Frames larger than a chunk
 //!
-//! Without multi-buffer AF_XDP a frame must fit in one UMEM chunk, and a
-//! chunk can be at most one page:
-//!
-//! - `xdp_umem_reg()` (net/xdp/xdp_umem.c) rejects any `chunk_size` above
-//!   `PAGE_SIZE`, in aligned and unaligned (`XDP_UMEM_UNALIGNED_CHUNK_FLAG`)
-//!   mode alike; unaligned mode only drops the power-of-two requirement, and
-//!   a TX descriptor is still limited to one chunk (`xp_*_validate_desc()`).
-//! - On receive, the kernel keeps `XDP_PACKET_HEADROOM` (256) bytes free in
-//!   front of the frame, and `xsk_rcv_check()` (net/xdp/xsk.c) drops
-//!   (counting `rx_dropped`) every frame longer than
-//!   `chunk_size - XDP_PACKET_HEADROOM - headroom` unless the socket was
-//!   bound with `XDP_USE_SG`.
-//!
-//! So with 4 KiB pages the largest frame, Ethernet header included, is
-//! 4096 - 256 = 3840 bytes, and 9000-byte jumbo frames cannot be received in
-//! copy mode. Carrying them would take multi-buffer AF_XDP: binding with
-//! `XDP_USE_SG`, loading the program with `BPF_F_XDP_HAS_FRAGS`, and
-//! reassembling chains of descriptors marked `XDP_PKT_CONTD` (and splitting
-//! frames over several TX descriptors), which this transport does not do.
+//! A UMEM chunk can be at most one page (`xdp_umem_reg()` in
+//! net/xdp/xdp_umem.c rejects a larger `chunk_size`), and on receive the
+//! kernel keeps `XDP_PACKET_HEADROOM` (256) bytes free in front of the data
+//! in each chunk, so one chunk holds 4096 - 256 = 3840 bytes with 4 KiB
+//! pages. A 9000-byte jumbo frame therefore travels as multi-buffer AF_XDP:
+//! the socket is bound with `XDP_USE_SG` and the program loaded with
+//! `BPF_F_XDP_HAS_FRAGS`; a frame spans several descriptors, each but the
+//! last marked `XDP_PKT_CONTD`, on the RX ring (reassembled here into one
+//! buffer, a copy an application taking jumbo frames would make too) and
+//! on the TX ring (a frame is split over as many TX chunks as it needs).
+//! Frames that fit one chunk take one descriptor and no copy on receive.
 //! The interface may impose a lower limit still through its MTU.
 
 mod bpf;
@@ -49,6 +41,10 @@ use ring::*;
 /// Bytes the kernel keeps free in front of every received frame in its
 /// chunk (`XDP_PACKET_HEADROOM` in include/uapi/linux/bpf.h).
 const XDP_PACKET_HEADROOM: usize = 256;
+
+/// Most descriptors one frame may span (multi-buffer), enough for a
+/// 9000-byte MTU frame with room to spare.
+const MAX_FRAGS: usize = 4;
 
 /// Queue of the interface the socket is bound to.
 const QUEUE_ID: u32 = 0;
@@ -135,7 +131,7 @@ fn mmap_offsets(sock: &OwnedFd) -> Result<libc::xdp_mmap_offsets> {
 fn bind(sock: &OwnedFd, ifindex: u32) -> io::Result<()> {
     let addr = libc::sockaddr_xdp {
         sxdp_family: libc::AF_XDP as u16,
-        sxdp_flags: libc::XDP_COPY | libc::XDP_USE_NEED_WAKEUP,
+        sxdp_flags: libc::XDP_COPY | libc::XDP_USE_NEED_WAKEUP | libc::XDP_USE_SG,
         sxdp_ifindex: ifindex,
         sxdp_queue_id: QUEUE_ID,
         sxdp_shared_umem_fd: 0,
@@ -201,6 +197,9 @@ pub struct XdpLink {
     free_tx: Vec<u64>,
     /// Receive chunks done with that found the fill ring full.
     unfilled: Vec<u64>,
+    /// The fragments so far of a received frame that spans several
+    /// descriptors.
+    partial: Vec<u8>,
 }
 
 impl XdpLink {
@@ -343,6 +342,7 @@ impl XdpLink {
             chunk_size,
             free_tx,
             unfilled: Vec::new(),
+            partial: Vec::new(),
         })
     }
 
@@ -525,34 +525,45 @@ impl Link for XdpLink {
     fn send(&mut self, frame: &[u8]) -> Result<()> {
         ensure!(
             !frame.is_empty() && frame.len() <= self.max_frame(),
-            "frame of {} bytes: AF_XDP copy mode carries 1 to {} bytes",
+            "frame of {} bytes: AF_XDP copy mode here carries 1 to {} bytes",
             frame.len(),
             self.max_frame()
         );
-        let addr = self.take_tx_chunk()?;
-        let start = match self.umem_offset(addr, frame.len()) {
-            Ok(start) => start,
-            Err(err) => {
-                self.free_tx.push(addr);
-                return Err(err);
+        let pieces = frame.chunks(self.chunk_size);
+        let n = pieces.len();
+        // Chunks and ring room for every piece first: taking a chunk may
+        // flush the ring, which must then hold whole frames only.
+        let mut addrs = [0u64; MAX_FRAGS];
+        for i in 0..n {
+            match self.take_tx_chunk() {
+                Ok(addr) => addrs[i] = addr,
+                Err(err) => {
+                    self.free_tx.extend_from_slice(&addrs[..i]);
+                    return Err(err);
+                }
             }
-        };
-        // SAFETY: the destination lies inside the UMEM (checked above), in a
-        // TX chunk that is ours: never handed to the kernel, or handed back
-        // through the completion ring, so the kernel neither reads nor writes
-        // it now. `frame` is a Rust slice, so it cannot overlap the UMEM,
-        // which Rust code reaches only through raw pointers.
-        unsafe {
-            ptr::copy_nonoverlapping(frame.as_ptr(), self.umem.as_ptr().add(start), frame.len())
-        };
-        let desc = libc::xdp_desc {
-            addr,
-            len: frame.len() as u32,
-            options: 0,
-        };
-        if !self.tx.push(desc) {
-            self.free_tx.push(addr);
+        }
+        if self.tx.free(n as u32) < n as u32 {
+            self.flush()?;
+        }
+        if self.tx.free(n as u32) < n as u32 {
+            self.free_tx.extend_from_slice(&addrs[..n]);
             bail!("AF_XDP TX ring full");
+        }
+        for (i, (piece, &addr)) in pieces.zip(&addrs[..n]).enumerate() {
+            // A piece fits its chunk: pieces are at most a chunk long and
+            // chunks are chunk-aligned inside the UMEM.
+            let start = self.umem_offset(addr, piece.len())?;
+            // SAFETY: the destination lies inside the UMEM (checked above),
+            // in a TX chunk that is ours: never handed to the kernel, or
+            // handed back through the completion ring, so the kernel neither
+            // reads nor writes it now. `piece` is a Rust slice, so it cannot
+            // overlap the UMEM, which Rust code reaches only through raw
+            // pointers.
+            unsafe { ptr::copy_nonoverlapping(piece.as_ptr(), self.umem.as_ptr().add(start), piece.len()) };
+            let options = if i + 1 < n { libc::XDP_PKT_CONTD } else { 0 };
+            // Room for all `n` was checked above.
+            self.tx.push(libc::xdp_desc { addr, len: piece.len() as u32, options });
         }
         Ok(())
     }
@@ -590,6 +601,7 @@ impl Link for XdpLink {
                 return Ok(0);
             }
         };
+        let mut frames = 0;
         for i in 0..n {
             let desc = self.rx.get(i);
             let len = desc.len as usize;
@@ -597,10 +609,21 @@ impl Link for XdpLink {
             // SAFETY: the range lies inside the UMEM (checked above), in a
             // chunk the kernel handed to us through the RX ring after writing
             // it; it will not write there again until we put the chunk back
-            // on the fill ring below, after `f` has returned and the slice
-            // is gone.
-            let frame = unsafe { std::slice::from_raw_parts(self.umem.as_ptr().add(start), len) };
-            f(frame);
+            // on the fill ring below, after the slice is gone.
+            let piece = unsafe { std::slice::from_raw_parts(self.umem.as_ptr().add(start), len) };
+            let more = desc.options & libc::XDP_PKT_CONTD != 0;
+            if more || !self.partial.is_empty() {
+                // A fragment: gathered until the frame's last one.
+                self.partial.extend_from_slice(piece);
+                if !more {
+                    f(&self.partial);
+                    self.partial.clear();
+                    frames += 1;
+                }
+            } else {
+                f(piece);
+                frames += 1;
+            }
             let chunk = self.chunk_of(desc.addr);
             if !self.fill.push(chunk) {
                 self.unfilled.push(chunk);
@@ -608,16 +631,14 @@ impl Link for XdpLink {
         }
         self.rx.release(n);
         self.fill.submit();
-        Ok(n as usize)
+        Ok(frames)
     }
 
-    /// Largest frame that fits in one chunk behind the receive headroom:
-    /// `chunk_size - XDP_PACKET_HEADROOM`, 4096 - 256 = 3840 bytes with
-    /// 4 KiB pages. The kernel drops longer received frames in copy mode
-    /// without multi-buffer AF_XDP (see the module documentation), so
-    /// 9000-byte jumbo frames do not fit.
+    /// Largest frame: [`MAX_FRAGS`] chunks' worth behind the receive
+    /// headroom, 4 × (4096 - 256) = 15360 bytes with 4 KiB pages (see the
+    /// module documentation).
     fn max_frame(&self) -> usize {
-        self.chunk_size - XDP_PACKET_HEADROOM
+        (self.chunk_size - XDP_PACKET_HEADROOM) * MAX_FRAGS
     }
 
     /// The socket's `XDP_STATISTICS`: `rx_dropped` counts, among others,
