@@ -164,7 +164,7 @@ ka=$!
 in_b timeout 300 python3 "$peer" source 10.67.0.1 6021 4 /tmp/ul-8b >/dev/null &
 kb=$!
 wait "$ka" && wait "$kb" || fail "kernel clients of two applications"
-wait "$sa" && wait "$sb" || fail "two library applications"
+wait "$sa" && wait "$sb" || fail "two library applications: $(cat /tmp/ul-2a.json /tmp/ul-2a.err /tmp/ul-2b.json /tmp/ul-2b.err)"
 [[ $(grep -c "$wa" /tmp/ul-2a.json) == 4 && $(grep -c "$wb" /tmp/ul-2b.json) == 4 ]] || fail "data crossed between applications: $(cat /tmp/ul-2a.json /tmp/ul-2b.json)"
 echo "two library applications, 4 connections each at once: each got only its own data"
 
