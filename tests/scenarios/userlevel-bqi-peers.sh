@@ -16,6 +16,8 @@
 # 4. Killed mid-transfer, either side: the peer sees a reset (the surviving
 #    stack still frames to the dead endpoint's index; that host's kernel
 #    untags the packets and its stack answers with a reset).
+# 5. A registry bounds how many endpoints one user holds: past the bound a
+#    request is refused as such; another user is not affected.
 # timeout: 600
 source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
 nc="$POLYNIC_BIN/bqi-nc"
@@ -218,3 +220,22 @@ grep -q '"error"' /tmp/pe-s6.json || { kill "$s"; fail "the server of a killed l
 wait "$s" && fail "the server of a killed library client finished: $(</tmp/pe-s6.json)"
 grep -q "reset by the peer" /tmp/pe-s6.json || fail "server of a killed library client: $(</tmp/pe-s6.json)"
 echo "library client killed mid-transfer: its library server saw a reset within $((i / 10)) s"
+
+# 5. Endpoints per user.
+(exec ip netns exec pb "$POLYNIC_BIN/bqi-registry" serve --socket /tmp/pe-lim.sock --max-per-user 1 --exchange-port 0 \
+  >/dev/null 2>/tmp/pe-lim.err) &
+lim=$!
+for ((i = 0; i < 50; i++)); do [[ -S /tmp/pe-lim.sock ]] && break; pause 0.1; done
+nobody() { in_b timeout 20 setpriv --reuid=65534 --regid=65534 --clear-groups "$nc" --registry /tmp/pe-lim.sock --dev xb "$@"; }
+(exec ip netns exec pb setpriv --reuid=65534 --regid=65534 --clear-groups "$nc" --registry /tmp/pe-lim.sock --dev xb \
+  listen 6110 >/tmp/pe-l1.json 2>&1) &
+held=$!
+ready /tmp/pe-l1.json "listening on"
+out=$(nobody listen 6111 2>&1) && fail "a second endpoint past the user's bound: $out"
+[[ $out == *"endpoint limit reached"* ]] || fail "past the bound: $out"
+(exec ip netns exec pb "$nc" --registry /tmp/pe-lim.sock --dev xb listen 6112 >/tmp/pe-l3.json 2>&1) &
+root_l=$!
+ready /tmp/pe-l3.json "listening on"
+kill "$held" "$root_l" "$lim" 2>/dev/null
+wait "$held" "$root_l" "$lim" 2>/dev/null
+echo "one endpoint per user: the second refused as over the limit, another user's granted"

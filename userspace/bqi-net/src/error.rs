@@ -24,6 +24,9 @@ pub enum NetError {
     /// The BQI module is not loaded.
     #[error("the BQI device is not there: {0}")]
     NoBqiDevice(String),
+    /// The caller's user holds as many endpoints as the registry allows.
+    #[error("endpoint limit reached: {0}")]
+    Limit(String),
     /// The registry refused for another reason.
     #[error("the registry refused: {0}")]
     Refused(String),
@@ -71,6 +74,7 @@ impl NetError {
             NetError::NoRegistry(_) | NetError::NoBqiDevice(_) => ErrorKind::NotFound,
             NetError::NoRights(_) => ErrorKind::PermissionDenied,
             NetError::InUse(_) => ErrorKind::AddrInUse,
+            NetError::Limit(_) => ErrorKind::QuotaExceeded,
             NetError::NoDevice(_) => ErrorKind::AddrNotAvailable,
             NetError::NoNeighbour(_) => ErrorKind::HostUnreachable,
             NetError::ConnectionRefused(_) => ErrorKind::ConnectionRefused,
@@ -111,6 +115,7 @@ impl From<RegistryError> for NetError {
                 Refusal::NoDevice => NetError::NoDevice(message),
                 Refusal::NoBqiDevice => NetError::NoBqiDevice(message),
                 Refusal::Invalid => NetError::Refused(message),
+                Refusal::Limit => NetError::Limit(message),
             },
             RegistryError::Io(e) => NetError::Registry(e.to_string()),
             RegistryError::Protocol(m) => NetError::Registry(m),

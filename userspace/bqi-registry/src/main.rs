@@ -52,6 +52,10 @@ enum Command {
         /// The BQI device node.
         #[arg(long, default_value = bqi::DEVICE)]
         device: PathBuf,
+        /// Most endpoints one user may hold at once (their memory is
+        /// charged to the registry, which configures them).
+        #[arg(long, default_value_t = 256)]
+        max_per_user: usize,
         /// UDP port of the index exchange with peer hosts' registries (0:
         /// no exchange; connections then use plain IPv4).
         #[arg(long, default_value_t = polynic_abi::bqi::EXCHANGE_PORT)]
@@ -78,6 +82,8 @@ enum Reservation {
 struct Held {
     conn: u64,
     pid: i32,
+    /// The application's user.
+    uid: u32,
     kind: &'static str,
     dev: String,
     bqi: u16,
@@ -101,6 +107,8 @@ struct State {
     quiet_time: Duration,
     device: PathBuf,
     next_conn: u64,
+    /// Most endpoints one user may hold.
+    max_per_user: usize,
     /// The index exchange's port (0: off) and what it answered.
     exchange_port: u16,
     exchange: Arc<exchange::Tally>,
@@ -260,6 +268,14 @@ fn grant(state: &Mutex<State>, conn: u64, cred: &libc::ucred, ask: Ask) -> (Answ
         Ask::Udp { dev, local, remote, buffers } => ("udp", dev, 0, 0, Some(local), remote, buffers),
         Ask::Tcp { dev, local, remote, buffers } => ("tcp", dev, 0, 0, Some(local), remote, buffers),
     };
+    // A user's endpoints cost the registry's memory (it configures them), so
+    // each user gets a bounded share. (Requests of one user served at once
+    // by different connections may each pass this check while the index
+    // exchange runs unlocked: the bound holds within that many.)
+    let holding = st.held.iter().filter(|h| h.file.is_some() && h.uid == cred.uid).count();
+    if holding >= st.max_per_user {
+        return (refuse(Refusal::Limit, format!("user {} holds {holding} endpoints, the most allowed", cred.uid)), None);
+    }
     let Ok(index) = bqi::iface::index(&dev) else {
         return (refuse(Refusal::NoDevice, format!("no interface {dev}")), None);
     };
@@ -341,6 +357,7 @@ fn grant(state: &Mutex<State>, conn: u64, cred: &libc::ucred, ask: Ask) -> (Answ
     st.held.push(Held {
         conn,
         pid: cred.pid,
+        uid: cred.uid,
         kind,
         dev,
         bqi: granted,
@@ -460,7 +477,7 @@ fn start_exchange(state: &Arc<Mutex<State>>, port: u16) {
     });
 }
 
-fn serve(socket: PathBuf, quiet_time: u64, device: PathBuf, exchange_port: u16) -> Result<()> {
+fn serve(socket: PathBuf, quiet_time: u64, device: PathBuf, max_per_user: usize, exchange_port: u16) -> Result<()> {
     if socket.exists() {
         // A stale socket from a registry that died; a live one answers.
         if UnixStream::connect(&socket).is_ok() {
@@ -476,6 +493,7 @@ fn serve(socket: PathBuf, quiet_time: u64, device: PathBuf, exchange_port: u16) 
         quiet_time: Duration::from_secs(quiet_time),
         device,
         next_conn: 0,
+        max_per_user,
         exchange_port,
         exchange: Default::default(),
     }));
@@ -506,7 +524,9 @@ fn serve(socket: PathBuf, quiet_time: u64, device: PathBuf, exchange_port: u16) 
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Serve { socket, quiet_time, device, exchange_port } => serve(socket, quiet_time, device, exchange_port),
+        Command::Serve { socket, quiet_time, device, max_per_user, exchange_port } => {
+            serve(socket, quiet_time, device, max_per_user, exchange_port)
+        }
         Command::Status { socket, json } => {
             let mut r = registry::Registry::connect(&socket)?;
             let (answer, _) = r.ask(&Ask::Status)?;

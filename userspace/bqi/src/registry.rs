@@ -93,6 +93,9 @@ pub enum Refusal {
     Invalid,
     /// The BQI device is not there (module not loaded).
     NoBqiDevice,
+    /// The caller's user holds as many endpoints as the registry allows
+    /// one user (`--max-per-user`).
+    Limit,
 }
 
 /// The registry's answer.
