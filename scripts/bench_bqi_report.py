@@ -15,12 +15,11 @@ transport that cannot carry the size) is reported as missing, and a target
 that needs it is not met.
 """
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
 
-from bench_common import finish, median_of, per_round_ratio, sockperf_rtt
+from bench_common import finish, median_of, per_round_ratio, sizes_and_rounds, sockperf_rtt
 
 
 def med(values: list) -> float | None:
@@ -71,8 +70,7 @@ def tput(raw: Path, t: str, size: int, r: int) -> dict | None:
 def main() -> int:
     raw, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    sizes = [int(s) for s in (raw / "sizes.txt").read_text().split()] if (raw / "sizes.txt").exists() else []
-    rounds = sorted({int(m.group(1)) for p in raw.glob("*.r*.*") if (m := re.search(r"\.r(\d+)\.", p.name))})
+    sizes, rounds = sizes_and_rounds(raw)
     if not sizes or not rounds:
         print(f"no measurements in {raw}", file=sys.stderr)
         return 1

@@ -21,6 +21,14 @@ def sockperf_rtt(f: Path) -> dict | None:
     return got
 
 
+def sizes_and_rounds(raw: Path) -> tuple[list[int], list[int]]:
+    """The sizes a section measured (RAW/sizes.txt) and the rounds whose
+    files are in RAW (NAME.rN.EXT); either may be empty."""
+    sizes = [int(s) for s in (raw / "sizes.txt").read_text().split()] if (raw / "sizes.txt").exists() else []
+    rounds = sorted({int(m.group(1)) for p in raw.glob("*.r*.*") if (m := re.search(r"\.r(\d+)\.", p.name))})
+    return sizes, rounds
+
+
 def median_of(values: list, digits: int = 1) -> float | None:
     """The median of the values present (None skipped), rounded; None if
     none is."""

@@ -387,9 +387,9 @@ impl SkBuff<Private> {
     /// first. `EINVAL` if the data does not start right after an Ethernet
     /// header or is shorter than the tag; `ENOMEM`.
     pub fn remove_tag(&mut self, len: u32, inner: EtherType) -> Result {
-        // SAFETY: The buffer is valid and its header ours alone (`Private`);
-        // the helper copies a cloned data area before writing it, and checks
+        // The helper copies a cloned data area before writing it, and checks
         // that the tag and the Ethernet header are where it moves them.
+        // SAFETY: The buffer is valid and its header ours alone (`Private`).
         to_result(unsafe { bindings::polynic_skb_remove_tag(self.as_raw(), len, inner.0) })
     }
 

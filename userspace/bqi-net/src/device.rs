@@ -188,12 +188,15 @@ impl EndpointDevice {
         }
     }
 
-    /// The peer index to frame a packet to `dst` with, if any.
-    fn index_for(&self, dst: SocketAddrV4) -> Option<u16> {
+    /// The peer index to frame `packet` with, if any.
+    /// `packet` is smoltcp's, so well formed; its port is read only when a
+    /// learned index may depend on it.
+    fn index_for(&self, packet: &[u8]) -> Option<u16> {
         if self.peer_bqi != 0 {
             return Some(self.peer_bqi);
         }
-        self.framed_peers.as_ref()?.get(&dst).copied()
+        let peers = self.framed_peers.as_ref().filter(|p| !p.is_empty())?;
+        peers.get(&destination(packet)?).copied()
     }
 
     /// Queues `buf`, whose IP packet smoltcp wrote after the room left
@@ -202,14 +205,14 @@ impl EndpointDevice {
     /// starts later in `buf`).
     fn send_frame(&mut self, buf: &mut [u8]) {
         const AT: usize = ETH_HEADER_LEN + LINK_HEADER_LEN;
-        let Some(dst) = buf.get(AT..).and_then(destination) else {
+        let Some(dst) = buf.get(AT + 16..AT + 20).map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3])) else {
             return;
         };
-        let Some(mac) = self.neighbours.get(dst.ip()).copied() else {
+        let Some(mac) = self.neighbours.get(&dst).copied() else {
             self.counters.no_neighbour += 1;
             return;
         };
-        let index = self.index_for(dst);
+        let index = self.index_for(&buf[AT..]);
         let frame = match index {
             Some(dst_bqi) => {
                 buf[12..14].copy_from_slice(&ETH_P_BQI.to_be_bytes());

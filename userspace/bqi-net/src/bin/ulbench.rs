@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use bqi_net::{Config, NetError, TcpListener, TcpStream, UdpSocket};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddrV4};
@@ -28,6 +28,18 @@ struct Cli {
     role: Role,
 }
 
+/// A ping-pong: COUNT messages of SIZE bytes to ADDR, after WARMUP.
+#[derive(Args)]
+struct Ping {
+    to: SocketAddrV4,
+    #[arg(long)]
+    size: usize,
+    #[arg(long, default_value_t = 1000)]
+    count: u32,
+    #[arg(long, default_value_t = 50)]
+    warmup: u32,
+}
+
 #[derive(Subcommand)]
 enum Role {
     /// Echo UDP datagrams on PORT for SECONDS.
@@ -37,31 +49,15 @@ enum Role {
         seconds: u64,
     },
     /// UDP ping-pong with ADDR: COUNT messages of SIZE bytes after WARMUP.
-    UdpPing {
-        to: SocketAddrV4,
-        #[arg(long)]
-        size: usize,
-        #[arg(long, default_value_t = 1000)]
-        count: u32,
-        #[arg(long, default_value_t = 50)]
-        warmup: u32,
-    },
+    UdpPing(Ping),
     /// Accept one TCP connection on PORT and echo messages of SIZE bytes.
     TcpEcho {
         port: u16,
         #[arg(long)]
         size: usize,
     },
-    /// TCP ping-pong with ADDR.
-    TcpPing {
-        to: SocketAddrV4,
-        #[arg(long)]
-        size: usize,
-        #[arg(long, default_value_t = 1000)]
-        count: u32,
-        #[arg(long, default_value_t = 50)]
-        warmup: u32,
-    },
+    /// TCP ping-pong with ADDR: COUNT messages of SIZE bytes after WARMUP.
+    TcpPing(Ping),
     /// Accept one TCP connection on PORT and read it to the end; reports
     /// the rate between the first and the last byte.
     TcpSink { port: u16 },
@@ -120,7 +116,7 @@ fn main() -> Result<()> {
             }
             json!({"role": "udp-echo", "echoed": n_echoed})
         }
-        Role::UdpPing { to, size, count, warmup } => {
+        Role::UdpPing(Ping { to, size, count, warmup }) => {
             let mut s = UdpSocket::bind(&cfg, 0)?;
             s.set_read_timeout(Some(Duration::from_secs(1)));
             let msg = vec![0x5au8; size];
@@ -158,7 +154,7 @@ fn main() -> Result<()> {
             }
             json!({"role": "tcp-echo", "echoed": n})
         }
-        Role::TcpPing { to, size, count, warmup } => {
+        Role::TcpPing(Ping { to, size, count, warmup }) => {
             let mut s = TcpStream::connect(&cfg, to)?;
             let msg = vec![0x5au8; size];
             let mut buf = vec![0u8; size];
