@@ -42,12 +42,13 @@ ip -n pa addr add 10.68.0.1/24 dev xa && ip -n pa link set xa up && ip -n pa lin
 ip -n pb addr add 10.68.0.2/24 dev xb && ip -n pb link set xb up && ip -n pb link set lo up || fail "xb"
 in_a() { ip netns exec pa "$@"; }
 in_b() { ip netns exec pb "$@"; }
-# start_registry NS SOCKET LOG: starts a registry; its pid in reg_pid.
+# start_registry NS SOCKET LOG: starts a registry; its pid in reg_pid. Waits
+# for its "ready" (the socket file alone may be a stopped registry's).
 start_registry() {
-  (exec ip netns exec "$1" "$POLYNIC_BIN/bqi-registry" serve --socket "$2" --quiet-time 2 >/dev/null 2>"$3") &
+  (exec ip netns exec "$1" "$POLYNIC_BIN/bqi-registry" serve --socket "$2" --quiet-time 2 >"$3.out" 2>"$3") &
   local pid=$! i
-  for ((i = 0; i < 50; i++)); do [[ -S $2 ]] && break; pause 0.1; done
-  [[ -S $2 ]] || fail "registry in $1 did not start: $(<"$3")"
+  for ((i = 0; i < 50; i++)); do grep -q ready "$3.out" 2>/dev/null && break; pause 0.1; done
+  grep -q ready "$3.out" 2>/dev/null || fail "registry in $1 did not start: $(<"$3")"
   reg_pid=$pid
 }
 start_registry pa "$REG_A" /tmp/pe-reg-a.err
@@ -223,9 +224,9 @@ echo "library client killed mid-transfer: its library server saw a reset within 
 
 # 5. Endpoints per user.
 (exec ip netns exec pb "$POLYNIC_BIN/bqi-registry" serve --socket /tmp/pe-lim.sock --max-per-user 1 --exchange-port 0 \
-  >/dev/null 2>/tmp/pe-lim.err) &
+  >/tmp/pe-lim.out 2>/tmp/pe-lim.err) &
 lim=$!
-for ((i = 0; i < 50; i++)); do [[ -S /tmp/pe-lim.sock ]] && break; pause 0.1; done
+for ((i = 0; i < 50; i++)); do grep -q ready /tmp/pe-lim.out 2>/dev/null && break; pause 0.1; done
 nobody() { in_b timeout 20 setpriv --reuid=65534 --regid=65534 --clear-groups "$nc" --registry /tmp/pe-lim.sock --dev xb "$@"; }
 (exec ip netns exec pb setpriv --reuid=65534 --regid=65534 --clear-groups "$nc" --registry /tmp/pe-lim.sock --dev xb \
   listen 6110 >/tmp/pe-l1.json 2>&1) &
