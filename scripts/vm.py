@@ -63,6 +63,15 @@ def kernel_problems(text: str) -> list[str]:
 
 BOOT_ATTEMPTS = 3
 
+# The emulated CPU. QEMU's TCG runs `rep movsb` one byte per iteration, and
+# both the kernel (with ERMS/FSRM) and glibc (with ERMS, from 8 KiB up) pick
+# that instruction for large copies, so every big copy in the guest cost ~8x
+# what it would on hardware, where `rep movsb` is the fastest copy. Without
+# the two flags both fall back to the copies they use on CPUs without fast
+# string moves (8-byte moves, vector loops), which TCG runs at speeds that
+# keep in proportion to the rest of the guest. POLYNIC_QEMU_CPU overrides it.
+QEMU_CPU = os.environ.get("POLYNIC_QEMU_CPU", "max,-erms,-fsrm")
+
 
 def run(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpus: int, watch=None) -> dict:
     """Run `command` in a VM. A guest whose kernel crashes while booting,
@@ -104,6 +113,7 @@ def run_once(kdir: str, out: Path, timeout: int, command: list[str], memory: str
         "vng", "--run", kdir, "--disable-kvm", "--verbose",
         "--cpus", str(cpus), "--memory", memory,
         "--rwdir", str(out), "--cwd", str(ROOT),
+        f"--qemu-opts=-cpu {QEMU_CPU}",
         # panic_on_warn is left off so that the log shows every problem;
         # the host fails the run on any of them.
         # A large log buffer keeps every record of a long batch of tests.
