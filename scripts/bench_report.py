@@ -18,25 +18,64 @@ from pathlib import Path
 
 from bench_chart import bar_chart
 
-DEVICES = ["ebd", "aoe", "nbd"]
+DEVICES = ["ebd", "aoe", "nbd", "nvme"]
+LABELS = {"ebd": "EBD", "aoe": "AoE", "nbd": "NBD", "nvme": "NVMe/TCP"}
+# (name, fio direction, figure): throughput in MiB/s or IOPS, or 4K
+# completion latency at queue depth 1 (median and p99, µs).
 WORKLOADS = [
     ("seqread", "read", "MiB/s"),
     ("seqwrite", "write", "MiB/s"),
     ("randread", "read", "IOPS"),
     ("randwrite", "write", "IOPS"),
+    ("qd1read", "read", "p50"),
+    ("qd1write", "write", "p50"),
+    ("seqread2j", "read", "MiB/s"),
+    ("randread2j", "read", "IOPS"),
+    ("randwrite2j", "write", "IOPS"),
 ]
-# (key, label, workload, anchor, target)
+COLUMNS = [
+    ("seqread", "seq read 1M QD16 (MiB/s)"),
+    ("seqwrite", "seq write 1M QD16 (MiB/s)"),
+    ("randread", "4K rand read QD32 (IOPS)"),
+    ("randwrite", "4K rand write QD32 (IOPS)"),
+    ("qd1read", "4K read QD1 p50 / p99 (µs)"),
+    ("qd1write", "4K write QD1 p50 / p99 (µs)"),
+    ("seqread2j", "seq read, 2 jobs (MiB/s)"),
+    ("randread2j", "4K rand read, 2 jobs (IOPS)"),
+    ("randwrite2j", "4K rand write, 2 jobs (IOPS)"),
+]
+# (key, label, numerator (device, workload), denominator (device, workload),
+# target, "min" when the ratio must be at least the target, "max" when at
+# most (latency)).
 TARGETS = [
-    ("seqread_ebd_over_nbd", "EBD / NBD seq read", "seqread", "nbd", 1.0),
-    ("seqwrite_ebd_over_nbd", "EBD / NBD seq write", "seqwrite", "nbd", 1.0),
-    ("randread_ebd_over_aoe", "EBD / AoE 4K read IOPS", "randread", "aoe", 1.5),
-    ("randwrite_ebd_over_aoe", "EBD / AoE 4K write IOPS", "randwrite", "aoe", 1.5),
+    ("seqread_ebd_over_nbd", "EBD / NBD seq read", ("ebd", "seqread"), ("nbd", "seqread"), 1.0, "min"),
+    ("seqwrite_ebd_over_nbd", "EBD / NBD seq write", ("ebd", "seqwrite"), ("nbd", "seqwrite"), 1.0, "min"),
+    ("randread_ebd_over_aoe", "EBD / AoE 4K read IOPS", ("ebd", "randread"), ("aoe", "randread"), 1.5, "min"),
+    ("randwrite_ebd_over_aoe", "EBD / AoE 4K write IOPS", ("ebd", "randwrite"), ("aoe", "randwrite"), 1.5, "min"),
+    ("randread_ebd_over_nvme", "EBD / NVMe/TCP 4K read IOPS", ("ebd", "randread"), ("nvme", "randread"), 1.0, "min"),
+    ("randwrite_ebd_over_nvme", "EBD / NVMe/TCP 4K write IOPS", ("ebd", "randwrite"), ("nvme", "randwrite"), 1.0,
+     "min"),
+    ("seqread_ebd_over_nvme", "EBD / NVMe/TCP seq read", ("ebd", "seqread"), ("nvme", "seqread"), 0.9, "min"),
+    ("seqwrite_ebd_over_nvme", "EBD / NVMe/TCP seq write", ("ebd", "seqwrite"), ("nvme", "seqwrite"), 0.9, "min"),
+    ("qd1read_p50_ebd_over_nvme", "EBD / NVMe/TCP 4K read QD1 median latency", ("ebd", "qd1read"),
+     ("nvme", "qd1read"), 1.0, "max"),
+    ("randread_2j_over_1j_ebd", "EBD 4K read IOPS, two jobs / one", ("ebd", "randread2j"), ("ebd", "randread"), 1.5,
+     "min"),
+    ("randwrite_2j_over_1j_ebd", "EBD 4K write IOPS, two jobs / one", ("ebd", "randwrite2j"), ("ebd", "randwrite"),
+     1.5, "min"),
 ]
 
 
 def fio_figure(path: Path, direction: str, unit: str) -> float:
+    """A workload's figure: MiB/s, IOPS, or a completion-latency
+    percentile in µs ("p50", "p99")."""
     job = json.loads(path.read_text())["jobs"][0][direction]
-    return job["bw_bytes"] / 2**20 if unit == "MiB/s" else job["iops"]
+    if unit == "MiB/s":
+        return job["bw_bytes"] / 2**20
+    if unit == "IOPS":
+        return job["iops"]
+    percentile = {"p50": "50.000000", "p99": "99.000000"}[unit]
+    return job["clat_ns"]["percentile"][percentile] / 1000
 
 
 def rounds_in(raw: Path) -> list[int]:
@@ -51,6 +90,7 @@ def main() -> int:
         print(f"no rounds in {raw}", file=sys.stderr)
         return 1
     per_round = {d: {w: [] for w, _, _ in WORKLOADS} for d in DEVICES}
+    p99 = {d: {w: [] for w, _, u in WORKLOADS if u == "p50"} for d in DEVICES}
     for d in DEVICES:
         for w, direction, unit in WORKLOADS:
             for r in rounds:
@@ -59,60 +99,69 @@ def main() -> int:
                     print(f"missing {f}", file=sys.stderr)
                     return 1
                 per_round[d][w].append(fio_figure(f, direction, unit))
+                if unit == "p50":
+                    p99[d][w].append(fio_figure(f, direction, "p99"))
     results = {d: {w: round(statistics.median(v), 1) for w, v in per_round[d].items()} for d in DEVICES}
+    latency_p99 = {d: {w: round(statistics.median(v), 1) for w, v in p99[d].items()} for d in DEVICES}
     links = [json.loads((raw / f"link-tcp.r{r}.json").read_text())["end"]["sum_received"]["bits_per_second"] / 8 / 2**20
              for r in rounds]
     link_mib = round(statistics.median(links), 1)
     memory = json.loads((raw / "memory.json").read_text())
 
     ratios, spread, targets, round_ratios = {}, {}, {}, {}
-    for key, label, w, anchor, target in TARGETS:
-        if min(per_round[anchor][w]) <= 0:
-            print(f"{anchor} {w}: an anchor figure is zero; no ratio", file=sys.stderr)
+    for key, label, (nd, nw), (dd, dw), target, kind in TARGETS:
+        if min(per_round[dd][dw]) <= 0:
+            print(f"{dd} {dw}: an anchor figure is zero; no ratio", file=sys.stderr)
             return 1
-        each = [e / a for e, a in zip(per_round["ebd"][w], per_round[anchor][w])]
+        each = [n / a for n, a in zip(per_round[nd][nw], per_round[dd][dw])]
         round_ratios[key] = [round(x, 2) for x in each]
         ratios[key] = round(statistics.median(each), 2)
         spread[key] = [round(min(each), 2), round(max(each), 2)]
-        targets[label] = ratios[key] >= target
+        targets[label] = ratios[key] >= target if kind == "min" else ratios[key] <= target
     ratios["seqread_ebd_over_link"] = round(results["ebd"]["seqread"] / link_mib, 2) if link_mib > 0 else None
     link_range = [round(min(links), 1), round(max(links), 1)]
     per_round["link_tcp_mib_s"] = [round(x, 1) for x in links]
     per_round["ratios"] = round_ratios
-    doc = {"rounds": len(rounds), "results": results, "per_round": per_round, "link_tcp_mib_s": link_mib,
-           "link_tcp_mib_s_range": link_range, "ratios": ratios, "ratio_range": spread, "targets_met": targets,
-           "memory": memory}
+    doc = {"rounds": len(rounds), "results": results, "latency_p99_us": latency_p99, "per_round": per_round,
+           "link_tcp_mib_s": link_mib, "link_tcp_mib_s_range": link_range, "ratios": ratios, "ratio_range": spread,
+           "targets_met": targets, "memory": memory}
     (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
 
+    def cell(d: str, w: str) -> str:
+        v = results[d][w]
+        if w in latency_p99[d]:
+            return f"{v} / {latency_p99[d][w]}"
+        return f"{v:.0f}" if "rand" in w else f"{v}"
+
     lines = [
-        "| device | seq read 1M QD16 (MiB/s) | seq write 1M QD16 (MiB/s) | 4K rand read QD32 (IOPS) | 4K rand write QD32 (IOPS) |",
-        "|---|---:|---:|---:|---:|",
+        "| device | " + " | ".join(c for _, c in COLUMNS) + " |",
+        "|---|" + "---:|" * len(COLUMNS),
     ]
     for d in DEVICES:
-        r = results[d]
-        lines.append(f"| {d.upper()} | {r['seqread']} | {r['seqwrite']} | {r['randread']:.0f} | {r['randwrite']:.0f} |")
+        lines.append(f"| {LABELS[d]} | " + " | ".join(cell(d, w) for w, _ in COLUMNS) + " |")
     lines += [
         "",
         f"Medians of {len(rounds)} interleaved rounds. Link ceiling (iperf3 TCP, same veth, MTU 9000): "
-        f"{link_mib} MiB/s.",
+        f"{link_mib} MiB/s. Two jobs: one per vCPU, each on its own half of the device.",
         "",
         "| ratio (median of rounds) | value | range over rounds | link MiB/s (median, range) | target | met |",
         "|---|---:|---:|---:|---:|:---:|",
     ]
     link_cell = f"{link_mib} ({link_range[0]} - {link_range[1]})"
-    for key, label, _, _, target in TARGETS:
+    for key, label, _, _, target, kind in TARGETS:
         lo, hi = spread[key]
-        lines.append(f"| {label} | {ratios[key]} | {lo} - {hi} | {link_cell} | >= {target} | "
+        bound = ">=" if kind == "min" else "<="
+        lines.append(f"| {label} | {ratios[key]} | {lo} - {hi} | {link_cell} | {bound} {target} | "
                      f"{'yes' if targets[label] else 'no'} |")
     lines += [
         "",
         "Each round's ratios beside the link measured at its start:",
         "",
-        "| round | link MiB/s | " + " | ".join(label for _, label, _, _, _ in TARGETS) + " |",
+        "| round | link MiB/s | " + " | ".join(t[1] for t in TARGETS) + " |",
         "|---:|---:|" + "---:|" * len(TARGETS),
     ]
     for i, r in enumerate(rounds):
-        cells = " | ".join(str(round_ratios[key][i]) for key, _, _, _, _ in TARGETS)
+        cells = " | ".join(str(round_ratios[t[0]][i]) for t in TARGETS)
         lines.append(f"| {r} | {per_round['link_tcp_mib_s'][i]} | {cells} |")
     lines += [
         "",
@@ -125,11 +174,14 @@ def main() -> int:
     (out / "results.md").write_text(md)
     print(md)
 
-    rows = [(d.upper(), [results[d]["seqread"], results[d]["seqwrite"], round(results[d]["randread"] / 100, 1),
-                         round(results[d]["randwrite"] / 100, 1)]) for d in DEVICES]
-    title = f"polynic bench (medians of one run): MiB/s for sequential, IOPS/100 for 4K random; link {link_mib} MiB/s"
+    rows = [(LABELS[d].replace("/", "-"), [results[d]["seqread"], results[d]["seqwrite"],
+                                          round(results[d]["randread"] / 100, 1),
+                                          round(results[d]["randwrite"] / 100, 1), results[d]["qd1read"]])
+            for d in DEVICES]
+    title = (f"polynic bench (medians of one run): MiB/s for sequential, IOPS/100 for 4K random, µs for QD1; "
+             f"link {link_mib} MiB/s")
     if not bar_chart(out, title, ["seq read MiB/s", "seq write MiB/s", "4K rand read IOPS/100",
-                                  "4K rand write IOPS/100"], rows):
+                                  "4K rand write IOPS/100", "4K read QD1 p50 µs"], rows):
         return 1
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'results.png'}")
     return 0

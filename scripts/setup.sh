@@ -12,7 +12,7 @@ DEB_PACKAGES=(
   # building virtiofsd (below)
   libseccomp-dev libcap-ng-dev pkg-config
   # benchmark anchors and plotting
-  vblade aoetools nbd-server nbd-client iperf3 sockperf gnuplot-nox
+  vblade aoetools nbd-server nbd-client nvme-cli iperf3 sockperf gnuplot-nox
 )
 
 missing=()

@@ -26,14 +26,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Under TCG `rep movsb` is emulated a byte at a time, and the emulated CPU
-# advertises ERMS, so glibc copies of 8 KiB and more (its threshold here)
-# crawl: a 9000-byte frame copied whole took five times as long as the same
-# bytes copied in page-sized pieces, which is how AF_XDP copies them. The
-# section's user-space copies (every transport's, anchors' included) use
-# vector moves instead. The kernel's own user copies (UDP sockets, AF_PACKET
-# sends) still use `rep movsb`; see docs/bqi.md.
-export GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=0x100000
 lb() { "$POLYNIC_BIN/linkbench" "$@"; }
 insmod "$(module_path bqi)" || fail "insmod bqi"
 ip netns add q1 && ip netns add q2 || fail "netns"

@@ -1,31 +1,32 @@
 #!/bin/bash
 # Guest side of `make bench`: the same fio workloads against EBD, AoE
-# (aoe.ko + vblade) and NBD (nbd.ko + nbd-server) over the same veth link
-# (MTU 9000) to the same kind of backing file in a server namespace, and
-# iperf3 TCP on that link as the ceiling. All three devices are attached at
-# once and measured in interleaved rounds (EBD, AoE, NBD, then AoE, NBD,
-# EBD, ...), so a slow spell of the host affects every device alike; the report takes the
-# median of the rounds. Results go to $POLYNIC_OUT/bench/.
+# (aoe.ko + vblade), NBD (nbd.ko + nbd-server) and NVMe/TCP (nvme-tcp +
+# nvmet-tcp, a file-backed namespace) over the same veth link (MTU 9000) to
+# the same kind of backing file in a server namespace, and iperf3 TCP on
+# that link as the ceiling. All four devices are attached at once and
+# measured in interleaved rounds (EBD, AoE, NBD, NVMe, then AoE, NBD, NVMe,
+# EBD, ...), so a slow spell of the host affects every device alike; the
+# report takes the median of the rounds. Results go to $POLYNIC_OUT/bench/.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/ebd.sh"
 # AoE holds the link until its module goes, so it goes before the link.
-trap 'nbd-client -d /dev/nbd0 >/dev/null 2>&1; pkill nbd-server; pkill vblade; rmmod aoe 2>/dev/null; pkill iperf3; ebd_teardown' EXIT
-RUNTIME=${BENCH_RUNTIME:-10}
+trap 'nvme_teardown; nbd-client -d /dev/nbd0 >/dev/null 2>&1; pkill nbd-server; pkill vblade; rmmod aoe 2>/dev/null; pkill iperf3; ebd_teardown' EXIT
+RUNTIME=${BENCH_RUNTIME:-8}
 ROUNDS=${BENCH_ROUNDS:-3}
 SIZE_MIB=512
 res="$POLYNIC_OUT/bench"
 mkdir -p "$res"
 rm -f "$res"/*.json "$res"/*.txt
 
-# Tuning runs measure EBD alone (BENCH_EBD_ALONE=1); the report needs all three.
-devices=(ebd aoe nbd)
+# Tuning runs measure EBD alone (BENCH_EBD_ALONE=1); the report needs all four.
+devices=(ebd aoe nbd nvme)
 declare -A DEV # device name -> its block device, set by attach_NAME
 [[ -n ${BENCH_EBD_ALONE:-} ]] && devices=(ebd)
 
 ebd_setup "$SIZE_MIB"
 ip addr add 10.99.0.1/24 dev pnk0
 ip -n ebdsrv addr add 10.99.0.2/24 dev pnk1
-for img in aoe nbd; do truncate -s "${SIZE_MIB}M" "/tmp/$img.img"; done
+for img in aoe nbd nvme; do truncate -s "${SIZE_MIB}M" "/tmp/$img.img"; done
 
 attach_ebd() {
   ebd_server_start
@@ -64,14 +65,68 @@ CONF
   DEV[nbd]=/dev/nbd0
 }
 
-# The four workloads on one device, once. run_suite NAME DEVICE ROUND
+NVME_NQN=nqn.2026-11.org.polynic:bench
+NVME_CFG=/sys/kernel/config/nvmet
+# A file-backed NVMe namespace exported by nvmet-tcp from the server
+# namespace (the port's listening socket is made in the namespace of the
+# process that links the subsystem to it), and nvme-tcp connecting to it.
+attach_nvme() {
+  local m
+  for m in nvmet nvmet-tcp nvme-tcp; do modprobe "$m" || fail "modprobe $m"; done
+  mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+  local sub=$NVME_CFG/subsystems/$NVME_NQN port=$NVME_CFG/ports/1
+  mkdir "$sub" && echo 1 >"$sub/attr_allow_any_host" || fail "nvmet subsystem"
+  mkdir "$sub/namespaces/1" || fail "nvmet namespace"
+  # /tmp is tmpfs, which has no O_DIRECT: the target reads and writes the
+  # file through the page cache, as vblade and nbd-server do theirs.
+  echo /tmp/nvme.img >"$sub/namespaces/1/device_path" && echo 1 >"$sub/namespaces/1/buffered_io" \
+    && echo 1 >"$sub/namespaces/1/enable" || fail "nvmet namespace enable"
+  mkdir "$port" || fail "nvmet port"
+  echo ipv4 >"$port/addr_adrfam" && echo tcp >"$port/addr_trtype" && echo 10.99.0.2 >"$port/addr_traddr" \
+    && echo 4420 >"$port/addr_trsvcid" || fail "nvmet port address"
+  ip netns exec ebdsrv ln -s "$sub" "$port/subsystems/$NVME_NQN" || fail "nvmet port link"
+  nvme connect -t tcp -a 10.99.0.2 -s 4420 -n "$NVME_NQN" >/dev/null || fail "nvme connect"
+  local i dev=
+  for ((i = 0; i < 50; i++)); do
+    dev=$(grep -l "$NVME_NQN" /sys/class/nvme/nvme*/subsysnqn 2>/dev/null | head -1)
+    [[ -n $dev ]] && dev=$(basename "$(dirname "$dev")") && [[ -b /dev/${dev}n1 ]] && break
+    dev=
+    sleep 0.2
+  done
+  [[ -n $dev ]] || fail "NVMe/TCP namespace did not appear"
+  # queue_count counts the admin queue too.
+  echo "   nvme: /dev/${dev}n1, queues (admin + I/O): $(cat /sys/class/nvme/"$dev"/queue_count 2>/dev/null)"
+  DEV[nvme]=/dev/${dev}n1
+}
+
+nvme_teardown() {
+  [[ -d $NVME_CFG ]] || return 0
+  nvme disconnect -n "$NVME_NQN" >/dev/null 2>&1
+  rm -f "$NVME_CFG/ports/1/subsystems/$NVME_NQN"
+  rmdir "$NVME_CFG/ports/1" "$NVME_CFG/subsystems/$NVME_NQN/namespaces/1" "$NVME_CFG/subsystems/$NVME_NQN" 2>/dev/null
+  return 0
+}
+
+# The workloads, each on one device, once: name, fio rw, block size, queue
+# depth, jobs. Throughput at depth (one job); 4K completion latency at
+# queue depth 1; the same throughput workloads with two jobs, one per vCPU,
+# for scaling.
+WORKLOADS=(
+  "seqread read 1M 16 1" "seqwrite write 1M 16 1" "randread randread 4k 32 1" "randwrite randwrite 4k 32 1"
+  "qd1read randread 4k 1 1" "qd1write randwrite 4k 1 1"
+  "seqread2j read 1M 16 2" "randread2j randread 4k 32 2" "randwrite2j randwrite 4k 32 2"
+)
+# run_suite NAME DEVICE ROUND
 run_suite() {
   local name=$1 dev=$2 round=$3 w
-  for w in "seqread read 1M 16" "seqwrite write 1M 16" "randread randread 4k 32" "randwrite randwrite 4k 32"; do
+  for w in "${WORKLOADS[@]}"; do
     set -- $w
     echo "   round $round: $name $1"
-    fio --name="$name-$1" --filename="$dev" --rw="$2" --bs="$3" --iodepth="$4" --ioengine=libaio --direct=1 \
-      --size=256M --time_based --runtime="$RUNTIME" --ramp_time=2 --group_reporting \
+    # Two jobs work on disjoint halves of the 256 MiB, so neither rereads
+    # what the other just moved.
+    fio --name="$name-$1" --filename="$dev" --rw="$2" --bs="$3" --iodepth="$4" --numjobs="$5" \
+      --size=$((256 / $5))M --offset_increment=$((256 / $5))M --ioengine=libaio --direct=1 \
+      --time_based --runtime="$RUNTIME" --ramp_time=1 --group_reporting \
       --output-format=json --output="$res/$name-$1.r$round.json" >/dev/null 2>&1 || fail "$name $1: fio failed"
   done
 }

@@ -11,22 +11,29 @@ import unittest
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-WORKLOADS = {"seqread": "read", "seqwrite": "write", "randread": "read", "randwrite": "write"}
+WORKLOADS = {"seqread": "read", "seqwrite": "write", "randread": "read", "randwrite": "write",
+             "qd1read": "read", "qd1write": "write", "seqread2j": "read", "randread2j": "read",
+             "randwrite2j": "write"}
+DEVICES = ("ebd", "aoe", "nbd", "nvme")
 
 
-def make_raw(root: Path, links_mib: list[float], ebd_factor: float) -> Path:
-    """Rounds whose link is LINKS_MIB; NBD and AoE give 100 (MiB/s or
-    IOPS), EBD gives EBD_FACTOR times that in round 1 and 1.0x elsewhere."""
+def make_raw(root: Path, links_mib: list[float], ebd_factor: float, nvme_latency_us: float = 100.0) -> Path:
+    """Rounds whose link is LINKS_MIB; the anchors give 100 (MiB/s or
+    IOPS, and µs of QD1 median latency; p99 twice that), EBD gives
+    EBD_FACTOR times that in round 1 and 1.0x elsewhere; NVMe/TCP's QD1
+    median is NVME_LATENCY_US."""
     raw = root / "raw"
     raw.mkdir()
     for r, link in enumerate(links_mib, start=1):
         (raw / f"link-tcp.r{r}.json").write_text(json.dumps(
             {"end": {"sum_received": {"bits_per_second": link * 8 * 2**20}}}))
-        for device in ("ebd", "aoe", "nbd"):
+        for device in DEVICES:
             figure = 100.0 * (ebd_factor if device == "ebd" and r == 1 else 1.0)
+            latency = nvme_latency_us if device == "nvme" else figure
             for w, direction in WORKLOADS.items():
+                clat = {"percentile": {"50.000000": latency * 1000, "99.000000": 2 * latency * 1000}}
                 (raw / f"{device}-{w}.r{r}.json").write_text(json.dumps(
-                    {"jobs": [{direction: {"bw_bytes": figure * 2**20, "iops": figure}}]}))
+                    {"jobs": [{direction: {"bw_bytes": figure * 2**20, "iops": figure, "clat_ns": clat}}]}))
     (raw / "memory.json").write_text(json.dumps({"ebd_pinned_bytes": 4096, "ebd_window_bytes": 65536}))
     return raw
 
@@ -56,6 +63,31 @@ class EbdReport(unittest.TestCase):
             self.assertIn("| EBD / NBD seq read | 1.0 | 1.0 - 2.0 | 140.0 (120.0 - 200.0) | >= 1.0 | yes |", md)
             self.assertIn("| 1 | 120.0 | 2.0 | 2.0 | 2.0 | 2.0 |", md)
             self.assertIn("| 2 | 200.0 | 1.0 | 1.0 | 1.0 | 1.0 |", md)
+
+    def test_latency_is_met_when_at_most_the_anchors(self):
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            # EBD's QD1 median is 100 µs in every round; NVMe/TCP's 80 µs:
+            # EBD is slower, the ratio 1.25, the target (at most 1.0) missed.
+            p = report(make_raw(root, [120.0, 120.0, 120.0], ebd_factor=1.0, nvme_latency_us=80.0), root / "out")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            doc = json.loads((root / "out" / "results.json").read_text())
+            self.assertEqual(doc["ratios"]["qd1read_p50_ebd_over_nvme"], 1.25)
+            self.assertFalse(doc["targets_met"]["EBD / NVMe/TCP 4K read QD1 median latency"])
+            self.assertEqual(doc["latency_p99_us"]["nvme"]["qd1read"], 160.0)
+            md = (root / "out" / "results.md").read_text()
+            self.assertIn("| EBD / NVMe/TCP 4K read QD1 median latency | 1.25 | 1.25 - 1.25 |", md)
+            self.assertIn("<= 1.0 | no |", md)
+            self.assertIn("| NVMe/TCP | 100.0 | 100.0 | 100 | 100 | 80.0 / 160.0 |", md)
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            p = report(make_raw(root, [120.0], ebd_factor=1.0, nvme_latency_us=120.0), root / "out")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            doc = json.loads((root / "out" / "results.json").read_text())
+            self.assertTrue(doc["targets_met"]["EBD / NVMe/TCP 4K read QD1 median latency"])
+            # Two jobs gave what one did: scaling 1.0, below its 1.5.
+            self.assertEqual(doc["ratios"]["randread_2j_over_1j_ebd"], 1.0)
+            self.assertFalse(doc["targets_met"]["EBD 4K read IOPS, two jobs / one"])
 
     def test_a_missing_figure_is_an_error(self):
         with tempfile.TemporaryDirectory() as d:
