@@ -21,7 +21,8 @@ from bench_chart import bar_chart
 DEVICES = ["ebd", "aoe", "nbd", "nvme"]
 LABELS = {"ebd": "EBD", "aoe": "AoE", "nbd": "NBD", "nvme": "NVMe/TCP"}
 # (name, fio direction, figure): throughput in MiB/s or IOPS, or 4K
-# completion latency at queue depth 1 (median and p99, µs).
+# latency at queue depth 1 (median and p99, µs; fio's total latency,
+# submission included).
 WORKLOADS = [
     ("seqread", "read", "MiB/s"),
     ("seqwrite", "write", "MiB/s"),
@@ -67,15 +68,15 @@ TARGETS = [
 
 
 def fio_figure(path: Path, direction: str, unit: str) -> float:
-    """A workload's figure: MiB/s, IOPS, or a completion-latency
-    percentile in µs ("p50", "p99")."""
+    """A workload's figure: MiB/s, IOPS, or a percentile of the total
+    latency (submission and completion) in µs ("p50", "p99")."""
     job = json.loads(path.read_text())["jobs"][0][direction]
     if unit == "MiB/s":
         return job["bw_bytes"] / 2**20
     if unit == "IOPS":
         return job["iops"]
     percentile = {"p50": "50.000000", "p99": "99.000000"}[unit]
-    return job["clat_ns"]["percentile"][percentile] / 1000
+    return job["lat_ns"]["percentile"][percentile] / 1000
 
 
 def rounds_in(raw: Path) -> list[int]:

@@ -31,9 +31,9 @@ def make_raw(root: Path, links_mib: list[float], ebd_factor: float, nvme_latency
             figure = 100.0 * (ebd_factor if device == "ebd" and r == 1 else 1.0)
             latency = nvme_latency_us if device == "nvme" else figure
             for w, direction in WORKLOADS.items():
-                clat = {"percentile": {"50.000000": latency * 1000, "99.000000": 2 * latency * 1000}}
+                lat = {"percentile": {"50.000000": latency * 1000, "99.000000": 2 * latency * 1000}}
                 (raw / f"{device}-{w}.r{r}.json").write_text(json.dumps(
-                    {"jobs": [{direction: {"bw_bytes": figure * 2**20, "iops": figure, "clat_ns": clat}}]}))
+                    {"jobs": [{direction: {"bw_bytes": figure * 2**20, "iops": figure, "lat_ns": lat}}]}))
     (raw / "memory.json").write_text(json.dumps({"ebd_pinned_bytes": 4096, "ebd_window_bytes": 65536}))
     return raw
 
