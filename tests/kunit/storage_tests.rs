@@ -165,6 +165,102 @@ mod tests {
         assert_eq!(l.match_response(&response(&h, 0, PAYLOAD)), Err(Unmatched::Stale));
     }
 
+    /// Request 2, a read of `frames` frames, sent in full.
+    fn sent_read(frames: u32) -> (Ledger<u32>, Header) {
+        let mut l = ledger(4, 64);
+        admit(&mut l, 2, cmd(Opcode::Read, frames * PAYLOAD));
+        let job = l.next_frame(0).unwrap_or_else(|| panic!("no frame"));
+        (l, job.header)
+    }
+
+    /// Matches read frame `i` of `h`'s request; the frames it answers.
+    fn matched(l: &Ledger<u32>, h: &Header, i: u32) -> core::ops::Range<u32> {
+        match l.match_response(&response(h, i * PAYLOAD, PAYLOAD)) {
+            Ok(Matched::Frames { frames, .. }) => frames,
+            other => panic!("frame {} not matched: {:?}", i, other),
+        }
+    }
+
+    #[test]
+    fn a_read_completes_only_when_every_placing_has_ended() {
+        let (mut l, h) = sent_read(2);
+        let f0 = matched(&l, &h, 0);
+        assert_eq!(l.begin_placing(2, f0.clone()), Some(&102));
+        let f1 = matched(&l, &h, 1);
+        assert_eq!(l.begin_placing(2, f1.clone()), Some(&102));
+        // Every frame answered, but frame 0's data is still being copied.
+        assert!(l.end_placing(2, f1, true).is_none());
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.end_placing(2, f0, true).map(|(r, s)| (r, s.is_ok())), Some((102, true)));
+        assert_eq!((l.len(), l.in_flight()), (0, 0));
+    }
+
+    #[test]
+    fn a_frame_being_placed_is_answered_for_duplicates() {
+        let (mut l, h) = sent_read(2);
+        let f0 = matched(&l, &h, 0);
+        assert!(l.begin_placing(2, f0.clone()).is_some());
+        assert_eq!(l.match_response(&response(&h, 0, PAYLOAD)), Err(Unmatched::Duplicate));
+        // A copy that failed leaves the frame unanswered: its resend is taken.
+        assert!(l.end_placing(2, f0, false).is_none());
+        assert_eq!(matched(&l, &h, 0), 0..1);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.in_flight(), 2);
+    }
+
+    #[test]
+    fn a_request_failing_while_placed_ends_with_the_last_placing() {
+        let (mut l, h) = sent_read(2);
+        let f0 = matched(&l, &h, 0);
+        assert!(l.begin_placing(2, f0.clone()).is_some());
+        // The server's refusal, or a teardown, while frame 0 is copied.
+        assert_eq!(l.fail(2, EIO), None);
+        assert_eq!(l.len(), 1);
+        // Frame 1 arrives meanwhile: nothing more is placed into it.
+        let f1 = matched(&l, &h, 1);
+        assert_eq!(l.begin_placing(2, f1), None);
+        match l.end_placing(2, f0, true) {
+            Some((102, Err(e))) => assert_eq!(e, EIO),
+            other => panic!("unexpected {:?}", other.map(|(r, s)| (r, s.is_ok()))),
+        }
+        assert_eq!(l.len(), 0);
+    }
+
+    #[test]
+    fn failing_everything_waits_for_the_oldest_placing() {
+        let (mut l, h) = sent_read(1);
+        admit(&mut l, 3, cmd(Opcode::Read, PAYLOAD));
+        let f0 = matched(&l, &h, 0);
+        assert!(l.begin_placing(2, f0.clone()).is_some());
+        // The oldest is being placed: nothing newer is taken before it.
+        assert_eq!(l.take_oldest(ENODEV), None);
+        assert!(!l.is_empty());
+        match l.end_placing(2, f0, true) {
+            Some((102, Err(e))) => assert_eq!(e, ENODEV),
+            other => panic!("unexpected {:?}", other.map(|(r, s)| (r, s.is_ok()))),
+        }
+        assert_eq!(l.take_oldest(ENODEV), Some(103));
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn a_timeout_does_not_give_up_a_request_being_placed() {
+        let (mut l, h) = sent_read(2);
+        let f0 = matched(&l, &h, 0);
+        assert!(l.begin_placing(2, f0.clone()).is_some());
+        // Retries 2: the third expiry would give up.
+        for attempt in 1..=2u32 {
+            match l.expire(2, 100_000 * u64::from(attempt), 10, |_| true) {
+                Expiry::Retry { attempt: a, .. } => assert_eq!(a, attempt),
+                _ => panic!("no retry {}", attempt),
+            }
+            let _ = l.next_frame(100_000 * u64::from(attempt));
+        }
+        assert!(matches!(l.expire(2, 1_000_000, 10, |_| true), Expiry::NotYet(1)));
+        assert!(l.end_placing(2, f0, true).is_none());
+        assert!(matches!(l.expire(2, 1_000_000, 10, |_| true), Expiry::GiveUp(102)));
+    }
+
     #[test]
     fn hostile_responses_are_refused() {
         let mut l = ledger(4, 64);
@@ -312,7 +408,7 @@ mod tests {
         }
         let _ = l.next_frame(0);
         let mut taken = 0;
-        while let Some(r) = l.take_oldest() {
+        while let Some(r) = l.take_oldest(EIO) {
             assert!(r >= 100);
             taken += 1;
         }
@@ -332,7 +428,7 @@ mod tests {
             admit(&mut l, id, cmd(Opcode::Read, 512));
         }
         let mut taken = 0;
-        while l.take_oldest().is_some() {
+        while l.take_oldest(EIO).is_some() {
             taken += 1;
         }
         assert_eq!(taken, held);
@@ -368,8 +464,8 @@ mod tests {
         assert_eq!(next, Some((FIRST_SEQ.wrapping_add(3), Finished { below: FIRST_SEQ, mask: 1 })));
         // Any way out of the ledger finishes a request: failure, teardown.
         assert!(l.remove(0).is_some());
-        assert!(l.take_oldest().is_some());
-        assert!(l.take_oldest().is_some());
+        assert!(l.take_oldest(EIO).is_some());
+        assert!(l.take_oldest(EIO).is_some());
         assert_eq!(l.finished(), Finished::starting_at(FIRST_SEQ.wrapping_add(4)));
     }
 
@@ -441,6 +537,7 @@ mod context {
 
     /// A write request whose data copy records its context, and fails on
     /// demand (the frame being built is then freed under the lock).
+    #[derive(Clone)]
     struct Probe {
         seen: Arc<Seen>,
         fail: bool,

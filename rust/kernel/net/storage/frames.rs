@@ -126,6 +126,9 @@ impl FramePlan {
 /// assert!(!set.insert(5000));
 /// assert_eq!(set.count(), 1);
 /// assert!(set.contains(1000));
+/// assert!(set.remove(1000));
+/// assert!(!set.remove(1000));
+/// assert_eq!(set.count(), 0);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FrameSet {
@@ -150,6 +153,18 @@ impl FrameSet {
         match self.bits.get_mut(i / 64) {
             Some(w) if *w & (1 << (i % 64)) == 0 => {
                 *w |= 1 << (i % 64);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes frame `index` out; false if it was not there.
+    pub fn remove(&mut self, index: u32) -> bool {
+        let i = index as usize;
+        match self.bits.get_mut(i / 64) {
+            Some(w) if *w & (1 << (i % 64)) != 0 => {
+                *w &= !(1 << (i % 64));
                 true
             }
             _ => false,

@@ -134,6 +134,13 @@ struct Slot<R> {
     retries: u32,
     /// Early resends (see [`Ledger::resend_overdue`]).
     early: u32,
+    /// Responses whose data is being placed into the request outside the
+    /// caller's lock ([`Ledger::begin_placing`]): while any is, the
+    /// request cannot leave the ledger, since the placing holds its pages.
+    placing: u32,
+    /// The request failed while data was being placed: the last placing
+    /// to end removes it and reports this error.
+    doomed: Option<Error>,
 }
 
 /// Fixed-capacity FIFO of request ids.
@@ -324,6 +331,8 @@ impl<R> Ledger<R> {
             active_at: 0,
             retries: 0,
             early: 0,
+            placing: 0,
+            doomed: None,
         });
         // Cannot fail: the FIFO holds as many ids as there are slots and this
         // slot was not in it.
@@ -437,8 +446,10 @@ impl<R> Ledger<R> {
         None
     }
 
-    /// Matches a validated response header to an outstanding request. The
-    /// caller places a read's payload, then calls [`Ledger::answer`].
+    /// Matches a validated response header to an outstanding request. For a
+    /// read, the caller then places the payload between
+    /// [`Ledger::begin_placing`] and [`Ledger::end_placing`]; for anything
+    /// else it calls [`Ledger::answer`].
     pub fn match_response(&self, h: &Header) -> Result<Matched, Unmatched> {
         let slot = self
             .slots
@@ -485,6 +496,69 @@ impl<R> Ledger<R> {
             return self.remove(id);
         }
         None
+    }
+
+    /// Starts placing a read response's data, frames `frames` of request
+    /// `id` (as [`Ledger::match_response`] gave them), into the request
+    /// outside the caller's lock, so that responses to one disk are copied
+    /// on several CPUs at once rather than one after another under it.
+    ///
+    /// The frames count as answered from now on, so a duplicate arriving
+    /// during the copy is refused; the request stays in the ledger (it
+    /// cannot complete, fail or be taken) until every placing begun has
+    /// ended. Returns the request, whose data the caller places, or `None`
+    /// if `id` holds no request or it has already failed.
+    pub fn begin_placing(&mut self, id: u32, frames: core::ops::Range<u32>) -> Option<&R> {
+        let slot = self.slots.get_mut(id as usize)?.as_mut()?;
+        if slot.doomed.is_some() {
+            return None;
+        }
+        let fresh = frames.filter(|&i| slot.answered.insert(i)).count();
+        if fresh == 0 {
+            return None;
+        }
+        slot.placing += 1;
+        Some(&slot.request)
+    }
+
+    /// Ends a placing begun by [`Ledger::begin_placing`] with the same
+    /// `id` and `frames`; `placed` says whether the data is in place. If
+    /// it is not, the frames are unanswered again and go out again with
+    /// the request's next resend. Returns the request and how it ended
+    /// once it is done: every frame answered, or failed meanwhile.
+    pub fn end_placing(&mut self, id: u32, frames: core::ops::Range<u32>, placed: bool) -> Option<(R, Result)> {
+        let slot = self.slots.get_mut(id as usize)?.as_mut()?;
+        slot.placing = slot.placing.saturating_sub(1);
+        if placed {
+            let released = frames.len().min(slot.charged as usize) as u32;
+            slot.charged -= released;
+            self.charged = self.charged.saturating_sub(released);
+        } else {
+            for i in frames {
+                slot.answered.remove(i);
+            }
+        }
+        if slot.placing > 0 {
+            return None;
+        }
+        let outcome = match slot.doomed {
+            Some(err) => Err(err),
+            None if slot.answered.count() == slot.plan.count() => Ok(()),
+            None => return None,
+        };
+        self.remove(id).map(|r| (r, outcome))
+    }
+
+    /// Request `id` failed (the server said so): removes and returns it,
+    /// or, while its data is being placed, leaves it to the last placing
+    /// to end with `err` ([`Ledger::end_placing`]) and returns `None`.
+    pub fn fail(&mut self, id: u32, err: Error) -> Option<R> {
+        let slot = self.slots.get_mut(id as usize)?.as_mut()?;
+        if slot.placing > 0 {
+            slot.doomed.get_or_insert(err);
+            return None;
+        }
+        self.remove(id)
     }
 
     /// An answer to request `id` arrived at `now` and was taken (matched,
@@ -603,6 +677,10 @@ impl<R> Ledger<R> {
             return Expiry::NotYet(timeout_ms - waited);
         }
         if slot.retries >= max_retries {
+            if slot.placing > 0 {
+                // An answer is being placed right now: look again shortly.
+                return Expiry::NotYet(1);
+            }
             return match self.remove(id) {
                 Some(r) => Expiry::GiveUp(r),
                 None => Expiry::NotFound,
@@ -628,12 +706,16 @@ impl<R> Ledger<R> {
     }
 
     /// Removes and returns the oldest held request (lowest sequence number),
-    /// for failing everything held. Oldest first, because the finished
-    /// window records a removal only within [`FINISHED_SPAN`](super::wire::FINISHED_SPAN) of the oldest
+    /// for failing everything held with `err`. Oldest first, because the
+    /// finished window records a removal only within
+    /// [`FINISHED_SPAN`](super::wire::FINISHED_SPAN) of the oldest
     /// unfinished request: removing in slot order could leave that one
     /// behind a gap no later removal closes, and the ledger could then send
-    /// nothing newer again.
-    pub fn take_oldest(&mut self) -> Option<R> {
+    /// nothing newer again. For the same reason, if the oldest is having
+    /// data placed, it is marked to end with `err` when the placing ends
+    /// and `None` is returned with requests still held: the caller waits
+    /// for that placing ([`Ledger::is_empty`] tells) before taking more.
+    pub fn take_oldest(&mut self, err: Error) -> Option<R> {
         let below = self.finished.below;
         let (_, id) = self
             .slots
@@ -641,6 +723,11 @@ impl<R> Ledger<R> {
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|s| (s.seq.wrapping_sub(below), i)))
             .min()?;
+        let slot = self.slots.get_mut(id)?.as_mut()?;
+        if slot.placing > 0 {
+            slot.doomed.get_or_insert(err);
+            return None;
+        }
         self.remove(id as u32)
     }
 

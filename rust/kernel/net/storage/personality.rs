@@ -48,7 +48,11 @@ const TX_BATCH: usize = 16;
 const TICK: Delta = Delta::from_millis(50);
 
 /// Memory a response's data is placed into: the block request's own pages.
-pub trait BlockBuffer: Send + 'static {
+///
+/// A clone is another reference to the same request, held while a read's
+/// data is placed without the personality's lock; every clone is dropped
+/// before the request is handed back to [`StorageDriver::complete`].
+pub trait BlockBuffer: Clone + Send + 'static {
     /// Copies request bytes `[offset, offset + dst.len())` into `dst` (a
     /// frame being built, for writes).
     ///
@@ -61,8 +65,9 @@ pub trait BlockBuffer: Send + 'static {
     /// Copies `len` bytes of `skb` from `skb_offset` straight into the request
     /// at `offset` (a read's response): the only copy received data makes.
     ///
-    /// Context: response receive (softirq), under the personality's lock.
-    /// Must not sleep.
+    /// Context: response receive (softirq), without the personality's lock,
+    /// possibly on several CPUs at once for different parts of one request
+    /// (never for the same bytes at once). Must not sleep.
     fn fill_from(&self, offset: u32, skb: &SkBuff, skb_offset: u32, len: u32) -> Result;
 }
 
@@ -603,17 +608,26 @@ impl<D: StorageDriver> Core<D> {
     /// Ends every held request with `err`, oldest first (see
     /// [`Ledger::take_oldest`]), a batch per hold of the lock; the driver's
     /// completions run without it. Counts each in `failed` and in `also`.
+    /// A request whose data another CPU is placing right now is ended by
+    /// that CPU, with `err`, when its copy is done; this waits for it
+    /// before taking newer ones (a copy of one frame, without the lock).
     fn fail_held(&self, err: Error, also: Option<&AtomicU64>) {
         loop {
             let mut batch: [Option<D::Buffer>; TX_BATCH] = core::array::from_fn(|_| None);
+            let empty;
             {
                 let mut g = self.inner.lock();
                 for slot in batch.iter_mut() {
-                    *slot = g.ledger.take_oldest();
+                    *slot = g.ledger.take_oldest(err);
                 }
+                empty = g.ledger.is_empty();
             }
             if batch[0].is_none() {
-                return;
+                if empty {
+                    return;
+                }
+                core::hint::spin_loop();
+                continue;
             }
             for buffer in batch.into_iter().flatten() {
                 Stats::bump(&self.stats.failed);
@@ -753,8 +767,14 @@ impl<D: StorageDriver> Core<D> {
             }
             return;
         }
-        let done;
-        let space;
+        let mut done;
+        let mut space;
+        // A read's data is copied into the request without the lock, so
+        // that two CPUs receiving responses for one disk (two server
+        // threads, or two receive queues) copy at once instead of taking
+        // turns; the ledger keeps the request from completing or failing
+        // until the copy has ended.
+        let mut placing = None;
         {
             let mut g = self.inner.lock();
             if g.server.is_none() || g.server != source {
@@ -771,26 +791,57 @@ impl<D: StorageDriver> Core<D> {
                     return;
                 }
                 Ok(Matched::Failed { id, status }) => {
-                    done = g.ledger.remove(id).map(|b| (b, Err(status_error(status))));
+                    let err = status_error(status);
+                    done = g.ledger.fail(id, err).map(|b| (b, Err(err)));
                 }
                 Ok(Matched::Frames { id, frames, data }) => {
-                    if let (Some((offset, len)), Some(buffer)) = (data, g.ledger.request(id)) {
-                        if buffer.fill_from(offset, &skb, HEADER_LEN as u32, len).is_err() {
-                            Stats::bump(&self.stats.drop_copy);
-                            return;
-                        }
-                    }
+                    // Before the frames count as answered: a round trip is
+                    // sampled from a request's first answer only.
                     if let Some(rtt) = g.ledger.progress(id, now_ms()) {
                         g.rtt.sample(rtt);
                     }
-                    done = g.ledger.answer(id, frames).map(|b| (b, Ok(())));
+                    done = None;
+                    match data {
+                        Some((offset, len)) => match g.ledger.begin_placing(id, frames.clone()) {
+                            Some(buffer) => placing = Some((id, frames, buffer.clone(), offset, len)),
+                            // It failed while another frame's data was being
+                            // placed, and ends when that copy does.
+                            None => {
+                                Stats::bump(&self.stats.drop_stale);
+                                return;
+                            }
+                        },
+                        None => done = g.ledger.answer(id, frames).map(|b| (b, Ok(()))),
+                    }
                 }
             }
             space = g.ledger.take_space_signal();
         }
+        if let Some((id, frames, buffer, offset, len)) = placing {
+            let placed = buffer.fill_from(offset, &skb, HEADER_LEN as u32, len).is_ok();
+            // The request may complete below: no reference of ours may
+            // outlive the placing.
+            drop(buffer);
+            let mut g = self.inner.lock();
+            done = g.ledger.end_placing(id, frames, placed);
+            space = g.ledger.take_space_signal();
+            drop(g);
+            if !placed {
+                // Unanswered again: the request's next resend fetches it.
+                Stats::bump(&self.stats.drop_copy);
+                self.finish(done, space);
+                return;
+            }
+        }
         // Handled, not dropped: freed as consumed, so drop monitors and
         // tracepoints see only the frames refused above.
         skb.consume();
+        self.finish(done, space);
+    }
+
+    /// After a response: hands what it completed to the driver, reports
+    /// queue space, and sends what the freed window allows.
+    fn finish(&self, done: Option<(D::Buffer, Result)>, space: Option<u32>) {
         if let Some((buffer, status)) = done {
             Stats::bump(if status.is_ok() { &self.stats.completed } else { &self.stats.failed });
             self.driver.complete(buffer, status);
