@@ -184,8 +184,11 @@ mod tests {
     #[test]
     fn a_read_completes_only_when_every_placing_has_ended() {
         let (mut l, h) = sent_read(2);
+        assert_eq!(l.in_flight(), 2);
         let f0 = matched(&l, &h, 0);
         assert_eq!(l.begin_placing(2, f0.clone()), Some(&102));
+        // A frame being placed gives its share of the window back at once.
+        assert_eq!(l.in_flight(), 1);
         let f1 = matched(&l, &h, 1);
         assert_eq!(l.begin_placing(2, f1.clone()), Some(&102));
         // Every frame answered, but frame 0's data is still being copied.
@@ -201,10 +204,13 @@ mod tests {
         let f0 = matched(&l, &h, 0);
         assert!(l.begin_placing(2, f0.clone()).is_some());
         assert_eq!(l.match_response(&response(&h, 0, PAYLOAD)), Err(Unmatched::Duplicate));
-        // A copy that failed leaves the frame unanswered: its resend is taken.
+        // A copy that failed leaves the frame unanswered: its resend is
+        // taken, and the resend charges the window for it again.
         assert!(l.end_placing(2, f0, false).is_none());
         assert_eq!(matched(&l, &h, 0), 0..1);
-        assert_eq!(l.len(), 1);
+        assert_eq!((l.len(), l.in_flight()), (1, 1));
+        assert!(matches!(l.expire(2, 100_000, 10, |_| true), Expiry::Retry { attempt: 1, .. }));
+        assert!(l.next_frame(100_000).is_some());
         assert_eq!(l.in_flight(), 2);
     }
 
@@ -223,12 +229,30 @@ mod tests {
             Some((102, Err(e))) => assert_eq!(e, EIO),
             other => panic!("unexpected {:?}", other.map(|(r, s)| (r, s.is_ok()))),
         }
-        assert_eq!(l.len(), 0);
+        assert_eq!((l.len(), l.in_flight()), (0, 0));
+        // The same when the copy under way fails too.
+        let (mut l, h) = sent_read(2);
+        let f0 = matched(&l, &h, 0);
+        assert!(l.begin_placing(2, f0.clone()).is_some());
+        assert_eq!(l.fail(2, EIO), None);
+        assert!(matches!(l.end_placing(2, f0, false), Some((102, Err(_)))));
+        assert_eq!((l.len(), l.in_flight()), (0, 0));
+    }
+
+    #[test]
+    fn a_failure_after_all_the_data_is_ignored() {
+        // The last frame is being placed when a failure for the request
+        // comes: it came after the data, as a stale one would.
+        let (mut l, h) = sent_read(1);
+        let f0 = matched(&l, &h, 0);
+        assert!(l.begin_placing(2, f0.clone()).is_some());
+        assert_eq!(l.fail(2, EIO), None);
+        assert_eq!(l.end_placing(2, f0, true).map(|(r, s)| (r, s.is_ok())), Some((102, true)));
     }
 
     #[test]
     fn failing_everything_waits_for_the_oldest_placing() {
-        let (mut l, h) = sent_read(1);
+        let (mut l, h) = sent_read(2);
         admit(&mut l, 3, cmd(Opcode::Read, PAYLOAD));
         let f0 = matched(&l, &h, 0);
         assert!(l.begin_placing(2, f0.clone()).is_some());
@@ -241,24 +265,32 @@ mod tests {
         }
         assert_eq!(l.take_oldest(ENODEV), Some(103));
         assert!(l.is_empty());
+        assert_eq!(l.in_flight(), 0);
     }
 
     #[test]
-    fn a_timeout_does_not_give_up_a_request_being_placed() {
+    fn the_timer_waits_for_a_placing() {
         let (mut l, h) = sent_read(2);
         let f0 = matched(&l, &h, 0);
         assert!(l.begin_placing(2, f0.clone()).is_some());
-        // Retries 2: the third expiry would give up.
+        // Long overdue, but an answer is being placed: neither a resend
+        // nor a give-up until it is in.
+        assert!(matches!(l.expire(2, 1_000_000, 10, |_| true), Expiry::NotYet(1)));
+        assert_eq!(l.resend_overdue(1_000_000, 10), 0);
+        assert!(l.end_placing(2, f0, true).is_none());
+        assert_eq!(l.in_flight(), 1);
+        // Then the timer runs as ever: frame 1 alone is charged again.
         for attempt in 1..=2u32 {
-            match l.expire(2, 100_000 * u64::from(attempt), 10, |_| true) {
+            let now = 1_000_000 * u64::from(attempt + 1);
+            match l.expire(2, now, 10, |_| true) {
                 Expiry::Retry { attempt: a, .. } => assert_eq!(a, attempt),
                 _ => panic!("no retry {}", attempt),
             }
-            let _ = l.next_frame(100_000 * u64::from(attempt));
+            assert!(l.next_frame(now).is_some());
+            assert_eq!(l.in_flight(), 1);
         }
-        assert!(matches!(l.expire(2, 1_000_000, 10, |_| true), Expiry::NotYet(1)));
-        assert!(l.end_placing(2, f0, true).is_none());
-        assert!(matches!(l.expire(2, 1_000_000, 10, |_| true), Expiry::GiveUp(102)));
+        assert!(matches!(l.expire(2, 9_000_000, 10, |_| true), Expiry::GiveUp(102)));
+        assert_eq!((l.len(), l.in_flight()), (0, 0));
     }
 
     #[test]

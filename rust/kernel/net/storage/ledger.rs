@@ -80,7 +80,8 @@ pub enum Expiry<R> {
     /// No such request is outstanding (already completed).
     NotFound,
     /// The request has not been fully sent yet (the device or the window
-    /// was busy), or was sent less than a timeout ago: nothing was
+    /// was busy), was sent less than a timeout ago, or has an answer being
+    /// placed ([`Ledger::begin_placing`]; then 1 ms): nothing was
     /// retransmitted and no retry counted. Wait this many more milliseconds.
     NotYet(u64),
     /// Its unanswered frames are queued again; this was retry `attempt`.
@@ -503,37 +504,40 @@ impl<R> Ledger<R> {
     /// outside the caller's lock, so that responses to one disk are copied
     /// on several CPUs at once rather than one after another under it.
     ///
-    /// The frames count as answered from now on, so a duplicate arriving
-    /// during the copy is refused; the request stays in the ledger (it
-    /// cannot complete, fail or be taken) until every placing begun has
-    /// ended. Returns the request, whose data the caller places, or `None`
-    /// if `id` holds no request or it has already failed.
+    /// The frames count as answered from now on (a duplicate arriving
+    /// during the copy is refused) and give back their share of the
+    /// window, as [`Ledger::answer`] does. Until every placing begun has
+    /// ended, the request cannot complete, fail or be taken, and its timer
+    /// neither retries nor gives up. Returns the request, whose data the
+    /// caller places; `None` if `id` holds no request, if the request has
+    /// failed meanwhile (it ends when the placing under way does), or if
+    /// the frames were all answered already.
     pub fn begin_placing(&mut self, id: u32, frames: core::ops::Range<u32>) -> Option<&R> {
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
         if slot.doomed.is_some() {
             return None;
         }
-        let fresh = frames.filter(|&i| slot.answered.insert(i)).count();
+        let fresh = frames.filter(|&i| slot.answered.insert(i)).count() as u32;
         if fresh == 0 {
             return None;
         }
+        let released = fresh.min(slot.charged);
+        slot.charged -= released;
+        self.charged = self.charged.saturating_sub(released);
         slot.placing += 1;
         Some(&slot.request)
     }
 
     /// Ends a placing begun by [`Ledger::begin_placing`] with the same
     /// `id` and `frames`; `placed` says whether the data is in place. If
-    /// it is not, the frames are unanswered again and go out again with
-    /// the request's next resend. Returns the request and how it ended
-    /// once it is done: every frame answered, or failed meanwhile.
+    /// it is not, the frames are unanswered again: the request's next
+    /// resend asks for them (and charges the window for them) again.
+    /// Returns the request and how it ended once it is done: every frame
+    /// answered, or failed meanwhile.
     pub fn end_placing(&mut self, id: u32, frames: core::ops::Range<u32>, placed: bool) -> Option<(R, Result)> {
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
         slot.placing = slot.placing.saturating_sub(1);
-        if placed {
-            let released = frames.len().min(slot.charged as usize) as u32;
-            slot.charged -= released;
-            self.charged = self.charged.saturating_sub(released);
-        } else {
+        if !placed {
             for i in frames {
                 slot.answered.remove(i);
             }
@@ -549,20 +553,24 @@ impl<R> Ledger<R> {
         self.remove(id).map(|r| (r, outcome))
     }
 
-    /// Request `id` failed (the server said so): removes and returns it,
-    /// or, while its data is being placed, leaves it to the last placing
-    /// to end with `err` ([`Ledger::end_placing`]) and returns `None`.
+    /// Request `id` failed (the server said so): removes and returns it.
+    /// While its data is being placed, it is left to the last placing to
+    /// end with `err` ([`Ledger::end_placing`]) and `None` is returned;
+    /// unless every frame is answered already, when the failure came after
+    /// the data and is ignored, as it would be once the request is gone.
     pub fn fail(&mut self, id: u32, err: Error) -> Option<R> {
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
         if slot.placing > 0 {
-            slot.doomed.get_or_insert(err);
+            if slot.answered.count() < slot.plan.count() {
+                slot.doomed.get_or_insert(err);
+            }
             return None;
         }
         self.remove(id)
     }
 
-    /// An answer to request `id` arrived at `now` and was taken (matched,
-    /// a read's data placed; before [`Ledger::answer`] records it). Returns
+    /// An answer to request `id` arrived at `now` and was matched (called
+    /// before [`Ledger::answer`] or [`Ledger::begin_placing`] records it). Returns
     /// a round-trip sample, from its first frame's sending, if it is the
     /// request's first answer and the request was never resent (Karn's
     /// rule: an answer to a resent request may be to either copy).
@@ -601,6 +609,7 @@ impl<R> Ledger<R> {
         for id in 0..self.slots.len() {
             let Some(slot) = self.slots[id].as_mut() else { continue };
             if slot.queued
+                || slot.placing > 0
                 || slot.charged == 0
                 || slot.early >= MAX_EARLY_RESENDS
                 || slot.command.opcode == Opcode::Flush
@@ -672,15 +681,16 @@ impl<R> Ledger<R> {
         if slot.queued {
             return Expiry::NotYet(timeout_ms);
         }
+        if slot.placing > 0 {
+            // An answer is being placed right now: neither resend nor give
+            // up before it is in; look again shortly.
+            return Expiry::NotYet(1);
+        }
         let waited = now.saturating_sub(slot.sent_at);
         if waited < timeout_ms {
             return Expiry::NotYet(timeout_ms - waited);
         }
         if slot.retries >= max_retries {
-            if slot.placing > 0 {
-                // An answer is being placed right now: look again shortly.
-                return Expiry::NotYet(1);
-            }
             return match self.remove(id) {
                 Some(r) => Expiry::GiveUp(r),
                 None => Expiry::NotFound,

@@ -445,7 +445,9 @@ impl<D: StorageDriver> Personality<D> {
     /// The response timer of request `id` expired; `is_it` confirms the held
     /// request is the one whose timer fired. Retransmits what is unanswered
     /// with a doubled timeout, or ends the request with `EIO` once
-    /// [`Config::max_retries`] are spent. Process or softirq context.
+    /// [`Config::max_retries`] are spent; while an answer's data is being
+    /// placed into the request, it does neither and asks to be called
+    /// again in a millisecond. Process or softirq context.
     pub fn expire(&self, id: u32, is_it: impl FnOnce(&D::Buffer) -> bool) -> TimerAction {
         let core = &*self.core;
         let base_ms = core.timeout.as_millis().max(1).unsigned_abs();
@@ -607,10 +609,12 @@ impl<D: StorageDriver> Core<D> {
 
     /// Ends every held request with `err`, oldest first (see
     /// [`Ledger::take_oldest`]), a batch per hold of the lock; the driver's
-    /// completions run without it. Counts each in `failed` and in `also`.
-    /// A request whose data another CPU is placing right now is ended by
-    /// that CPU, with `err`, when its copy is done; this waits for it
-    /// before taking newer ones (a copy of one frame, without the lock).
+    /// completions run without it. Counts each in `failed` and in `also`,
+    /// but for one whose data another CPU is placing right now: that CPU
+    /// ends it, with `err`, when its copy is done (counted in `failed`
+    /// only), and this waits for it before taking newer ones (a copy of
+    /// one frame, without the lock). Detaching never waits so: it stops
+    /// the receive handlers first.
     fn fail_held(&self, err: Error, also: Option<&AtomicU64>) {
         loop {
             let mut batch: [Option<D::Buffer>; TX_BATCH] = core::array::from_fn(|_| None);
@@ -797,13 +801,12 @@ impl<D: StorageDriver> Core<D> {
                 Ok(Matched::Frames { id, frames, data }) => {
                     // Before the frames count as answered: a round trip is
                     // sampled from a request's first answer only.
-                    if let Some(rtt) = g.ledger.progress(id, now_ms()) {
-                        g.rtt.sample(rtt);
-                    }
+                    let rtt = g.ledger.progress(id, now_ms());
                     done = None;
                     match data {
                         Some((offset, len)) => match g.ledger.begin_placing(id, frames.clone()) {
-                            Some(buffer) => placing = Some((id, frames, buffer.clone(), offset, len)),
+                            // The sample is taken once the data is in.
+                            Some(buffer) => placing = Some((id, frames, buffer.clone(), offset, len, rtt)),
                             // It failed while another frame's data was being
                             // placed, and ends when that copy does.
                             None => {
@@ -811,20 +814,29 @@ impl<D: StorageDriver> Core<D> {
                                 return;
                             }
                         },
-                        None => done = g.ledger.answer(id, frames).map(|b| (b, Ok(()))),
+                        None => {
+                            if let Some(rtt) = rtt {
+                                g.rtt.sample(rtt);
+                            }
+                            done = g.ledger.answer(id, frames).map(|b| (b, Ok(())));
+                        }
                     }
                 }
             }
             space = g.ledger.take_space_signal();
         }
-        if let Some((id, frames, buffer, offset, len)) = placing {
+        if let Some((id, frames, buffer, offset, len, rtt)) = placing {
             let placed = buffer.fill_from(offset, &skb, HEADER_LEN as u32, len).is_ok();
             // The request may complete below: no reference of ours may
             // outlive the placing.
             drop(buffer);
             let mut g = self.inner.lock();
+            if let (true, Some(rtt)) = (placed, rtt) {
+                g.rtt.sample(rtt);
+            }
             done = g.ledger.end_placing(id, frames, placed);
-            space = g.ledger.take_space_signal();
+            // A signal taken above stands: taking it cleared it.
+            space = space.or(g.ledger.take_space_signal());
             drop(g);
             if !placed {
                 // Unanswered again: the request's next resend fetches it.
