@@ -773,6 +773,7 @@ impl<D: StorageDriver> Core<D> {
         }
         let mut done;
         let mut space;
+        let mut queued;
         // A read's data is copied into the request without the lock, so
         // that two CPUs receiving responses for one disk (two server
         // threads, or two receive queues) copy at once instead of taking
@@ -824,6 +825,7 @@ impl<D: StorageDriver> Core<D> {
                 }
             }
             space = g.ledger.take_space_signal();
+            queued = g.ledger.has_queued();
         }
         if let Some((id, frames, buffer, offset, len, rtt)) = placing {
             let placed = buffer.fill_from(offset, &skb, HEADER_LEN as u32, len).is_ok();
@@ -837,23 +839,28 @@ impl<D: StorageDriver> Core<D> {
             done = g.ledger.end_placing(id, frames, placed);
             // A signal taken above stands: taking it cleared it.
             space = space.or(g.ledger.take_space_signal());
+            queued = g.ledger.has_queued();
             drop(g);
             if !placed {
                 // Unanswered again: the request's next resend fetches it.
                 Stats::bump(&self.stats.drop_copy);
-                self.finish(done, space);
+                self.finish(done, space, queued);
                 return;
             }
         }
         // Handled, not dropped: freed as consumed, so drop monitors and
         // tracepoints see only the frames refused above.
         skb.consume();
-        self.finish(done, space);
+        self.finish(done, space, queued);
     }
 
     /// After a response: hands what it completed to the driver, reports
-    /// queue space, and sends what the freed window allows.
-    fn finish(&self, done: Option<(D::Buffer, Result)>, space: Option<u32>) {
+    /// queue space, and sends what the freed window allows if frames wait
+    /// (`queued`, as the ledger said under the lock). With none waiting
+    /// there is nothing to send, and a request queued since then is sent
+    /// by its own `queue`: skipping the lock's third trip per response
+    /// matters when responses arrive on two CPUs at once.
+    fn finish(&self, done: Option<(D::Buffer, Result)>, space: Option<u32>, queued: bool) {
         if let Some((buffer, status)) = done {
             Stats::bump(if status.is_ok() { &self.stats.completed } else { &self.stats.failed });
             self.driver.complete(buffer, status);
@@ -861,7 +868,9 @@ impl<D: StorageDriver> Core<D> {
         if let Some(free) = space {
             self.driver.queue_space(free);
         }
-        self.drain();
+        if queued {
+            self.drain();
+        }
     }
 
     /// An answer to the personality's Info request. Returns whether it was
