@@ -67,10 +67,14 @@ TARGETS = [
 ]
 
 
-def fio_figure(path: Path, direction: str, unit: str) -> float:
+def fio_job(path: Path, direction: str) -> dict:
+    """The one job's figures for DIRECTION in a fio JSON result."""
+    return json.loads(path.read_text())["jobs"][0][direction]
+
+
+def fio_figure(job: dict, unit: str) -> float:
     """A workload's figure: MiB/s, IOPS, or a percentile of the total
     latency (submission and completion) in µs ("p50", "p99")."""
-    job = json.loads(path.read_text())["jobs"][0][direction]
     if unit == "MiB/s":
         return job["bw_bytes"] / 2**20
     if unit == "IOPS":
@@ -99,9 +103,10 @@ def main() -> int:
                 if not f.exists():
                     print(f"missing {f}", file=sys.stderr)
                     return 1
-                per_round[d][w].append(fio_figure(f, direction, unit))
+                job = fio_job(f, direction)
+                per_round[d][w].append(fio_figure(job, unit))
                 if unit == "p50":
-                    p99[d][w].append(fio_figure(f, direction, "p99"))
+                    p99[d][w].append(fio_figure(job, "p99"))
     results = {d: {w: round(statistics.median(v), 1) for w, v in per_round[d].items()} for d in DEVICES}
     latency_p99 = {d: {w: round(statistics.median(v), 1) for w, v in p99[d].items()} for d in DEVICES}
     links = [json.loads((raw / f"link-tcp.r{r}.json").read_text())["end"]["sum_received"]["bits_per_second"] / 8 / 2**20

@@ -144,6 +144,21 @@ struct Slot<R> {
     doomed: Option<Error>,
 }
 
+impl<R> Slot<R> {
+    /// Marks frames `frames` answered and gives back the window share of
+    /// those that were not already; returns that share, or `None` if every
+    /// frame had been answered before.
+    fn take_answers(&mut self, frames: core::ops::Range<u32>) -> Option<u32> {
+        let fresh = frames.filter(|&i| self.answered.insert(i)).count() as u32;
+        if fresh == 0 {
+            return None;
+        }
+        let released = fresh.min(self.charged);
+        self.charged -= released;
+        Some(released)
+    }
+}
+
 /// Fixed-capacity FIFO of request ids.
 struct Fifo {
     ids: KVec<u32>,
@@ -486,12 +501,7 @@ impl<R> Ledger<R> {
     /// has been.
     pub fn answer(&mut self, id: u32, frames: core::ops::Range<u32>) -> Option<R> {
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
-        let fresh = frames.filter(|&i| slot.answered.insert(i)).count() as u32;
-        if fresh == 0 {
-            return None;
-        }
-        let released = fresh.min(slot.charged);
-        slot.charged -= released;
+        let released = slot.take_answers(frames)?;
         self.charged = self.charged.saturating_sub(released);
         if slot.answered.count() == slot.plan.count() {
             return self.remove(id);
@@ -517,12 +527,7 @@ impl<R> Ledger<R> {
         if slot.doomed.is_some() {
             return None;
         }
-        let fresh = frames.filter(|&i| slot.answered.insert(i)).count() as u32;
-        if fresh == 0 {
-            return None;
-        }
-        let released = fresh.min(slot.charged);
-        slot.charged -= released;
+        let released = slot.take_answers(frames)?;
         self.charged = self.charged.saturating_sub(released);
         slot.placing += 1;
         Some(&slot.request)
