@@ -26,7 +26,7 @@ impl StorageDriver for Completer {
         }
     }
 
-    fn queue_space(&self, _free: u32) {
+    fn queue_space(&self, _queue: u32, _free: u32) {
         // Nothing to do: a request refused for a full queue went back to
         // blk-mq, which reruns the queue when one of ours completes.
     }
@@ -75,7 +75,9 @@ impl Operations for Ebd {
             Ok(c) => c,
             Err(e) => return end(rq, Err(e)),
         };
-        match q.personality.queue(rq.tag(), rq, command) {
+        // Each blk-mq hardware queue is a queue of the personality, so CPUs
+        // mapped to different hardware queues never share a lock.
+        match q.personality.queue(rq.hw_queue(), rq.tag(), rq, command) {
             Ok(()) => Ok(()),
             // blk-mq keeps the request and dispatches it again later.
             Err(Refused::Full(rq)) => {
@@ -93,7 +95,7 @@ impl Operations for Ebd {
     }
 
     fn timeout(q: ArcBorrow<'_, DiskQueue>, rq: &mq::TimedOut<Self>) -> TimeoutAction {
-        match q.personality.expire(rq.tag(), |held| rq.is(held)) {
+        match q.personality.expire(rq.hw_queue(), rq.tag(), |held| rq.is(held)) {
             TimerAction::Rearm(after) => {
                 rq.set_timeout(after);
                 TimeoutAction::ResetTimer

@@ -9,7 +9,7 @@ use kernel::{
     configfs::{self, attribute_text, show_attribute, AttributeOperations},
     configfs_attrs,
     fmt::{self, Write as _},
-    net::{device::IFNAMSIZ, ethernet::MacAddr},
+    net::{device::IFNAMSIZ, ethernet::MacAddr, storage::MAX_QUEUES},
     new_mutex,
     page::PAGE_SIZE,
     prelude::*,
@@ -40,7 +40,7 @@ impl AttributeOperations<0> for Root {
     /// The attributes a disk directory offers.
     fn show(_this: &Root, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         show_attribute(page, |w| {
-            w.write_str("power,netdev,server,export,frame_size,queue_depth,read_only,timeout_ms,retries,disk,stats,window\n")
+            w.write_str("power,netdev,server,export,frame_size,queue_depth,read_only,timeout_ms,retries,disk,stats,window,queues,queue_stats\n")
         })
     }
 }
@@ -66,6 +66,8 @@ impl configfs::GroupOperations for Root {
                 disk: 9,
                 stats: 10,
                 window: 11,
+                queues: 12,
+                queue_stats: 13,
             ],
         };
         Ok(configfs::Group::new(
@@ -268,6 +270,48 @@ setting_attribute!(7, timeout_ms, 10..=60_000);
 setting_attribute!(8, retries, 0..=100);
 // Response frames outstanding at once; 0 means four per queue slot.
 setting_attribute!(11, window, 0..=65536);
+// Hardware queues, one per CPU up to this many; 0 means one per CPU.
+setting_attribute!(12, queues, 0..=MAX_QUEUES);
+
+#[vtable]
+impl AttributeOperations<13> for DiskConfig {
+    type Data = DiskConfig;
+
+    /// One line per queue: `queue N` and its counters as `name=value`
+    /// pairs (those that tell how the queue fares), then its length.
+    fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let g = this.state.lock();
+        let Some(d) = &g.disk else {
+            return Err(ENODEV);
+        };
+        let p = d.personality();
+        show_attribute(page, |w| {
+            for q in 0..p.queues() {
+                let Some((s, len)) = p.queue_stats(q) else { continue };
+                w.write_fmt(fmt!(
+                    "queue {} requests={} completed={} failed={} tx_frames={} retransmits={} early_resends={} \
+                     timeouts={} queue_full={} queue_high_water={} rto_ms={} drop_stale={} drop_duplicate={} \
+                     queue_len={}\n",
+                    q,
+                    s.requests,
+                    s.completed,
+                    s.failed,
+                    s.tx_frames,
+                    s.retransmits,
+                    s.early_resends,
+                    s.timeouts,
+                    s.queue_full,
+                    s.queue_high_water,
+                    s.rto_ms,
+                    s.drop_stale,
+                    s.drop_duplicate,
+                    len
+                ))?;
+            }
+            Ok(())
+        })
+    }
+}
 
 #[vtable]
 impl AttributeOperations<9> for DiskConfig {
@@ -313,6 +357,7 @@ impl AttributeOperations<10> for DiskConfig {
             w.write_fmt(fmt!("pinned_bytes {}\n", p.pinned_bytes()))?;
             w.write_fmt(fmt!("window_bytes {}\n", p.window_bytes()))?;
             w.write_fmt(fmt!("session {}\n", p.session()))?;
+            w.write_fmt(fmt!("queues {}\n", p.queues()))?;
             w.write_fmt(fmt!("detached {}\n", u8::from(p.is_detached())))
         })
     }

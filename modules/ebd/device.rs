@@ -22,7 +22,7 @@ use kernel::{
         storage::{
             frames::MAX_FRAMES,
             wire::{ExportInfo, EXPORT_DISCARD, EXPORT_FLUSH, EXPORT_READ_ONLY, EXPORT_WRITE_ZEROES, MAX_REQUEST_LEN},
-            Config, Personality,
+            Config, Personality, MAX_QUEUES,
         },
     },
     prelude::*,
@@ -42,6 +42,8 @@ pub(crate) struct Settings {
     pub(crate) timeout_ms: u32,
     pub(crate) retries: u32,
     pub(crate) window: u32,
+    /// Hardware queues: one per CPU, at most this many (0: one per CPU).
+    pub(crate) queues: u32,
 }
 
 impl Default for Settings {
@@ -56,6 +58,7 @@ impl Default for Settings {
             timeout_ms: 2000,
             retries: 8,
             window: 0,
+            queues: 0,
         }
     }
 }
@@ -103,6 +106,11 @@ impl EbdDisk {
             pr_err!("no net device {} in this namespace\n", netdev.to_str().unwrap_or("?"));
         })?;
         let dev_id = dev.as_raw() as usize;
+        let cpus = kernel::cpu::nr_cpu_ids().clamp(1, MAX_QUEUES);
+        let queues = match s.queues {
+            0 => cpus,
+            n => n.min(cpus),
+        };
         let config = Config {
             server: s.server,
             export: s.export,
@@ -112,6 +120,7 @@ impl EbdDisk {
                 0 => s.queue_depth.saturating_mul(4).max(32),
                 n => n,
             },
+            queues,
             max_retries: s.retries,
             timeout: Delta::from_millis(i64::from(s.timeout_ms)),
         };
@@ -141,7 +150,7 @@ impl EbdDisk {
             timeout: Some(Delta::from_millis(i64::from(s.timeout_ms))),
             no_default_scheduler: true,
         };
-        let tagset = Arc::pin_init(TagSet::new_with(1, s.queue_depth, 1, options), GFP_KERNEL)?;
+        let tagset = Arc::pin_init(TagSet::new_with(queues, s.queue_depth, 1, options), GFP_KERNEL)?;
         let mut builder = GenDiskBuilder::new()
             .capacity_sectors(info.size / 512)
             .logical_block_size(info.block_size)?
@@ -157,13 +166,14 @@ impl EbdDisk {
         let disk = builder.build(fmt!("{}", name.to_str()?), tagset, queue.clone())?;
         disk.set_read_only(read_only);
         pr_info!(
-            "{} attached to {} export {}: {} bytes, block size {}, {} bytes per frame{}\n",
+            "{} attached to {} export {}: {} bytes, block size {}, {} bytes per frame, {} queue(s){}\n",
             name.to_str()?,
             netdev.to_str()?,
             s.export,
             info.size,
             info.block_size,
             payload,
+            queues,
             if read_only { ", read-only" } else { "" }
         );
         Ok(EbdDisk { queue, info, name, _disk: disk, _watch: watch, _index: index })

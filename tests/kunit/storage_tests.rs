@@ -12,8 +12,10 @@ mod tests {
         frames::{FramePlan, MAX_FRAMES},
         ledger::{Command, Expiry, Ledger, Limits, Matched, Refused, Unmatched, MAX_EARLY_RESENDS},
         rtt::{RttEstimator, INITIAL_RTO_MS, MIN_RTO_MS},
+        sequence::Sequence,
         wire::{Finished, Header, Opcode, Status, FINISHED_SPAN},
     };
+    use kernel::sync::Arc;
     use kernel::prelude::*;
 
     const PAYLOAD: u32 = 1024;
@@ -539,6 +541,102 @@ mod tests {
         assert_eq!(b.match_response(&response(&ha, 0, 512)), Err(Unmatched::Stale));
         assert!(a.match_response(&response(&ha, 0, 512)).is_ok());
     }
+
+    /// Two queues of one session (`max_queue` each), numbering from
+    /// `FIRST_SEQ`.
+    fn two_queues(max_queue: u32) -> (Ledger<u32>, Ledger<u32>, Arc<Sequence>) {
+        let limits = Limits { max_queue, payload: PAYLOAD, window: 1024, max_retries: 2 };
+        let made = Sequence::new(FIRST_SEQ, 2 * max_queue)
+            .and_then(|seq| Ok((Ledger::sharing(limits, seq.clone())?, Ledger::sharing(limits, seq.clone())?, seq)));
+        match made {
+            Ok(m) => m,
+            Err(_) => panic!("ledger allocation failed"),
+        }
+    }
+
+    #[test]
+    fn the_sequence_records_finishes_beyond_the_span_in_any_order() {
+        let held = 3 * FINISHED_SPAN;
+        let seq = match Sequence::new(FIRST_SEQ, held) {
+            Ok(s) => s,
+            Err(_) => panic!("sequence allocation failed"),
+        };
+        for i in 0..held {
+            assert_eq!(seq.issue().map(|(n, _)| n), Some(FIRST_SEQ.wrapping_add(i)));
+        }
+        // The newest first, most of them far beyond the window's span.
+        for i in (1..held).rev() {
+            assert_eq!(seq.finish(FIRST_SEQ.wrapping_add(i)).below, FIRST_SEQ);
+        }
+        assert_eq!(seq.window(), Finished { below: FIRST_SEQ, mask: u128::MAX });
+        // The oldest ends: every later finish was kept, so none is lost.
+        assert_eq!(seq.finish(FIRST_SEQ), Finished::starting_at(FIRST_SEQ.wrapping_add(held)));
+        // Numbers not in use are ignored.
+        assert_eq!(seq.finish(FIRST_SEQ), Finished::starting_at(FIRST_SEQ.wrapping_add(held)));
+        assert_eq!(seq.finish(FIRST_SEQ.wrapping_add(held + 5)), Finished::starting_at(FIRST_SEQ.wrapping_add(held)));
+    }
+
+    #[test]
+    fn the_sequence_refuses_numbers_it_could_not_record() {
+        // Room for 10 held requests: a ring of 256 numbers.
+        let seq = match Sequence::new(FIRST_SEQ, 10) {
+            Ok(s) => s,
+            Err(_) => panic!("sequence allocation failed"),
+        };
+        for _ in 0..256 {
+            assert!(seq.issue().is_some());
+        }
+        assert!(seq.issue().is_none());
+        assert_eq!(seq.finish(FIRST_SEQ.wrapping_add(1)).below, FIRST_SEQ);
+        assert!(seq.issue().is_none());
+        assert_eq!(seq.finish(FIRST_SEQ).below, FIRST_SEQ.wrapping_add(2));
+        assert_eq!(seq.issue().map(|(n, _)| n), Some(FIRST_SEQ.wrapping_add(256)));
+        assert!(matches!(Sequence::new(0, u32::MAX), Err(e) if e == EINVAL));
+    }
+
+    #[test]
+    fn queues_number_from_one_sequence_and_tell_each_others_finishes() {
+        let (mut a, mut b, _seq) = two_queues(4);
+        admit(&mut a, 0, cmd(Opcode::Write, 512));
+        admit(&mut b, 0, cmd(Opcode::Read, 512));
+        let ha = a.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
+        let hb = b.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
+        assert_eq!((ha.seq, hb.seq), (FIRST_SEQ, FIRST_SEQ.wrapping_add(1)));
+        // The write finishes on queue A; a request issued on queue B after
+        // that tells the server, with no refresh needed.
+        assert_eq!(a.answer(0, 0..1), Some(100));
+        admit(&mut b, 1, cmd(Opcode::Read, 512));
+        let next = b.next_frame(0).map(|j| (j.header.seq, j.header.finished));
+        assert_eq!(next, Some((FIRST_SEQ.wrapping_add(2), Finished::starting_at(FIRST_SEQ.wrapping_add(1)))));
+        // B's first request ends: A learns it when it refreshes.
+        assert_eq!(b.answer(0, 0..1), Some(100));
+        assert_eq!(a.finished(), Finished::starting_at(FIRST_SEQ.wrapping_add(1)));
+        a.refresh_window();
+        assert_eq!(a.finished(), Finished::starting_at(FIRST_SEQ.wrapping_add(2)));
+        // Each queue matches only its own requests' responses.
+        assert_eq!(a.match_response(&response(&hb, 0, 512)), Err(Unmatched::Stale));
+    }
+
+    #[test]
+    fn a_straggler_on_one_queue_holds_back_the_others_beyond_the_span() {
+        let (mut a, mut b, _seq) = two_queues(FINISHED_SPAN + 8);
+        admit(&mut a, 0, cmd(Opcode::Read, 512));
+        assert!(a.next_frame(0).is_some());
+        // Queue B fills the span behind A's oldest request, and more.
+        for id in 0..FINISHED_SPAN + 4 {
+            admit(&mut b, id, cmd(Opcode::Read, 512));
+        }
+        let mut sent = 0;
+        while b.next_frame(0).is_some() {
+            sent += 1;
+        }
+        assert_eq!(sent, FINISHED_SPAN - 1);
+        // A's request ends; B sends on once it has looked again.
+        assert!(a.answer(0, 0..1).is_some());
+        assert!(b.next_frame(0).is_none());
+        b.refresh_window();
+        assert_eq!(b.next_frame(0).map(|j| j.header.seq), Some(FIRST_SEQ.wrapping_add(FINISHED_SPAN)));
+    }
 }
 
 /// The personality on the veth pair with a probe as the block request: the
@@ -550,8 +648,14 @@ mod context {
     use kernel::net::{
         device::NetDevice,
         namespace::Namespace,
+        ethernet::EtherType,
+        packet::{self, PacketHandler},
         skb::SkBuff,
-        storage::{ledger::Command, wire::Opcode, BlockBuffer, Config, Personality, StorageDriver},
+        storage::{
+            ledger::Command,
+            wire::{Direction, Header, Opcode, ETH_P_EBD_REQUEST, HEADER_LEN},
+            BlockBuffer, Config, Personality, StorageDriver, TimerAction, QUEUE_SHIFT,
+        },
     };
     use kernel::prelude::*;
     use kernel::sync::{context, Arc};
@@ -613,6 +717,10 @@ mod context {
     /// A personality on veth A whose "server" is veth B, where nobody
     /// answers; its driver counts into the returned `Seen`.
     fn attach_to_silent_peer() -> Result<(Arc<Personality<Driver>>, Arc<Seen>)> {
+        attach_with(1, Delta::from_secs(30))
+    }
+
+    fn attach_with(queues: u32, timeout: Delta) -> Result<(Arc<Personality<Driver>>, Arc<Seen>)> {
         let a = NetDevice::get_by_name(Namespace::init(), VETH_A)?;
         let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
         let seen = Arc::new(Seen::default(), GFP_KERNEL)?;
@@ -622,8 +730,9 @@ mod context {
             frame_size: 0,
             max_queue: 4,
             window: 4,
+            queues,
             max_retries: 0,
-            timeout: Delta::from_secs(30),
+            timeout,
         };
         Ok((Personality::attach(a, Driver(seen.clone()), config)?, seen))
     }
@@ -633,8 +742,8 @@ mod context {
         let (p, seen) = attach_to_silent_peer()?;
         // The first frame's data copy fails: its half-built buffer is freed
         // where the build failed, under the lock, and counted as a send error.
-        assert!(p.queue(0, Probe { seen: seen.clone(), fail: true }, WRITE).is_ok());
-        assert!(p.queue(1, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
+        assert!(p.queue(0, 0, Probe { seen: seen.clone(), fail: true }, WRITE).is_ok());
+        assert!(p.queue(0, 1, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
         let stats = p.stats();
         assert_eq!(seen.copies.load(Relaxed), 2);
         assert_eq!(seen.copies_irqs_off.load(Relaxed), 0);
@@ -651,7 +760,7 @@ mod context {
     #[test]
     fn the_personality_resends_unanswered_requests_before_the_driver_timer() -> Result {
         let (p, seen) = attach_to_silent_peer()?;
-        assert!(p.queue(0, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
+        assert!(p.queue(0, 0, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
         assert_eq!(p.stats().tx_frames, 1);
         // Nobody answers: with no round trip timed yet, the timer resends
         // after the initial timeout (1 s), from softirq.
@@ -670,6 +779,96 @@ mod context {
         assert_eq!(seen.failed.load(Relaxed), 1);
         kernel::time::delay::fsleep(Delta::from_millis(100));
         assert_eq!(p.stats().tx_frames, 2);
+        Ok(())
+    }
+
+    /// What the "server" side of the veth pair saw of the request frames.
+    #[derive(Default)]
+    struct Wire {
+        /// Frames per queue, by the tag's queue bits.
+        frames: [AtomicU32; 2],
+        /// The first frame's sequence number.
+        first_seq: AtomicU32,
+        /// `finished.below` of the last frame of queue 1.
+        last_below_q1: AtomicU32,
+        /// Tags whose request id part was not 0 or 1.
+        odd_tags: AtomicU32,
+    }
+
+    struct Tap(Arc<Wire>);
+
+    impl PacketHandler for Tap {
+        fn receive(&self, skb: SkBuff, _dev: &NetDevice) {
+            let mut raw = [0u8; HEADER_LEN];
+            let Ok(h) = skb.copy_bits(0, &mut raw).and_then(|()| Header::parse_header(&raw, Direction::Request).map_err(|_| EINVAL)) else {
+                return;
+            };
+            let queue = (h.tag >> QUEUE_SHIFT) as usize;
+            if h.tag & ((1 << QUEUE_SHIFT) - 1) > 1 || queue > 1 {
+                self.0.odd_tags.fetch_add(1, Relaxed);
+                return;
+            }
+            if self.0.frames[0].load(Relaxed) + self.0.frames[1].load(Relaxed) == 0 {
+                self.0.first_seq.store(h.seq, Relaxed);
+            }
+            if queue == 1 {
+                self.0.last_below_q1.store(h.finished.below, Relaxed);
+            }
+            self.0.frames[queue].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Waits up to a second for `wire` to have seen `q0` and `q1` frames
+    /// (or more: the personality's timer may resend).
+    fn wait_for(wire: &Wire, q0: u32, q1: u32) -> bool {
+        for _ in 0..100 {
+            if wire.frames[0].load(Relaxed) >= q0 && wire.frames[1].load(Relaxed) >= q1 {
+                return true;
+            }
+            kernel::time::delay::fsleep(Delta::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn queues_tag_their_frames_and_share_the_finished_window() -> Result {
+        let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
+        let wire = Arc::new(Wire::default(), GFP_KERNEL)?;
+        let tap = KBox::pin_init(
+            packet::Registration::new(EtherType(ETH_P_EBD_REQUEST), Some(b), Tap(wire.clone())),
+            GFP_KERNEL,
+        )?;
+        let (p, seen) = attach_with(2, Delta::from_millis(10))?;
+        assert_eq!(p.queues(), 2);
+        // One write on each queue, under the same id: each queue has its own.
+        assert!(p.queue(0, 0, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
+        assert!(p.queue(1, 0, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
+        assert!(p.queue(2, 0, Probe { seen: seen.clone(), fail: false }, WRITE).is_err());
+        assert!(wait_for(&wire, 1, 1));
+        // Queue 0's write times out (no retries; an early resend by the
+        // personality's timer may put that off): it is finished, and the
+        // next request on queue 1 tells the server so.
+        let mut tries = 0;
+        while let TimerAction::Rearm(after) = p.expire(0, 0, |_| true) {
+            tries += 1;
+            assert!(tries < 100);
+            kernel::time::delay::fsleep(after);
+        }
+        assert_eq!(seen.failed.load(Relaxed), 1);
+        assert!(p.queue(1, 1, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
+        assert!(wait_for(&wire, 1, 2));
+        let first = wire.first_seq.load(Relaxed);
+        assert_eq!(wire.last_below_q1.load(Relaxed), first.wrapping_add(1));
+        assert_eq!(wire.odd_tags.load(Relaxed), 0);
+        // Counters per queue add up to the personality's.
+        let (q0, _) = p.queue_stats(0).ok_or(EINVAL)?;
+        let (q1, len1) = p.queue_stats(1).ok_or(EINVAL)?;
+        assert_eq!((q0.requests, q0.timeouts, q0.failed, q1.requests, len1), (1, 1, 1, 2, 2));
+        assert_eq!(p.stats().requests, 3);
+        assert_eq!(p.queue_len(), 2);
+        p.detach();
+        assert_eq!(seen.failed.load(Relaxed), 3);
+        drop(tap);
         Ok(())
     }
 }

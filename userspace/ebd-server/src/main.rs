@@ -70,8 +70,8 @@ struct Args {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: u16,
     /// Serving threads, each with its own socket in a packet fanout group:
-    /// large requests are spread over them by tag, small ones go to the
-    /// first.
+    /// each client queue's requests go to one of them (queue modulo
+    /// threads).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
     /// Write the process id here once serving (for scripts).
@@ -215,7 +215,7 @@ fn open_sockets(interface: &str, threads: u16, group: u16) -> Result<Vec<PacketS
         sockets.push(socket);
     }
     if threads > 1 {
-        sockets[0].steer_fanout_by_request().context("installing the fanout steering program")?;
+        sockets[0].steer_fanout_by_queue().context("installing the fanout steering program")?;
     }
     Ok(sockets)
 }

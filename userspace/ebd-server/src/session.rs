@@ -22,7 +22,8 @@
 //! D's check runs after the merge, it sees its `seq` finished and D is
 //! dropped. Either way the disk ends with what the client last wrote. The
 //! frames of one session may be handled by different threads (the fanout
-//! program spreads large requests by tag), which is why the state is shared
+//! program steers each of the client's queues to its own thread, and one
+//! session spans the client's queues), which is why the state is shared
 //! and locked rather than per thread.
 //!
 //! # Bound

@@ -142,24 +142,22 @@ impl PacketSocket {
     }
 
     /// Installs the group's steering program (on any one member, after all
-    /// have joined): frames of requests of 64 KiB and more are spread over
-    /// the threads by tag, so large transfers proceed in parallel while every
-    /// frame of one request stays with one thread; small requests all go to
-    /// the first thread, which answers them in large batches.
-    pub fn steer_fanout_by_request(&self) -> io::Result<()> {
+    /// have joined): every frame of a client queue goes to one thread, the
+    /// queue's index (the tag's upper half, see the protocol) modulo the
+    /// number of threads. A queue's requests are then answered in order by
+    /// one thread, and on a link that delivers on the sending CPU its
+    /// responses reach the client on one CPU as well; a client's queues
+    /// are spread over the threads.
+    pub fn steer_fanout_by_queue(&self) -> io::Result<()> {
         // Classic BPF over the frame after the Ethernet header (the EBD
-        // header); the kernel takes the result modulo the group size.
-        const LD_W_ABS: u16 = 0x20;
-        const JGE_K: u16 = 0x35;
+        // header, big-endian); the kernel takes the result modulo the group
+        // size.
+        const LD_H_ABS: u16 = 0x28;
         const RET_A: u16 = 0x16;
-        const RET_K: u16 = 0x06;
         let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
         let mut program = [
-            insn(LD_W_ABS, 0, 0, 24),       // A = length
-            insn(JGE_K, 0, 2, 64 * 1024),   // small → ret 0
-            insn(LD_W_ABS, 0, 0, 4),        // A = tag
-            insn(RET_A, 0, 0, 0),           // socket = tag % threads
-            insn(RET_K, 0, 0, 0),           // socket 0
+            insn(LD_H_ABS, 0, 0, 4), // A = tag >> 16, the client's queue
+            insn(RET_A, 0, 0, 0),    // socket = queue % threads
         ];
         let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
         self.set_opt(libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &fprog)

@@ -77,8 +77,10 @@ pub struct AttachSpec {
     pub timeout_ms: Option<u32>,
     /// Retransmissions before an I/O error.
     pub retries: Option<u32>,
-    /// Response frames outstanding at once.
+    /// Response frames outstanding at once, per queue.
     pub window: Option<u32>,
+    /// Most hardware queues (one per CPU up to this many).
+    pub queues: Option<u32>,
 }
 
 /// One disk as `list` shows it.
@@ -157,6 +159,7 @@ impl Subsystem {
                 ("timeout_ms", spec.timeout_ms),
                 ("retries", spec.retries),
                 ("window", spec.window),
+                ("queues", spec.queues),
             ];
             for (attr, v) in numbers {
                 if let Some(v) = v {
@@ -227,6 +230,35 @@ impl Subsystem {
         let d = self.dir(name)?;
         Ok(parse_stats(&self.read(&d, "stats")?))
     }
+
+    /// Each queue's counters of disk `name`, in queue order (its
+    /// `queue_stats`).
+    pub fn queue_stats(&self, name: &str) -> Result<Vec<BTreeMap<String, u64>>, Error> {
+        let d = self.dir(name)?;
+        Ok(parse_queue_stats(&self.read(&d, "queue_stats")?))
+    }
+}
+
+/// Parses `queue N name=value ...` lines into one map per queue, in queue
+/// order; lines and pairs that do not fit are skipped.
+pub fn parse_queue_stats(text: &str) -> Vec<BTreeMap<String, u64>> {
+    let mut queues: Vec<(u32, BTreeMap<String, u64>)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("queue ")?;
+            let (index, pairs) = rest.split_once(' ')?;
+            let counters = pairs
+                .split_whitespace()
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    Some((k.to_string(), v.parse().ok()?))
+                })
+                .collect();
+            Some((index.parse().ok()?, counters))
+        })
+        .collect();
+    queues.sort_by_key(|(i, _)| *i);
+    queues.into_iter().map(|(_, c)| c).collect()
 }
 
 /// What the kernel's refusal of a power-on means: the ebd module reports
@@ -290,6 +322,16 @@ mod tests {
                 export: 3,
             }
         );
+    }
+
+    #[test]
+    fn queue_stats_parse_in_queue_order() {
+        let text = "queue 1 requests=5 completed=4 queue_len=1\nqueue 0 requests=7 bad=x completed=7\njunk\n";
+        let q = parse_queue_stats(text);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[0].get("requests"), Some(&7));
+        assert_eq!(q[0].get("bad"), None);
+        assert_eq!(q[1].get("queue_len"), Some(&1));
     }
 
     #[test]

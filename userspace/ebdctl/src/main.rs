@@ -52,9 +52,14 @@ enum Command {
         /// Retransmissions before a request fails.
         #[arg(long)]
         retries: Option<u32>,
-        /// Response frames outstanding at once (default: four per queue slot).
+        /// Response frames outstanding at once, per queue (default: four
+        /// per queue slot).
         #[arg(long)]
         window: Option<u32>,
+        /// Hardware queues, one per CPU up to this many (default: one per
+        /// CPU).
+        #[arg(long)]
+        queues: Option<u32>,
     },
     /// Power a disk off and remove it.
     Detach {
@@ -67,6 +72,9 @@ enum Command {
     Stats {
         /// Name of the configfs directory.
         name: String,
+        /// Show each queue's counters instead of the disk's totals.
+        #[arg(long)]
+        per_queue: bool,
     },
 }
 
@@ -74,9 +82,31 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let sys = Subsystem::open(&cli.configfs)?;
     match cli.command {
-        Command::Attach { name, netdev, server, export, frame_size, queue_depth, read_only, timeout_ms, retries, window } => {
-            let spec =
-                AttachSpec { netdev, server, export, frame_size, queue_depth, read_only, timeout_ms, retries, window };
+        Command::Attach {
+            name,
+            netdev,
+            server,
+            export,
+            frame_size,
+            queue_depth,
+            read_only,
+            timeout_ms,
+            retries,
+            window,
+            queues,
+        } => {
+            let spec = AttachSpec {
+                netdev,
+                server,
+                export,
+                frame_size,
+                queue_depth,
+                read_only,
+                timeout_ms,
+                retries,
+                window,
+                queues,
+            };
             let info = sys.attach(&name, &spec)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
@@ -103,7 +133,18 @@ fn main() -> Result<()> {
                 }
             }
         }
-        Command::Stats { name } => {
+        Command::Stats { name, per_queue: true } => {
+            let queues = sys.queue_stats(&name)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&queues)?);
+            } else {
+                for (q, counters) in queues.iter().enumerate() {
+                    let fields: Vec<String> = counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!("queue {q}: {}", fields.join(" "));
+                }
+            }
+        }
+        Command::Stats { name, per_queue: false } => {
             let stats = sys.stats(&name)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);

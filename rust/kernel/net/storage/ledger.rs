@@ -11,9 +11,10 @@
 
 use super::{
     frames::{FramePlan, FrameSet},
+    sequence::Sequence,
     wire::{Finished, Header, Opcode, Status, FLAG_FUA, MAX_REQUEST_LEN},
 };
-use crate::prelude::*;
+use crate::{prelude::*, sync::Arc};
 
 /// What a block request asks of the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,8 +237,9 @@ pub struct Limits {
 /// `slots.len() == limits.max_queue`; `used` is the number of occupied
 /// slots; a slot is in `fifo` at most once, exactly when its `queued` flag is
 /// set; `charged` is the sum of the slots' `charged`; every held request's
-/// `seq` is unfinished in `finished`, and every request that left the ledger
-/// is finished there (or before it).
+/// `seq` was issued by `sequence` and is unfinished there, and every
+/// request that left the ledger is finished there; `window` was taken from
+/// `sequence` after the newest held request was issued.
 pub struct Ledger<R> {
     slots: KVec<Option<Slot<R>>>,
     fifo: Fifo,
@@ -245,21 +247,29 @@ pub struct Ledger<R> {
     used: u32,
     high_water: u32,
     charged: u32,
-    /// The sequence number the next admitted request gets.
-    next_seq: u32,
-    /// Which requests of the session have left the ledger, as every
-    /// request frame tells the server.
-    finished: Finished,
+    /// Numbers requests and records their finish, for every ledger of the
+    /// session.
+    sequence: Arc<Sequence>,
+    /// Which requests of the session have finished, as request frames tell
+    /// the server: the sequence's window as of the last
+    /// [`Ledger::refresh_window`], admission or removal here.
+    window: Finished,
     refused_full: bool,
     /// When (caller's clock) the server last answered any request.
     last_answer_at: u64,
 }
 
 impl<R> Ledger<R> {
-    /// An empty ledger whose first request gets sequence number
-    /// `first_seq` (a session starts at a random one); `EINVAL` for zero
-    /// limits.
+    /// An empty ledger, the session's only one, whose first request gets
+    /// sequence number `first_seq` (a session starts at a random one);
+    /// `EINVAL` for zero limits.
     pub fn new(limits: Limits, first_seq: u32) -> Result<Self> {
+        Self::sharing(limits, Sequence::new(first_seq, limits.max_queue)?)
+    }
+
+    /// An empty ledger, one of the session's queues, numbering its requests
+    /// from `sequence` (made for every queue's `max_queue` together).
+    pub fn sharing(limits: Limits, sequence: Arc<Sequence>) -> Result<Self> {
         if limits.max_queue == 0 || limits.payload == 0 || limits.window == 0 {
             return Err(EINVAL);
         }
@@ -275,8 +285,8 @@ impl<R> Ledger<R> {
             used: 0,
             high_water: 0,
             charged: 0,
-            next_seq: first_seq,
-            finished: Finished::starting_at(first_seq),
+            window: sequence.window(),
+            sequence,
             refused_full: false,
             last_answer_at: 0,
         })
@@ -302,10 +312,18 @@ impl<R> Ledger<R> {
         self.high_water
     }
 
-    /// Which requests of the session have left the ledger (what request
-    /// frames tell the server).
+    /// Which requests of the session have finished (what request frames
+    /// tell the server), as of the last refresh.
     pub fn finished(&self) -> Finished {
-        self.finished
+        self.window
+    }
+
+    /// Takes the session's window anew, with what the session's other
+    /// queues finished since: due before frames are built, so that a
+    /// request whose frames wait for older requests to finish
+    /// ([`Ledger::next_frame`]) sees them finish wherever they were held.
+    pub fn refresh_window(&mut self) {
+        self.window = self.sequence.window();
     }
 
     /// Frames awaiting an answer (the part of the window in use).
@@ -330,8 +348,13 @@ impl<R> Ledger<R> {
         if entry.is_some() {
             return Err(Refused::Invalid(request, EBUSY));
         }
-        let seq = self.next_seq;
-        self.next_seq = seq.wrapping_add(1);
+        let Some((seq, window)) = self.sequence.issue() else {
+            self.refused_full = true;
+            return Err(Refused::Full(request));
+        };
+        // Taken after this request's number: its frames tell the server of
+        // every request finished before it was issued, on any queue.
+        self.window = window;
         *entry = Some(Slot {
             request,
             command,
@@ -391,7 +414,7 @@ impl<R> Ledger<R> {
             let id = self.fifo.at(pos);
             let window = self.limits.window;
             let in_flight = self.charged;
-            let finished = self.finished;
+            let finished = self.window;
             let Some(slot) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
                 // Unreachable by the invariant; stay robust anyway.
                 self.fifo.remove_at(pos);
@@ -644,7 +667,7 @@ impl<R> Ledger<R> {
     /// Removes request `id` (completed, failed or aborted) and returns it.
     pub fn remove(&mut self, id: u32) -> Option<R> {
         let slot = self.slots.get_mut(id as usize)?.take()?;
-        self.finished.finish(slot.seq);
+        self.window = self.sequence.finish(slot.seq);
         self.charged = self.charged.saturating_sub(slot.charged);
         self.used = self.used.saturating_sub(1);
         if slot.queued {
@@ -721,17 +744,13 @@ impl<R> Ledger<R> {
     }
 
     /// Removes and returns the oldest held request (lowest sequence number),
-    /// for failing everything held with `err`. Oldest first, because the
-    /// finished window records a removal only within
-    /// [`FINISHED_SPAN`](super::wire::FINISHED_SPAN) of the oldest
-    /// unfinished request: removing in slot order could leave that one
-    /// behind a gap no later removal closes, and the ledger could then send
-    /// nothing newer again. For the same reason, if the oldest is having
-    /// data placed, it is marked to end with `err` when the placing ends
-    /// and `None` is returned with requests still held: the caller waits
-    /// for that placing ([`Ledger::is_empty`] tells) before taking more.
+    /// for failing everything held with `err`, in the order the requests
+    /// were issued. If the oldest is having data placed, it is marked to
+    /// end with `err` when the placing ends and `None` is returned with
+    /// requests still held: the caller waits for that placing
+    /// ([`Ledger::is_empty`] tells) before taking more.
     pub fn take_oldest(&mut self, err: Error) -> Option<R> {
-        let below = self.finished.below;
+        let below = self.window.below;
         let (_, id) = self
             .slots
             .iter()

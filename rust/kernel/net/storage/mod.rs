@@ -27,13 +27,22 @@
 //! timer of its own that ticks while requests are held: a frame lost on the link costs a fraction of a second,
 //! not the driver's timeout (which the block layer's queue freezes would
 //! otherwise wait out with the whole disk stopped).
+//!
+//! A personality has one or more queues ([`Config::queues`]), meant one per
+//! blk-mq hardware queue: each has its own FIFO, window of frames in flight,
+//! retransmission timer and lock, so CPUs submitting on different queues
+//! never wait for each other. They share one session: request numbers and
+//! the finished window come from one [`sequence`], and a frame's tag
+//! carries its queue above [`QUEUE_SHIFT`], which a server may steer by so
+//! that a queue's responses come back on one CPU.
 
 pub mod frames;
 pub mod ledger;
 mod personality;
 pub mod rtt;
+pub mod sequence;
 pub mod stats;
 pub mod wire;
 
 pub use ledger::{Command, Refused};
-pub use personality::{BlockBuffer, Config, Personality, StorageDriver, TimerAction};
+pub use personality::{BlockBuffer, Config, Personality, StorageDriver, TimerAction, MAX_QUEUES, QUEUE_SHIFT};

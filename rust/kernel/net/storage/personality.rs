@@ -6,13 +6,17 @@
 use super::{
     ledger::{Command, Expiry, Ledger, Limits, Matched, Refused, Unmatched},
     rtt::RttEstimator,
+    sequence::Sequence,
     stats::{Snapshot, Stats},
     wire::{
         Direction, ExportInfo, Header, Opcode, Status, WireError, ETH_P_EBD_REQUEST,
         ETH_P_EBD_RESPONSE, HEADER_LEN,
     },
 };
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use crate::{
     bindings,
     block::mq::{Operations, Request},
@@ -34,8 +38,15 @@ use crate::{
     },
 };
 
-/// Tag of the personality's own [`Opcode::Info`] exchanges; block request ids
-/// are below [`Config::max_queue`], far from it.
+/// A frame's tag is its request's id (below [`Config::max_queue`]) with its
+/// queue's index shifted above it by this many bits.
+pub const QUEUE_SHIFT: u32 = 16;
+
+/// Most queues one personality has.
+pub const MAX_QUEUES: u32 = 64;
+
+/// Tag of the personality's own [`Opcode::Info`] exchanges: no queue's
+/// (queue indices stay below [`MAX_QUEUES`]).
 const INFO_TAG: u32 = u32::MAX;
 
 /// Frames built per turn of the transmit loop before the lock is dropped to
@@ -96,11 +107,12 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Must not sleep.
     fn complete(&self, buffer: Self::Buffer, status: Result);
 
-    /// Room for `free` more requests after a [`Refused::Full`].
+    /// Room for `free` more requests on queue `queue` after a
+    /// [`Refused::Full`] there.
     ///
     /// Context: response receive (softirq), never under the personality's
     /// lock. Must not sleep.
-    fn queue_space(&self, _free: u32) {}
+    fn queue_space(&self, _queue: u32, _free: u32) {}
 }
 
 /// How to attach.
@@ -114,10 +126,15 @@ pub struct Config {
     /// Largest frame to send (header included), at most the device MTU; 0
     /// means the MTU.
     pub frame_size: u32,
-    /// Most requests held at once; request ids run below it.
+    /// Most requests each queue holds at once; request ids run below it
+    /// (and below `1 << QUEUE_SHIFT`).
     pub max_queue: u32,
-    /// Most frames awaiting an answer at once (see [`Limits::window`]).
+    /// Most frames each queue has awaiting an answer at once (see
+    /// [`Limits::window`]).
     pub window: u32,
+    /// Queues, each with its own FIFO, window, timer and lock (1 to
+    /// [`MAX_QUEUES`]).
+    pub queues: u32,
     /// Retransmissions before a request fails with `EIO`.
     pub max_retries: u32,
     /// First response timeout; doubled per retry, up to
@@ -134,11 +151,37 @@ pub enum TimerAction {
     Stop,
 }
 
-struct Inner<B> {
-    ledger: Ledger<B>,
-    /// `None` once detached.
-    dev: Option<ARef<NetDevice>>,
-    server: Option<MacAddr>,
+/// What every queue shares: the driver, the session, the server and the
+/// answer to the Info request.
+#[pin_data]
+struct Core<D: StorageDriver> {
+    driver: D,
+    /// Frames refused before a queue is known (malformed, foreign, for no
+    /// queue) and the Info exchange's own frames.
+    stats: Stats,
+    export: u16,
+    /// This attachment's session id: random, never zero; the server keeps
+    /// its state per session and echoes it, so two disks of one export on
+    /// one device never take each other's responses.
+    session: u32,
+    local: MacAddr,
+    payload: u32,
+    timeout: Delta,
+    /// The device's MTU is below the frame size planned at attach (logged
+    /// once per drop); requests fail with `EMSGSIZE` until it is raised.
+    mtu_short: AtomicBool,
+    /// The server's address in the low 48 bits with bit 48 set once it is
+    /// known; set once (configured, or the first to answer discovery) and
+    /// never changed, so the data path reads it without a lock.
+    server: AtomicU64,
+    /// The request numbers and finished window of the session.
+    sequence: Arc<Sequence>,
+    #[pin]
+    link: SpinLockBh<Link>,
+}
+
+/// The Info exchange's state.
+struct Link {
     info: Option<ExportInfo>,
     /// The server's refusal of the Info request, if it refused (when
     /// discovering: the last refusal heard).
@@ -147,19 +190,9 @@ struct Inner<B> {
     /// refusal does not end the search (another server may have the
     /// export).
     discovering: bool,
-    /// A transmit loop is running; others leave their frames to it.
-    draining: bool,
-    /// The device's MTU is below the frame size planned at attach (logged
-    /// once per drop); requests fail with `EMSGSIZE` until it is raised.
-    mtu_short: bool,
-    /// How long the server takes to answer.
-    rtt: RttEstimator,
-    /// The timer ([`Core::ticker`]) is queued or running and will look at
-    /// the ledger again; cleared by the tick that finds it empty.
-    ticking: bool,
 }
 
-impl<B> Inner<B> {
+impl Link {
     /// The server's answer to the Info request, once it is final: an
     /// acceptance, or a configured server's refusal.
     fn info_answer(&self) -> Option<Result<ExportInfo>> {
@@ -171,35 +204,63 @@ impl<B> Inner<B> {
     }
 }
 
+const SERVER_KNOWN: u64 = 1 << 48;
+
+fn pack_mac(m: MacAddr) -> u64 {
+    let b = m.as_bytes();
+    SERVER_KNOWN | b.iter().fold(0u64, |v, &x| (v << 8) | u64::from(x))
+}
+
+impl<D: StorageDriver> Core<D> {
+    /// The server bound to, once known.
+    fn server(&self) -> Option<MacAddr> {
+        let v = self.server.load(Acquire);
+        if v & SERVER_KNOWN == 0 {
+            return None;
+        }
+        let b = v.to_be_bytes();
+        Some(MacAddr::new([b[2], b[3], b[4], b[5], b[6], b[7]]))
+    }
+}
+
+/// One queue's state, under its lock.
+struct QueueState<B> {
+    ledger: Ledger<B>,
+    /// `None` once detached.
+    dev: Option<ARef<NetDevice>>,
+    /// A transmit loop is running; others leave their frames to it.
+    draining: bool,
+    /// How long the server takes to answer this queue's requests.
+    rtt: RttEstimator,
+    /// The timer ([`Queue::ticker`]) is queued or running and will look at
+    /// the ledger again; cleared by the tick that finds it empty.
+    ticking: bool,
+}
+
+/// One queue of the personality: its own requests, window, timer and lock.
 #[pin_data]
-struct Core<D: StorageDriver> {
-    driver: D,
+struct Queue<D: StorageDriver> {
+    core: Arc<Core<D>>,
+    /// Its index, the tag bits above [`QUEUE_SHIFT`].
+    index: u32,
     #[pin]
-    inner: SpinLockBh<Inner<D::Buffer>>,
+    inner: SpinLockBh<QueueState<D::Buffer>>,
     stats: Stats,
-    export: u16,
-    /// This attachment's session id: random, never zero; the server keeps
-    /// its state per session and echoes it, so two disks of one export on
-    /// one device never take each other's responses.
-    session: u32,
-    local: MacAddr,
-    payload: u32,
-    timeout: Delta,
     /// Resends requests that heard nothing for a retransmission timeout
-    /// ([`Core::tick`]), while any is held.
+    /// ([`Queue::tick`]), while any is held.
     #[pin]
-    ticker: HrTimer<Core<D>>,
+    ticker: HrTimer<Queue<D>>,
 }
 
 crate::impl_has_hr_timer! {
-    impl{D: StorageDriver} HasHrTimer<Core<D>> for Core<D> {
+    impl{D: StorageDriver} HasHrTimer<Queue<D>> for Queue<D> {
         mode: RelativeSoftMode<Monotonic>,
         field: self.ticker,
     }
 }
 
-impl<D: StorageDriver> HrTimerCallback for Core<D> {
-    type Pointer<'a> = Arc<Core<D>>;
+impl<D: StorageDriver> HrTimerCallback for Queue<D> {
+    type Pointer<'a> = Arc<Queue<D>>;
 
     fn run(this: ArcBorrow<'_, Self>, mut ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
         if this.tick() {
@@ -211,46 +272,55 @@ impl<D: StorageDriver> HrTimerCallback for Core<D> {
     }
 }
 
-// Locking: `Core::inner` is taken from process context (`queue`, blk-mq's
-// timeout work, `query_info`, `detach`) and from softirq (response receive,
-// the tick of a soft hrtimer), never from a hard interrupt handler, so it is
-// a bottom-half spinlock: held,
-// it keeps receive off this CPU while interrupts stay on, which is what
-// building frames (GFP_ATOMIC allocation, data copies) and freeing a frame
-// whose build failed need. The driver's callbacks run without it.
+// Locking: a queue's `inner` is taken from process context (`queue`,
+// blk-mq's timeout work, `detach`) and from softirq (response receive, the
+// tick of a soft hrtimer), never from a hard interrupt handler, so it is a
+// bottom-half spinlock: held, it keeps receive off this CPU while
+// interrupts stay on, which is what building frames (GFP_ATOMIC
+// allocation, data copies) and freeing a frame whose build failed need.
+// The sequence's lock and the core's `link` are taken inside it or alone;
+// no two queues' locks are ever held at once. The driver's callbacks run
+// without any of them.
 
 /// Receives the personality's response frames on its device.
-struct Receiver<D: StorageDriver>(Arc<Core<D>>);
+struct Receiver<D: StorageDriver> {
+    core: Arc<Core<D>>,
+    queues: KVec<Arc<Queue<D>>>,
+}
 
 impl<D: StorageDriver> PacketHandler for Receiver<D> {
     fn receive(&self, skb: SkBuff, _dev: &NetDevice) {
-        self.0.receive(skb);
+        self.dispatch(skb);
     }
 }
 
 /// The storage personality of one net device, for one driver instance.
 ///
-/// Requests are queued with [`Personality::queue`], sent in order while the
-/// device and the response window have room, and handed back through
-/// [`StorageDriver::complete`] when every response has arrived. Frames of
-/// type [`ETH_P_EBD_REQUEST`] go out; frames of type [`ETH_P_EBD_RESPONSE`]
-/// from the server come in; the device's other traffic is untouched.
+/// Requests are queued with [`Personality::queue`] on one of its queues,
+/// sent in order while the device and that queue's response window have
+/// room, and handed back through [`StorageDriver::complete`] when every
+/// response has arrived. Frames of type [`ETH_P_EBD_REQUEST`] go out;
+/// frames of type [`ETH_P_EBD_RESPONSE`] from the server come in; the
+/// device's other traffic is untouched.
 ///
 /// # Invariants
 ///
-/// While `receiver` holds a registration, `core.inner.dev` is `Some`; after
-/// [`Personality::detach`] both are gone and the ledger is empty. `ticker`
-/// holds the handle of `core.ticker` (with a reference to `core`) from
-/// attach until [`Personality::detach`] has cleared `core.inner.dev`; the
-/// timer is started again only under `core.inner`'s lock while `dev` is
-/// `Some`, so it never runs after that handle is dropped.
+/// `queues` has between 1 and [`MAX_QUEUES`] queues, queue `i` at index
+/// `i`. While `receiver` holds a registration, every queue's `dev` is
+/// `Some`; after [`Personality::detach`] both are gone and every ledger is
+/// empty. `tickers` holds the handle of each queue's timer (with a
+/// reference to the queue) from attach until [`Personality::detach`] has
+/// cleared every queue's `dev`; a queue's timer is started again only
+/// under that queue's lock while its `dev` is `Some`, so it never runs
+/// after its handle is dropped.
 #[pin_data(PinnedDrop)]
 pub struct Personality<D: StorageDriver> {
     core: Arc<Core<D>>,
+    queues: KVec<Arc<Queue<D>>>,
     #[pin]
     receiver: Mutex<Option<Pin<KBox<packet::Registration<Receiver<D>>>>>>,
     #[pin]
-    ticker: Mutex<Option<ArcHrTimerHandle<Core<D>>>>,
+    tickers: Mutex<KVec<ArcHrTimerHandle<Queue<D>>>>,
 }
 
 /// Milliseconds on the monotonic clock, the ledger's time base.
@@ -271,11 +341,21 @@ fn status_error(s: Status) -> Error {
     }
 }
 
+/// A clone of every queue's reference.
+fn clone_queues<D: StorageDriver>(queues: &[Arc<Queue<D>>]) -> Result<KVec<Arc<Queue<D>>>> {
+    let mut out = KVec::with_capacity(queues.len(), GFP_KERNEL)?;
+    for q in queues {
+        out.push(q.clone(), GFP_KERNEL)?;
+    }
+    Ok(out)
+}
+
 impl<D: StorageDriver> Personality<D> {
     /// Attaches to `dev` and starts receiving responses. Process context.
     ///
     /// `EINVAL` if the device has no unicast address or its MTU (or
-    /// `frame_size`) cannot carry one sector per frame.
+    /// `frame_size`) cannot carry one sector per frame, or for a number of
+    /// queues or a queue length out of range.
     pub fn attach(dev: ARef<NetDevice>, driver: D, config: Config) -> Result<Arc<Self>> {
         let local = dev.mac_addr().filter(|m| m.is_valid_unicast()).ok_or(EINVAL)?;
         let frame = match config.frame_size {
@@ -283,6 +363,9 @@ impl<D: StorageDriver> Personality<D> {
             n => n.min(dev.mtu()),
         };
         let payload = super::wire::payload_per_frame(frame).ok_or(EINVAL)?;
+        if !(1..=MAX_QUEUES).contains(&config.queues) || config.max_queue > 1 << QUEUE_SHIFT {
+            return Err(EINVAL);
+        }
         // SAFETY: `get_random_u32` has no precondition.
         let session = match unsafe { bindings::get_random_u32() } {
             0 => 1,
@@ -290,62 +373,84 @@ impl<D: StorageDriver> Personality<D> {
         };
         // SAFETY: As above.
         let first_seq = unsafe { bindings::get_random_u32() };
-        let ledger = Ledger::new(
-            Limits { max_queue: config.max_queue, payload, window: config.window, max_retries: config.max_retries },
-            first_seq,
-        )?;
-        let held = dev.clone();
+        let held = config.max_queue.checked_mul(config.queues).ok_or(EINVAL)?;
+        let sequence = Sequence::new(first_seq, held)?;
+        let session_sequence = sequence.clone();
         let core = Arc::pin_init(
             pin_init!(Core {
                 driver,
-                inner <- {
-                    let (name, key) = crate::sync::generic_lock_class!("net::storage::Core::inner");
-                    let inner = Inner {
-                        ledger,
-                        dev: Some(held),
-                        server: config.server,
-                        info: None,
-                        info_refused: None,
-                        discovering: config.server.is_none(),
-                        draining: false,
-                        mtu_short: false,
-                        rtt: RttEstimator::new(),
-                        // Started below, once attached.
-                        ticking: true,
-                    };
-                    SpinLockBh::new(inner, name, key)
-                },
                 stats: Stats::default(),
                 export: config.export,
                 session,
                 local,
                 payload,
                 timeout: config.timeout,
-                ticker <- HrTimer::new(),
+                mtu_short: AtomicBool::new(false),
+                server: AtomicU64::new(config.server.map_or(0, pack_mac)),
+                sequence: session_sequence,
+                link <- {
+                    let (name, key) = crate::sync::generic_lock_class!("net::storage::Core::link");
+                    let link = Link { info: None, info_refused: None, discovering: config.server.is_none() };
+                    SpinLockBh::new(link, name, key)
+                },
             }),
             GFP_KERNEL,
         )?;
+        let limits =
+            Limits { max_queue: config.max_queue, payload, window: config.window, max_retries: config.max_retries };
+        let mut queues = KVec::with_capacity(config.queues as usize, GFP_KERNEL)?;
+        for index in 0..config.queues {
+            let ledger = Ledger::sharing(limits, sequence.clone())?;
+            let held = dev.clone();
+            let shared = core.clone();
+            let queue = Arc::pin_init(
+                pin_init!(Queue {
+                    core: shared,
+                    index,
+                    inner <- {
+                        let (name, key) = crate::sync::generic_lock_class!("net::storage::Queue::inner");
+                        let state = QueueState {
+                            ledger,
+                            dev: Some(held),
+                            draining: false,
+                            rtt: RttEstimator::new(),
+                            // Started below, once attached.
+                            ticking: true,
+                        };
+                        SpinLockBh::new(state, name, key)
+                    },
+                    stats: Stats::default(),
+                    ticker <- HrTimer::new(),
+                }),
+                GFP_KERNEL,
+            )?;
+            queues.push(queue, GFP_KERNEL)?;
+        }
         let receiver = KBox::pin_init(
             packet::Registration::new(
                 EtherType(ETH_P_EBD_RESPONSE),
                 Some(dev),
-                Receiver(core.clone()),
+                Receiver { core: core.clone(), queues: clone_queues(&queues)? },
             ),
             GFP_KERNEL,
         )?;
         // The first tick finds the ledger empty and lets the timer rest
         // until a request is queued.
-        let ticker = core.clone().start(TICK);
+        let mut tickers = KVec::with_capacity(queues.len(), GFP_KERNEL)?;
+        for q in queues.iter() {
+            tickers.push(q.clone().start(TICK), GFP_KERNEL)?;
+        }
         Arc::pin_init(
             pin_init!(Personality {
                 core,
+                queues,
                 receiver <- {
                     let (name, key) = crate::sync::generic_lock_class!("net::storage::Personality::receiver");
                     Mutex::new(Some(receiver), name, key)
                 },
-                ticker <- {
-                    let (name, key) = crate::sync::generic_lock_class!("net::storage::Personality::ticker");
-                    Mutex::new(Some(ticker), name, key)
+                tickers <- {
+                    let (name, key) = crate::sync::generic_lock_class!("net::storage::Personality::tickers");
+                    Mutex::new(tickers, name, key)
                 },
             }),
             GFP_KERNEL,
@@ -362,27 +467,41 @@ impl<D: StorageDriver> Personality<D> {
         self.core.payload
     }
 
+    /// Number of queues.
+    pub fn queues(&self) -> u32 {
+        // At most `MAX_QUEUES` (invariant).
+        self.queues.len() as u32
+    }
+
     /// Bytes the personality pins for as long as it is attached: its own
-    /// state and the ledger's slots. Frames in flight come on top, bounded
-    /// by [`Personality::window_bytes`].
+    /// state, every queue's and the ledgers' slots. Frames in flight come
+    /// on top, bounded by [`Personality::window_bytes`].
     pub fn pinned_bytes(&self) -> usize {
-        core::mem::size_of::<Core<D>>() + core::mem::size_of::<Self>() + self.core.inner.lock().ledger.memory_bytes()
+        let queues: usize = self
+            .queues
+            .iter()
+            .map(|q| core::mem::size_of::<Queue<D>>() + q.inner.lock().ledger.memory_bytes())
+            .sum();
+        core::mem::size_of::<Core<D>>() + core::mem::size_of::<Self>() + queues
     }
 
-    /// Most bytes of frames the window lets be outstanding at once (payload
-    /// of every response frame it admits).
+    /// Most bytes of frames the windows let be outstanding at once (payload
+    /// of every response frame they admit, over all queues).
     pub fn window_bytes(&self) -> usize {
-        self.core.inner.lock().ledger.limits().window as usize * self.core.payload as usize
+        self.queues
+            .iter()
+            .map(|q| q.inner.lock().ledger.limits().window as usize * self.core.payload as usize)
+            .sum()
     }
 
-    /// Maximum queue length (requests held at once).
+    /// Maximum queue length (requests one queue holds at once).
     pub fn max_queue_len(&self) -> u32 {
-        self.core.inner.lock().ledger.limits().max_queue
+        self.queues.first().map_or(0, |q| q.inner.lock().ledger.limits().max_queue)
     }
 
-    /// Current queue length.
+    /// Current queue length, over all queues.
     pub fn queue_len(&self) -> u32 {
-        self.core.inner.lock().ledger.len()
+        self.queues.iter().map(|q| q.inner.lock().ledger.len()).sum()
     }
 
     /// This attachment's session id (random, never zero), which every frame
@@ -393,80 +512,99 @@ impl<D: StorageDriver> Personality<D> {
 
     /// The server bound to, once known.
     pub fn server(&self) -> Option<MacAddr> {
-        self.core.inner.lock().server
+        self.core.server()
     }
 
     /// Whether [`Personality::detach`] has run (or the device went away).
     pub fn is_detached(&self) -> bool {
-        self.core.inner.lock().dev.is_none()
+        self.queues.iter().all(|q| q.inner.lock().dev.is_none())
     }
 
-    /// The counters now.
+    /// The counters now, over every queue.
     pub fn stats(&self) -> Snapshot {
-        self.core.stats.snapshot()
+        let mut total = self.core.stats.snapshot();
+        for q in self.queues.iter() {
+            total.combine(&q.stats.snapshot());
+        }
+        total
     }
 
-    /// Queues `buffer`'s request under `id` (below the maximum queue length,
-    /// unused by any other held request). Any context that may transmit
-    /// (interrupts enabled, not in hard interrupt).
+    /// Queue `queue`'s counters and length now.
+    pub fn queue_stats(&self, queue: u32) -> Option<(Snapshot, u32)> {
+        let q = self.queues.get(queue as usize)?;
+        Some((q.stats.snapshot(), q.inner.lock().ledger.len()))
+    }
+
+    /// Queues `buffer`'s request under `id` on queue `queue` (below the
+    /// maximum queue length, unused by any other request held there). Any
+    /// context that may transmit (interrupts enabled, not in hard
+    /// interrupt).
     ///
     /// On [`Refused::Full`] the caller keeps the request and may try again
     /// after [`StorageDriver::queue_space`]; [`Refused::Invalid`] is
     /// permanent for this request.
-    pub fn queue(&self, id: u32, buffer: D::Buffer, command: Command) -> Result<(), Refused<D::Buffer>> {
+    pub fn queue(&self, queue: u32, id: u32, buffer: D::Buffer, command: Command) -> Result<(), Refused<D::Buffer>> {
+        let Some(q) = self.queues.get(queue as usize) else {
+            return Err(Refused::Invalid(buffer, EINVAL));
+        };
         let core = &*self.core;
         {
-            let mut g = core.inner.lock();
-            let Inner { dev: Some(dev), server: Some(_), mtu_short, .. } = &mut *g else {
-                return Err(Refused::Invalid(buffer, ENODEV));
+            let mut g = q.inner.lock();
+            let fits = match &g.dev {
+                Some(dev) if core.server().is_some() => core.frames_fit(dev),
+                _ => return Err(Refused::Invalid(buffer, ENODEV)),
             };
-            if !core.frames_fit(mtu_short, dev) {
-                Stats::bump(&core.stats.failed_mtu);
+            if !fits {
+                Stats::bump(&q.stats.failed_mtu);
                 return Err(Refused::Invalid(buffer, EMSGSIZE));
             }
             if let Err(refused) = g.ledger.admit(id, buffer, command) {
                 if matches!(refused, Refused::Full(_)) {
-                    Stats::bump(&core.stats.queue_full);
+                    Stats::bump(&q.stats.queue_full);
                 }
                 return Err(refused);
             }
-            Stats::bump(&core.stats.requests);
-            core.stats.queue_high_water.fetch_max(u64::from(g.ledger.high_water()), Relaxed);
+            Stats::bump(&q.stats.requests);
+            q.stats.queue_high_water.fetch_max(u64::from(g.ledger.high_water()), Relaxed);
             if !g.ticking {
                 g.ticking = true;
-                // SAFETY: `inner` is held with `dev` set, so `core` outlives the timer (invariant).
-                unsafe { <Core<D> as HasHrTimer<Core<D>>>::start(&*self.core, TICK) };
+                // SAFETY: The queue's `inner` is held with `dev` set, so the
+                // queue outlives the timer (invariant).
+                unsafe { <Queue<D> as HasHrTimer<Queue<D>>>::start(&**q, TICK) };
             }
         }
-        core.drain();
+        q.drain();
         Ok(())
     }
 
-    /// The response timer of request `id` expired; `is_it` confirms the held
-    /// request is the one whose timer fired. Retransmits what is unanswered
-    /// with a doubled timeout, or ends the request with `EIO` once
-    /// [`Config::max_retries`] are spent; while an answer's data is being
-    /// placed into the request, it does neither and asks to be called
-    /// again in a millisecond. Process or softirq context.
-    pub fn expire(&self, id: u32, is_it: impl FnOnce(&D::Buffer) -> bool) -> TimerAction {
+    /// The response timer of request `id` on queue `queue` expired; `is_it`
+    /// confirms the held request is the one whose timer fired. Retransmits
+    /// what is unanswered with a doubled timeout, or ends the request with
+    /// `EIO` once [`Config::max_retries`] are spent; while an answer's data
+    /// is being placed into the request, it does neither and asks to be
+    /// called again in a millisecond. Process or softirq context.
+    pub fn expire(&self, queue: u32, id: u32, is_it: impl FnOnce(&D::Buffer) -> bool) -> TimerAction {
+        let Some(q) = self.queues.get(queue as usize) else {
+            return TimerAction::Stop;
+        };
         let core = &*self.core;
         let base_ms = core.timeout.as_millis().max(1).unsigned_abs();
-        let verdict = core.inner.lock().ledger.expire(id, now_ms(), base_ms, is_it);
+        let verdict = q.inner.lock().ledger.expire(id, now_ms(), base_ms, is_it);
         let rearm = |ms: u64| TimerAction::Rearm(Delta::from_millis(i64::try_from(ms).unwrap_or(i64::MAX)));
         match verdict {
             Expiry::NotFound => TimerAction::Stop,
             Expiry::NotYet(wait_ms) => {
-                core.drain();
+                q.drain();
                 rearm(wait_ms)
             }
             Expiry::Retry { wait_ms, .. } => {
-                Stats::bump(&core.stats.retransmits);
-                core.drain();
+                Stats::bump(&q.stats.retransmits);
+                q.drain();
                 rearm(wait_ms)
             }
             Expiry::GiveUp(buffer) => {
-                Stats::bump(&core.stats.timeouts);
-                Stats::bump(&core.stats.failed);
+                Stats::bump(&q.stats.timeouts);
+                Stats::bump(&q.stats.failed);
                 core.driver.complete(buffer, Err(EIO));
                 TimerAction::Stop
             }
@@ -484,13 +622,11 @@ impl<D: StorageDriver> Personality<D> {
     pub fn query_info(&self, attempts: u32, interval: Delta) -> Result<ExportInfo> {
         let core = &*self.core;
         for attempt in 0..attempts {
-            let (dev, dst, finished) = {
-                let g = core.inner.lock();
-                if let Some(answer) = g.info_answer() {
-                    return answer;
-                }
-                (g.dev.clone().ok_or(ENODEV)?, g.server.unwrap_or(MacAddr::BROADCAST), g.ledger.finished())
-            };
+            if let Some(answer) = core.link.lock().info_answer() {
+                return answer;
+            }
+            let dev = self.queues.first().and_then(|q| q.inner.lock().dev.clone()).ok_or(ENODEV)?;
+            let dst = core.server().unwrap_or(MacAddr::BROADCAST);
             let header = Header {
                 opcode: Opcode::Info,
                 flags: 0,
@@ -503,7 +639,7 @@ impl<D: StorageDriver> Personality<D> {
                 frag_offset: 0,
                 frag_len: 0,
                 session: 0,
-                finished,
+                finished: core.sequence.window(),
             };
             match core.build_frame(&dev, dst, header, None, GFP_KERNEL).and_then(|skb| skb.transmit(&dev)) {
                 Ok(_) => Stats::bump(&core.stats.tx_frames),
@@ -515,12 +651,12 @@ impl<D: StorageDriver> Personality<D> {
             while waited < interval.as_millis() {
                 fsleep(step);
                 waited += 10;
-                if let Some(answer) = core.inner.lock().info_answer() {
+                if let Some(answer) = core.link.lock().info_answer() {
                     return answer;
                 }
             }
         }
-        let g = core.inner.lock();
+        let g = core.link.lock();
         Err(g.info_refused.map_or(ETIMEDOUT, status_error))
     }
 
@@ -531,14 +667,17 @@ impl<D: StorageDriver> Personality<D> {
         let registration = self.receiver.lock().take();
         // Unregistering waits until no handler runs any more.
         drop(registration);
-        let core = &*self.core;
-        let dev = core.inner.lock().dev.take();
-        drop(dev);
-        // No tick starts the timer again now that `dev` is gone; dropping
-        // the handle cancels it and waits for a tick that is running.
-        let ticker = self.ticker.lock().take();
-        drop(ticker);
-        core.fail_held(EIO, None);
+        for q in self.queues.iter() {
+            let dev = q.inner.lock().dev.take();
+            drop(dev);
+        }
+        // No tick starts a timer again now that every `dev` is gone;
+        // dropping the handles cancels them and waits for ticks that run.
+        let tickers = core::mem::replace(&mut *self.tickers.lock(), KVec::new());
+        drop(tickers);
+        for q in self.queues.iter() {
+            q.fail_held(EIO, None);
+        }
     }
 }
 
@@ -577,6 +716,123 @@ impl<D: StorageDriver> Core<D> {
         Ok(skb)
     }
 
+    /// Whether the device's MTU still carries the frames planned at attach.
+    /// Logs when that changes: a link whose MTU drops below the frame size
+    /// would drop every data frame, so requests fail at once instead of
+    /// timing out one by one, and work again once the MTU is raised.
+    fn frames_fit(&self, dev: &NetDevice) -> bool {
+        let mtu = dev.mtu();
+        let frame = HEADER_LEN as u32 + self.payload;
+        let fits = frame <= mtu;
+        // Whichever queue sees the change first logs it.
+        if self.mtu_short.swap(!fits, Relaxed) == fits {
+            if fits {
+                pr_info!("storage: {}: MTU {} carries {}-byte frames again\n", dev.name(), mtu, frame);
+            } else {
+                pr_warn!(
+                    "storage: {}: MTU {} is below the {}-byte frames this disk attached with; \
+                     requests fail with EMSGSIZE until it is raised\n",
+                    dev.name(),
+                    mtu,
+                    frame
+                );
+            }
+        }
+        fits
+    }
+
+    /// An answer to the personality's Info request. Returns whether it was
+    /// taken (an answer from the server, or the first one when
+    /// discovering); what is refused is counted.
+    fn receive_info(&self, header: &Header, skb: &SkBuff, source: MacAddr) -> bool {
+        let mut payload = [0u8; ExportInfo::LEN];
+        if header.tag == INFO_TAG && header.status != Status::Ok {
+            let mut g = self.link.lock();
+            if !matches!(self.server(), Some(s) if s != source) {
+                g.info_refused = Some(header.status);
+                return true;
+            }
+            Stats::bump(&self.stats.drop_foreign);
+            return false;
+        }
+        let parsed = if header.tag != INFO_TAG {
+            None
+        } else {
+            skb.copy_bits(HEADER_LEN as u32, &mut payload)
+                .ok()
+                .and_then(|()| ExportInfo::parse(&payload).ok())
+        };
+        let Some(info) = parsed else {
+            Stats::bump(&self.stats.drop_mismatch);
+            return false;
+        };
+        let mut g = self.link.lock();
+        match self.server() {
+            Some(s) if s == source => g.info = Some(info),
+            None if source.is_valid_unicast() => {
+                // Bound once, under `link`: queues read it from now on.
+                self.server.store(pack_mac(source), Release);
+                g.info = Some(info);
+            }
+            _ => {
+                Stats::bump(&self.stats.drop_foreign);
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl<D: StorageDriver> Receiver<D> {
+    /// A response frame arrived: validate what every frame must pass, then
+    /// hand it to the Info exchange or to the queue its tag names.
+    fn dispatch(&self, skb: SkBuff) {
+        let core = &*self.core;
+        Stats::bump(&core.stats.rx_frames);
+        let mut raw = [0u8; HEADER_LEN];
+        if skb.copy_bits(0, &mut raw).is_err() {
+            core.stats.count_malformed(WireError::Short);
+            return;
+        }
+        let mut header = match Header::parse_header(&raw, Direction::Response) {
+            Ok(h) => h,
+            Err(e) => {
+                core.stats.count_malformed(e);
+                return;
+            }
+        };
+        let payload = header.payload_len(Direction::Response);
+        if payload > (skb.len() as usize).saturating_sub(HEADER_LEN) {
+            core.stats.count_malformed(WireError::BadLength);
+            return;
+        }
+        // Only responses addressed to this host (not ones seen in promiscuous
+        // mode), for this export and this attachment's session.
+        let source = skb.eth_hdr().map(|e| e.src);
+        let Some(source) = source.filter(|_| header.export == core.export && header.session == core.session && skb.is_to_host()) else {
+            Stats::bump(&core.stats.drop_foreign);
+            return;
+        };
+        if header.opcode == Opcode::Info {
+            if core.receive_info(&header, &skb, source) {
+                skb.consume();
+            }
+            return;
+        }
+        if core.server() != Some(source) {
+            Stats::bump(&core.stats.drop_foreign);
+            return;
+        }
+        let Some(queue) = self.queues.get((header.tag >> QUEUE_SHIFT) as usize) else {
+            Stats::bump(&core.stats.drop_stale);
+            return;
+        };
+        header.tag &= (1 << QUEUE_SHIFT) - 1;
+        queue.receive(&header, skb);
+    }
+}
+
+impl<D: StorageDriver> Queue<D> {
     /// One tick of the timer: resends requests that heard nothing for the
     /// retransmission timeout and sends what waits. Returns whether to tick
     /// again (requests are still held). Softirq context.
@@ -590,7 +846,7 @@ impl<D: StorageDriver> Core<D> {
             }
             // Never as long as half the driver's timeout: the early resend
             // comes first.
-            let rto = g.rtt.rto_ms(self.timeout.as_millis().unsigned_abs() / 2);
+            let rto = g.rtt.rto_ms(self.core.timeout.as_millis().unsigned_abs() / 2);
             self.stats.rto_ms.store(rto, Relaxed);
             let resent = g.ledger.resend_overdue(now, rto);
             if resent > 0 {
@@ -599,8 +855,9 @@ impl<D: StorageDriver> Core<D> {
             (resent, g.ledger.has_queued())
         };
         self.stats.early_resends.fetch_add(u64::from(resent), Relaxed);
-        // Also what a full window or a stopped device left queued, should
-        // nothing else come to send it.
+        // Also what a full window or a stopped device left queued, or
+        // frames waiting for another queue's oldest request to finish,
+        // should nothing else come to send them.
         if queued {
             self.drain();
         }
@@ -638,34 +895,9 @@ impl<D: StorageDriver> Core<D> {
                 if let Some(counter) = also {
                     Stats::bump(counter);
                 }
-                self.driver.complete(buffer, Err(err));
+                self.core.driver.complete(buffer, Err(err));
             }
         }
-    }
-
-    /// Whether the device's MTU still carries the frames planned at attach.
-    /// Logs when that changes: a link whose MTU drops below the frame size
-    /// would drop every data frame, so requests fail at once instead of
-    /// timing out one by one, and work again once the MTU is raised.
-    fn frames_fit(&self, mtu_short: &mut bool, dev: &NetDevice) -> bool {
-        let mtu = dev.mtu();
-        let frame = HEADER_LEN as u32 + self.payload;
-        let fits = frame <= mtu;
-        if fits == *mtu_short {
-            *mtu_short = !fits;
-            if fits {
-                pr_info!("storage: {}: MTU {} carries {}-byte frames again\n", dev.name(), mtu, frame);
-            } else {
-                pr_warn!(
-                    "storage: {}: MTU {} is below the {}-byte frames this disk attached with; \
-                     requests fail with EMSGSIZE until it is raised\n",
-                    dev.name(),
-                    mtu,
-                    frame
-                );
-            }
-        }
-        fits
     }
 
     fn device_busy(dev: &NetDevice) -> bool {
@@ -673,20 +905,21 @@ impl<D: StorageDriver> Core<D> {
     }
 
     /// Sends queued frames, in order, while the device's transmit queues
-    /// run and the window has room. One caller drains at a time; frames
-    /// queued meanwhile are picked up by its next turn. Frames are built
-    /// under the lock and handed to the device without it.
+    /// run and the window has room. One caller drains a queue at a time;
+    /// frames queued meanwhile are picked up by its next turn. Frames are
+    /// built under the lock and handed to the device without it.
     fn drain(&self) {
+        let core = &*self.core;
         let mut g = self.inner.lock();
         if g.draining {
             return;
         }
         loop {
-            let (Some(dev), Some(server)) = (g.dev.clone(), g.server) else {
+            let (Some(dev), Some(server)) = (g.dev.clone(), core.server()) else {
                 g.draining = false;
                 return;
             };
-            if !self.frames_fit(&mut g.mtu_short, &dev) {
+            if !core.frames_fit(&dev) {
                 if g.ledger.len() == 0 {
                     g.draining = false;
                     return;
@@ -698,12 +931,15 @@ impl<D: StorageDriver> Core<D> {
                 g = self.inner.lock();
                 continue;
             }
+            // What the other queues finished since this one last looked.
+            g.ledger.refresh_window();
             let mut batch: [Option<SkBuff<Writable>>; TX_BATCH] = core::array::from_fn(|_| None);
             let mut n = 0;
             while n < TX_BATCH && !Self::device_busy(&dev) {
-                let Some(job) = g.ledger.next_frame(now_ms()) else {
+                let Some(mut job) = g.ledger.next_frame(now_ms()) else {
                     break;
                 };
+                job.header.tag |= self.index << QUEUE_SHIFT;
                 let data = match job.data {
                     Some((offset, len)) => match g.ledger.request(job.id) {
                         Some(buffer) => Some((buffer, offset, len)),
@@ -711,7 +947,7 @@ impl<D: StorageDriver> Core<D> {
                     },
                     None => None,
                 };
-                match self.build_frame(&dev, server, job.header, data, GFP_ATOMIC) {
+                match core.build_frame(&dev, server, job.header, data, GFP_ATOMIC) {
                     Ok(skb) => {
                         batch[n] = Some(skb);
                         n += 1;
@@ -737,56 +973,22 @@ impl<D: StorageDriver> Core<D> {
         }
     }
 
-    /// A response frame arrived: validate everything, place a read's data,
-    /// complete what is complete, then send what the freed window allows.
-    fn receive(&self, skb: SkBuff) {
-        Stats::bump(&self.stats.rx_frames);
-        let mut raw = [0u8; HEADER_LEN];
-        if skb.copy_bits(0, &mut raw).is_err() {
-            self.stats.count_malformed(WireError::Short);
-            return;
-        }
-        let header = match Header::parse_header(&raw, Direction::Response) {
-            Ok(h) => h,
-            Err(e) => {
-                self.stats.count_malformed(e);
-                return;
-            }
-        };
-        let payload = header.payload_len(Direction::Response);
-        if payload > (skb.len() as usize).saturating_sub(HEADER_LEN) {
-            self.stats.count_malformed(WireError::BadLength);
-            return;
-        }
-        let source = skb.eth_hdr().map(|e| e.src);
-        // Only responses addressed to this host (not ones seen in promiscuous
-        // mode), for this export and this attachment's session.
-        if header.export != self.export || header.session != self.session || source.is_none() || !skb.is_to_host() {
-            Stats::bump(&self.stats.drop_foreign);
-            return;
-        }
-        if header.opcode == Opcode::Info {
-            if self.receive_info(&header, &skb, source) {
-                skb.consume();
-            }
-            return;
-        }
+    /// A response for this queue (`header.tag` is the request id): match
+    /// it, place a read's data, complete what is complete, then send what
+    /// the freed window allows.
+    fn receive(&self, header: &Header, skb: SkBuff) {
         let mut done;
         let mut space;
         let mut queued;
         // A read's data is copied into the request without the lock, so
-        // that two CPUs receiving responses for one disk (two server
+        // that two CPUs receiving responses for one queue (two server
         // threads, or two receive queues) copy at once instead of taking
         // turns; the ledger keeps the request from completing or failing
         // until the copy has ended.
         let mut placing = None;
         {
             let mut g = self.inner.lock();
-            if g.server.is_none() || g.server != source {
-                Stats::bump(&self.stats.drop_foreign);
-                return;
-            }
-            match g.ledger.match_response(&header) {
+            match g.ledger.match_response(header) {
                 Err(why) => {
                     Stats::bump(match why {
                         Unmatched::Stale => &self.stats.drop_stale,
@@ -863,53 +1065,13 @@ impl<D: StorageDriver> Core<D> {
     fn finish(&self, done: Option<(D::Buffer, Result)>, space: Option<u32>, queued: bool) {
         if let Some((buffer, status)) = done {
             Stats::bump(if status.is_ok() { &self.stats.completed } else { &self.stats.failed });
-            self.driver.complete(buffer, status);
+            self.core.driver.complete(buffer, status);
         }
         if let Some(free) = space {
-            self.driver.queue_space(free);
+            self.core.driver.queue_space(self.index, free);
         }
         if queued {
             self.drain();
         }
-    }
-
-    /// An answer to the personality's Info request. Returns whether it was
-    /// taken (an answer from the server, or the first one when
-    /// discovering); what is refused is counted.
-    fn receive_info(&self, header: &Header, skb: &SkBuff, source: Option<MacAddr>) -> bool {
-        let mut payload = [0u8; ExportInfo::LEN];
-        if header.tag == INFO_TAG && header.status != Status::Ok {
-            let mut g = self.inner.lock();
-            if g.server.is_none() || g.server == source {
-                g.info_refused = Some(header.status);
-                return true;
-            }
-            Stats::bump(&self.stats.drop_foreign);
-            return false;
-        }
-        let parsed = if header.tag != INFO_TAG {
-            None
-        } else {
-            skb.copy_bits(HEADER_LEN as u32, &mut payload)
-                .ok()
-                .and_then(|()| ExportInfo::parse(&payload).ok())
-        };
-        let Some(info) = parsed else {
-            Stats::bump(&self.stats.drop_mismatch);
-            return false;
-        };
-        let mut g = self.inner.lock();
-        match (g.server, source) {
-            (Some(s), Some(src)) if s == src => g.info = Some(info),
-            (None, Some(src)) if src.is_valid_unicast() => {
-                g.server = Some(src);
-                g.info = Some(info);
-            }
-            _ => {
-                Stats::bump(&self.stats.drop_foreign);
-                return false;
-            }
-        }
-        true
     }
 }

@@ -27,6 +27,12 @@ macro_rules! counters {
         }
 
         impl Snapshot {
+            /// Adds every counter of `other` (the gauges are fixed up by
+            /// [`Snapshot::combine`]).
+            fn add(&mut self, other: &Snapshot) {
+                $(self.$name = self.$name.wrapping_add(other.$name);)*
+            }
+
             /// Each counter as `(name, value)`, in declaration order.
             pub fn fields(&self) -> [(&'static str, u64); counters!(@count $($name)*)] {
                 [$((stringify!($name), self.$name),)*]
@@ -56,7 +62,8 @@ counters! {
     /// Requests resent early, after a retransmission timeout without any
     /// answer (the personality's own loss recovery).
     early_resends,
-    /// The retransmission timeout now, in milliseconds (a gauge).
+    /// The retransmission timeout now, in milliseconds (a gauge; over
+    /// several queues, the longest).
     rto_ms,
     /// Requests that failed because every retry timed out.
     timeouts,
@@ -65,7 +72,7 @@ counters! {
     /// Requests failed (or refused) because the device's MTU had dropped
     /// below the frame size planned at attach.
     failed_mtu,
-    /// Most requests held at once.
+    /// Most requests held at once (over several queues, by any one).
     queue_high_water,
     /// Dropped: shorter than a header.
     drop_short,
@@ -89,6 +96,19 @@ counters! {
     /// Dropped: a read's data could not be copied into its request (the
     /// frame was well formed; the request's timer asks for it again).
     drop_copy,
+}
+
+impl Snapshot {
+    /// Folds in another queue's counters: counts add up; of the gauges,
+    /// the retransmission timeout and the high-water mark are the largest
+    /// any queue has.
+    pub fn combine(&mut self, other: &Snapshot) {
+        let rto_ms = self.rto_ms.max(other.rto_ms);
+        let queue_high_water = self.queue_high_water.max(other.queue_high_water);
+        self.add(other);
+        self.rto_ms = rto_ms;
+        self.queue_high_water = queue_high_water;
+    }
 }
 
 impl Stats {
