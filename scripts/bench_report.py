@@ -4,7 +4,11 @@
     bench_report.py RAW_DIR OUT_DIR
 
 RAW_DIR holds the guest's fio JSON files (NAME-WORKLOAD.rROUND.json), one
-iperf3 link-tcp.rROUND.json per round and memory.json. The devices were
+iperf3 link-tcp.rROUND.json per round, memory.json, what ebd-server's
+process spent on each EBD workload (ebd-WORKLOAD.rROUND.cpu.json: CPU and
+wall seconds; the server polls its socket for a while after each batch)
+and, when present, EBD's queue-depth-1 workloads with the server not
+polling (ebd-nopoll-WORKLOAD.rROUND.json), measured after the rounds. The devices were
 measured in interleaved rounds of one VM run; each figure is the median of
 its rounds, and each target ratio is the median of the per-round ratios
 (device and anchor measured minutes apart), shown with its range and beside
@@ -67,6 +71,11 @@ TARGETS = [
 ]
 
 
+# EBD's QD1 workloads measured again with ebd-server not polling: figures
+# beside the target, not targets.
+NOPOLL = [("qd1read", "read"), ("qd1write", "write")]
+
+
 def fio_job(path: Path, direction: str) -> dict:
     """The one job's figures for DIRECTION in a fio JSON result."""
     return json.loads(path.read_text())["jobs"][0][direction]
@@ -113,6 +122,25 @@ def main() -> int:
              for r in rounds]
     link_mib = round(statistics.median(links), 1)
     memory = json.loads((raw / "memory.json").read_text())
+    # Share of one vCPU the EBD server's process used during each workload.
+    server_cpu = {}
+    for w, _, _ in WORKLOADS:
+        shares = []
+        for r in rounds:
+            f = raw / f"ebd-{w}.r{r}.cpu.json"
+            if f.exists():
+                c = json.loads(f.read_text())
+                if c["wall_s"] > 0:
+                    shares.append(c["cpu_s"] / c["wall_s"])
+        if shares:
+            server_cpu[w] = round(statistics.median(shares), 2)
+    nopoll = {}
+    for w, direction in NOPOLL:
+        files = [raw / f"ebd-nopoll-{w}.r{r}.json" for r in rounds]
+        if all(f.exists() for f in files):
+            jobs = [fio_job(f, direction) for f in files]
+            nopoll[w] = {"p50": round(statistics.median(fio_figure(j, "p50") for j in jobs), 1),
+                         "p99": round(statistics.median(fio_figure(j, "p99") for j in jobs), 1)}
 
     ratios, spread, targets, round_ratios = {}, {}, {}, {}
     for key, label, (nd, nw), (dd, dw), target, kind in TARGETS:
@@ -125,12 +153,15 @@ def main() -> int:
         spread[key] = [round(min(each), 2), round(max(each), 2)]
         targets[label] = ratios[key] >= target if kind == "min" else ratios[key] <= target
     ratios["seqread_ebd_over_link"] = round(results["ebd"]["seqread"] / link_mib, 2) if link_mib > 0 else None
+    if "qd1read" in nopoll and results["nvme"]["qd1read"] > 0:
+        ratios["qd1read_p50_ebd_not_polling_over_nvme"] = round(nopoll["qd1read"]["p50"] / results["nvme"]["qd1read"], 2)
     link_range = [round(min(links), 1), round(max(links), 1)]
     per_round["link_tcp_mib_s"] = [round(x, 1) for x in links]
     per_round["ratios"] = round_ratios
     doc = {"rounds": len(rounds), "results": results, "latency_p99_us": latency_p99, "per_round": per_round,
            "link_tcp_mib_s": link_mib, "link_tcp_mib_s_range": link_range, "ratios": ratios, "ratio_range": spread,
-           "targets_met": targets, "memory": memory}
+           "targets_met": targets, "memory": memory, "ebd_server_cpu_share": server_cpu,
+           "ebd_server_not_polling_latency_us": nopoll}
     (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
 
     def cell(d: str, w: str) -> str:
@@ -169,6 +200,23 @@ def main() -> int:
     for i, r in enumerate(rounds):
         cells = " | ".join(str(round_ratios[t[0]][i]) for t in TARGETS)
         lines.append(f"| {r} | {per_round['link_tcp_mib_s'][i]} | {cells} |")
+    if server_cpu:
+        lines += [
+            "",
+            "ebd-server's CPU during each EBD workload, as a share of one vCPU (it polls its socket for a while "
+            "after answering, instead of sleeping at once):",
+            "",
+            "| " + " | ".join(w for w in server_cpu) + " |",
+            "|" + "---:|" * len(server_cpu),
+            "| " + " | ".join(str(v) for v in server_cpu.values()) + " |",
+        ]
+    if nopoll:
+        lines += [""] + [
+            f"EBD with ebd-server not polling, {w} p50 / p99: {v['p50']} / {v['p99']} µs (medians of "
+            f"{len(rounds)} runs after the rounds)." for w, v in nopoll.items()]
+        if "qd1read_p50_ebd_not_polling_over_nvme" in ratios:
+            lines.append(f"Its QD1 read median latency over NVMe/TCP's: "
+                         f"{ratios['qd1read_p50_ebd_not_polling_over_nvme']}.")
     lines += [
         "",
         f"EBD's median sequential read is {ratios['seqread_ebd_over_link']} of the link's median TCP throughput.",

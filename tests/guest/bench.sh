@@ -35,8 +35,12 @@ ip addr add 10.99.0.1/24 dev pnk0
 ip -n ebdsrv addr add 10.99.0.2/24 dev pnk1
 for img in aoe nbd nvme; do truncate -s "${SIZE_MIB}M" "$IMG/$img.img"; done
 
+# ebd-server polls its socket this long after each batch before sleeping
+# (0: never); the QD1 workloads are measured again without it at the end.
+EBD_POLL_US=${EBD_POLL_US:-200}
+
 attach_ebd() {
-  ebd_server_start
+  ebd_server_start --poll-us "$EBD_POLL_US"
   ebdctl attach --name bench --netdev pnk0 --queue-depth 64 ${EBD_WINDOW:+--window "$EBD_WINDOW"} >/dev/null \
     || fail "ebd attach"
   # What the personality pins while attached, and the most frame payload
@@ -129,18 +133,39 @@ WORKLOADS=(
   "qd1read randread 4k 1 1" "qd1write randwrite 4k 1 1"
   "seqread2j read 1M 16 2" "randread2j randread 4k 32 2" "randwrite2j randwrite 4k 32 2"
 )
-# run_suite NAME DEVICE ROUND
+# cpu_ticks PID: user and system clock ticks the process has used.
+cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# run_suite NAME DEVICE ROUND [WORKLOAD...]: the workloads (all of them
+# if none is named), once each; for EBD also what ebd-server's process
+# spent meanwhile.
 run_suite() {
-  local name=$1 dev=$2 round=$3 w
-  for w in "${WORKLOADS[@]}"; do
+  local name=$1 dev=$2 round=$3 w pid= ticks t0 hz
+  shift 3
+  local chosen=("$@")
+  ((${#chosen[@]})) || chosen=("${WORKLOADS[@]}")
+  [[ $name == ebd ]] && pid=$(ebd_server_pid)
+  hz=$(getconf CLK_TCK)
+  for w in "${chosen[@]}"; do
     set -- $w
     echo "   round $round: $name $1"
+    if [[ -n $pid ]]; then
+      ticks=$(cpu_ticks "$pid")
+      t0=$(date +%s.%N)
+    fi
     # Two jobs work on disjoint halves of the 256 MiB, so neither rereads
     # what the other just moved.
     fio --name="$name-$1" --filename="$dev" --rw="$2" --bs="$3" --iodepth="$4" --numjobs="$5" \
       --size=$((256 / $5))M --offset_increment=$((256 / $5))M --ioengine=libaio --direct=1 \
       --time_based --runtime="$RUNTIME" --ramp_time=1 --group_reporting --lat_percentiles=1 \
       --output-format=json --output="$res/$name-$1.r$round.json" >/dev/null 2>&1 || fail "$name $1: fio failed"
+    if [[ -n $pid ]]; then
+      # printf: bc writes .5 for 0.5, which JSON refuses.
+      echo "{\"cpu_s\": $(printf %.3f "$(echo "($(cpu_ticks "$pid") - $ticks) / $hz" | bc -l)"), \"wall_s\": $(printf %.3f "$(echo "$(date +%s.%N) - $t0" | bc -l)")}" \
+        >"$res/$name-$1.r$round.cpu.json"
+    fi
   done
 }
 
@@ -165,5 +190,16 @@ for round in $(seq "$ROUNDS"); do
     run_suite "$d" "${DEV[$d]}" "$round"
   done
 done
+if [[ " ${devices[*]} " == *" ebd "* && $EBD_POLL_US != 0 ]]; then
+  echo "== EBD's QD1 workloads with ebd-server not polling, $ROUNDS times"
+  ebd_server_stop
+  ebd_server_start
+  # The disk rides out the restart; one read makes sure it is back.
+  dd if=/dev/ebd0 of=/dev/null bs=4k count=1 iflag=direct status=none || fail "ebd after the server restart"
+  for round in $(seq "$ROUNDS"); do
+    run_suite ebd-nopoll /dev/ebd0 "$round" "qd1read randread 4k 1 1" "qd1write randwrite 4k 1 1"
+  done
+fi
 ebdctl stats bench >"$res/ebd-stats.txt"
+ebdctl stats bench --per-queue >"$res/ebd-queue-stats.txt"
 echo "== done"

@@ -102,6 +102,19 @@ ebd_stat() {
   return 1
 }
 
+# ebd_queue_stat NAME QUEUE COUNTER: one counter of queue QUEUE of disk
+# NAME (its line in queue_stats: "queue N name=value ...").
+ebd_queue_stat() {
+  local line pair
+  while read -r line; do
+    [[ $line == "queue $2 "* ]] || continue
+    for pair in $line; do
+      [[ $pair == "$3="* ]] && { echo "${pair#*=}"; return 0; }
+    done
+  done <"$EBD_CFG/$1/queue_stats"
+  return 1
+}
+
 # ebd_resends NAME: requests disk NAME sent again, early (the personality's
 # retransmission timeout) or after its response timer.
 ebd_resends() {

@@ -595,6 +595,22 @@ mod tests {
     }
 
     #[test]
+    fn queues_waiting_for_the_span_are_taken_once() {
+        let seq = match Sequence::new(FIRST_SEQ, 4) {
+            Ok(s) => s,
+            Err(_) => panic!("sequence allocation failed"),
+        };
+        assert_eq!(seq.take_waiting(), 0);
+        seq.wait(1);
+        seq.wait(5);
+        seq.wait(1);
+        // Beyond the mask's 64 queues: ignored, not an overflow.
+        seq.wait(64);
+        assert_eq!(seq.take_waiting(), (1 << 1) | (1 << 5));
+        assert_eq!(seq.take_waiting(), 0);
+    }
+
+    #[test]
     fn queues_number_from_one_sequence_and_tell_each_others_finishes() {
         let (mut a, mut b, _seq) = two_queues(4);
         admit(&mut a, 0, cmd(Opcode::Write, 512));
@@ -631,6 +647,7 @@ mod tests {
             sent += 1;
         }
         assert_eq!(sent, FINISHED_SPAN - 1);
+        assert!(b.held_back());
         // A's request ends; B sends on once it has looked again.
         assert!(a.answer(0, 0..1).is_some());
         assert!(b.next_frame(0).is_none());
@@ -717,10 +734,12 @@ mod context {
     /// A personality on veth A whose "server" is veth B, where nobody
     /// answers; its driver counts into the returned `Seen`.
     fn attach_to_silent_peer() -> Result<(Arc<Personality<Driver>>, Arc<Seen>)> {
-        attach_with(1, Delta::from_secs(30))
+        attach_with(1, 4, Delta::from_secs(30))
     }
 
-    fn attach_with(queues: u32, timeout: Delta) -> Result<(Arc<Personality<Driver>>, Arc<Seen>)> {
+    /// As [`attach_to_silent_peer`], with `queues` queues of `depth`
+    /// requests and frames in flight each.
+    fn attach_with(queues: u32, depth: u32, timeout: Delta) -> Result<(Arc<Personality<Driver>>, Arc<Seen>)> {
         let a = NetDevice::get_by_name(Namespace::init(), VETH_A)?;
         let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
         let seen = Arc::new(Seen::default(), GFP_KERNEL)?;
@@ -728,8 +747,8 @@ mod context {
             server: b.mac_addr(),
             export: 0,
             frame_size: 0,
-            max_queue: 4,
-            window: 4,
+            max_queue: depth,
+            window: depth,
             queues,
             max_retries: 0,
             timeout,
@@ -791,8 +810,11 @@ mod context {
         first_seq: AtomicU32,
         /// `finished.below` of the last frame of queue 1.
         last_below_q1: AtomicU32,
-        /// Tags whose request id part was not 0 or 1.
+        /// Tags whose queue part was not 0 or 1.
         odd_tags: AtomicU32,
+        /// The most any frame of queue 1 was ahead of the first frame's
+        /// sequence number.
+        most_ahead_q1: AtomicU32,
     }
 
     struct Tap(Arc<Wire>);
@@ -804,7 +826,7 @@ mod context {
                 return;
             };
             let queue = (h.tag >> QUEUE_SHIFT) as usize;
-            if h.tag & ((1 << QUEUE_SHIFT) - 1) > 1 || queue > 1 {
+            if queue > 1 {
                 self.0.odd_tags.fetch_add(1, Relaxed);
                 return;
             }
@@ -813,6 +835,8 @@ mod context {
             }
             if queue == 1 {
                 self.0.last_below_q1.store(h.finished.below, Relaxed);
+                let ahead = h.seq.wrapping_sub(self.0.first_seq.load(Relaxed));
+                self.0.most_ahead_q1.fetch_max(ahead, Relaxed);
             }
             self.0.frames[queue].fetch_add(1, Relaxed);
         }
@@ -838,7 +862,7 @@ mod context {
             packet::Registration::new(EtherType(ETH_P_EBD_REQUEST), Some(b), Tap(wire.clone())),
             GFP_KERNEL,
         )?;
-        let (p, seen) = attach_with(2, Delta::from_millis(10))?;
+        let (p, seen) = attach_with(2, 4, Delta::from_millis(10))?;
         assert_eq!(p.queues(), 2);
         // One write on each queue, under the same id: each queue has its own.
         assert!(p.queue(0, 0, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
@@ -848,12 +872,7 @@ mod context {
         // Queue 0's write times out (no retries; an early resend by the
         // personality's timer may put that off): it is finished, and the
         // next request on queue 1 tells the server so.
-        let mut tries = 0;
-        while let TimerAction::Rearm(after) = p.expire(0, 0, |_| true) {
-            tries += 1;
-            assert!(tries < 100);
-            kernel::time::delay::fsleep(after);
-        }
+        expire_until_ended(&p, 0, 0);
         assert_eq!(seen.failed.load(Relaxed), 1);
         assert!(p.queue(1, 1, Probe { seen: seen.clone(), fail: false }, WRITE).is_ok());
         assert!(wait_for(&wire, 1, 2));
@@ -868,6 +887,54 @@ mod context {
         assert_eq!(p.queue_len(), 2);
         p.detach();
         assert_eq!(seen.failed.load(Relaxed), 3);
+        drop(tap);
+        Ok(())
+    }
+
+    /// Calls `expire` on request `id` of `queue` until it is ended (an
+    /// early resend by the personality's timer may put that off).
+    fn expire_until_ended(p: &Personality<Driver>, queue: u32, id: u32) {
+        let mut tries = 0;
+        while let TimerAction::Rearm(after) = p.expire(queue, id, |_| true) {
+            tries += 1;
+            assert!(tries < 100);
+            kernel::time::delay::fsleep(after);
+        }
+    }
+
+    #[test]
+    fn a_queue_held_back_by_another_queues_request_sends_once_it_ends() -> Result {
+        const SPAN: u32 = kernel::net::storage::wire::FINISHED_SPAN;
+        let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
+        let wire = Arc::new(Wire::default(), GFP_KERNEL)?;
+        let tap = KBox::pin_init(
+            packet::Registration::new(EtherType(ETH_P_EBD_REQUEST), Some(b), Tap(wire.clone())),
+            GFP_KERNEL,
+        )?;
+        let (p, seen) = attach_with(2, SPAN + 8, Delta::from_millis(200))?;
+        let probe = Probe { seen: seen.clone(), fail: false };
+        // Queue 0's request is the oldest; queue 1 fills the span behind it.
+        assert!(p.queue(0, 0, probe.clone(), WRITE).is_ok());
+        for id in 0..SPAN + 1 {
+            assert!(p.queue(1, id, probe.clone(), WRITE).is_ok());
+        }
+        assert!(wait_for(&wire, 1, SPAN - 1));
+        assert_eq!(wire.most_ahead_q1.load(Relaxed), SPAN - 1);
+        assert_eq!(p.queue_len(), SPAN + 2);
+        // Queue 0's request ends: the span moves on by one, and queue 1's
+        // next request goes out (the last still waits, for queue 1's own
+        // oldest).
+        expire_until_ended(&p, 0, 0);
+        let mut waited = 0;
+        while wire.most_ahead_q1.load(Relaxed) < SPAN && waited < 100 {
+            kernel::time::delay::fsleep(Delta::from_millis(10));
+            waited += 1;
+        }
+        kernel::time::delay::fsleep(Delta::from_millis(100));
+        assert_eq!(wire.most_ahead_q1.load(Relaxed), SPAN);
+        assert_eq!(wire.odd_tags.load(Relaxed), 0);
+        p.detach();
+        assert_eq!(seen.failed.load(Relaxed), SPAN + 2);
         drop(tap);
         Ok(())
     }

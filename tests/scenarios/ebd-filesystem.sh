@@ -25,6 +25,14 @@ ebdctl list --json | grep -q '"disk": "ebd0"' || fail "list --json does not show
 # The personality paces its own FIFO; the disk starts without a scheduler.
 grep -q '\[none\]' /sys/block/ebd0/queue/scheduler || fail "scheduler: $(cat /sys/block/ebd0/queue/scheduler)"
 
+# One queue per CPU: what a CPU submits goes through its own queue.
+cpus=$(nproc)
+[[ $(ebd_stat disk0 queues) == "$cpus" ]] || fail "$(ebd_stat disk0 queues) queues on $cpus CPUs"
+for ((q = 0; q < cpus; q++)); do
+  taskset -c "$q" dd if=/dev/ebd0 of=/dev/null bs=4k count=16 skip=$((q * 16)) iflag=direct status=none \
+    || fail "direct reads on CPU $q"
+done
+
 mkfs.ext4 -q -F /dev/ebd0 || fail "mkfs.ext4"
 mount /dev/ebd0 "$EBD_MNT" || fail "mount"
 # Five files of 1 to 5 MiB and a few pages, all different: random bytes
@@ -45,6 +53,15 @@ umount "$EBD_MNT" || fail "umount"
 ebdctl stats disk0 || fail "stats"
 [[ $(ebd_stat disk0 completed) -gt 100 ]] || fail "too few completed requests"
 [[ $(ebd_stat disk0 failed) == 0 ]] || fail "requests failed"
+ebdctl stats disk0 --per-queue || fail "stats --per-queue"
+total=0
+for ((q = 0; q < cpus; q++)); do
+  carried=$(ebd_queue_stat disk0 "$q" requests) || fail "no counters for queue $q"
+  [[ $carried -ge 16 ]] || fail "queue $q carried $carried requests, fewer than its CPU's reads"
+  total=$((total + carried))
+done
+[[ $total == $(ebd_stat disk0 requests) ]] \
+  || fail "the queues' requests ($total) do not add up to the disk's ($(ebd_stat disk0 requests))"
 ebdctl detach disk0 || fail "detach"
 [[ ! -e /dev/ebd0 ]] || fail "/dev/ebd0 still there after detach"
 
@@ -56,7 +73,8 @@ umount "$EBD_MNT"
 ebdctl detach again || fail "detach again"
 
 # Two disks at once on one link: export 0 read-write, export 1 read-only.
-ebdctl attach --name rw --netdev pnk0 >/dev/null || fail "attach export 0"
+ebdctl attach --name rw --netdev pnk0 --queues 1 >/dev/null || fail "attach export 0"
+[[ $(ebd_stat rw queues) == 1 ]] || fail "--queues 1 gave $(ebd_stat rw queues) queues"
 ebdctl attach --name ro --netdev pnk0 --export 1 >/dev/null || fail "attach export 1"
 [[ $(blockdev --getro /dev/ebd1) == 1 ]] || fail "/dev/ebd1 of a read-only export is writable"
 ! dd if=/dev/zero of=/dev/ebd1 bs=4k count=1 oflag=direct 2>/dev/null || fail "write to a read-only export succeeded"
@@ -66,4 +84,4 @@ umount "$EBD_MNT"
 [[ $(ebd_stat ro drop_foreign) -gt 0 || $(ebd_stat rw drop_foreign) -gt 0 ]] \
   || fail "neither disk saw (and dropped) the other's responses"
 ebdctl detach ro && ebdctl detach rw || fail "detach both"
-echo "ext4 on ebd0: $(wc -l </tmp/ebd-sums) files verified after detach and re-attach; two exports at once, one read-only"
+echo "ext4 on ebd0 ($cpus queues, each carrying its CPU's I/O): $(wc -l </tmp/ebd-sums) files verified after detach and re-attach; two exports at once, one read-only, one with a single queue"

@@ -174,6 +174,16 @@ impl PacketSocket {
     /// returns how many, with each frame's length in `lens`. Frames the
     /// host itself sent are skipped (their length is 0).
     pub fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
+        self.recv_batch_with(bufs, lens, libc::MSG_WAITFORONE)
+    }
+
+    /// Like [`PacketSocket::recv_batch`], without waiting: `WouldBlock`
+    /// if no frame is queued.
+    pub fn try_recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
+        self.recv_batch_with(bufs, lens, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_batch_with(&self, bufs: &mut [Vec<u8>], lens: &mut [usize], flags: libc::c_int) -> io::Result<usize> {
         let n = bufs.len().min(lens.len());
         let mut iov: Vec<libc::iovec> = bufs[..n]
             .iter_mut()
@@ -195,7 +205,7 @@ impl PacketSocket {
         // SAFETY: Every message points at live buffers and names of the
         // stated sizes, which outlive the call.
         let got = check(unsafe {
-            libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
+            libc::recvmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, flags, std::ptr::null_mut())
         })? as usize;
         for i in 0..got {
             lens[i] = if names[i].sll_pkttype == libc::PACKET_OUTGOING { 0 } else { msgs[i].msg_len as usize };

@@ -255,6 +255,9 @@ pub struct Ledger<R> {
     /// [`Ledger::refresh_window`], admission or removal here.
     window: Finished,
     refused_full: bool,
+    /// The last [`Ledger::next_frame`] passed over a request beyond the
+    /// window's span.
+    held_back: bool,
     /// When (caller's clock) the server last answered any request.
     last_answer_at: u64,
 }
@@ -288,6 +291,7 @@ impl<R> Ledger<R> {
             window: sequence.window(),
             sequence,
             refused_full: false,
+            held_back: false,
             last_answer_at: 0,
         })
     }
@@ -409,6 +413,7 @@ impl<R> Ledger<R> {
     /// `now` (milliseconds, any monotonic clock) is when the frame goes
     /// out; [`Ledger::expire`] measures timeouts from the last frame sent.
     pub fn next_frame(&mut self, now: u64) -> Option<FrameJob> {
+        self.held_back = false;
         let mut pos = 0;
         while pos < self.fifo.len {
             let id = self.fifo.at(pos);
@@ -425,6 +430,7 @@ impl<R> Ledger<R> {
             // (`FINISHED_SPAN`). Older requests behind it in the queue (a
             // retransmission of that oldest one, say) go first.
             if !finished.admits(slot.seq) {
+                self.held_back = true;
                 pos += 1;
                 continue;
             }
@@ -657,6 +663,13 @@ impl<R> Ledger<R> {
             resent += 1;
         }
         resent
+    }
+
+    /// Whether the last [`Ledger::next_frame`] passed over a request that
+    /// waits for an older one, perhaps another queue's, to finish (see
+    /// [`Sequence::wait`]).
+    pub fn held_back(&self) -> bool {
+        self.held_back
     }
 
     /// Whether frames wait to be sent (the window or the device was full).

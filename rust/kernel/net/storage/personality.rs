@@ -606,6 +606,7 @@ impl<D: StorageDriver> Personality<D> {
                 Stats::bump(&q.stats.timeouts);
                 Stats::bump(&q.stats.failed);
                 core.driver.complete(buffer, Err(EIO));
+                wake_waiting(&self.queues, &core.sequence);
                 TimerAction::Stop
             }
         }
@@ -829,6 +830,21 @@ impl<D: StorageDriver> Receiver<D> {
         };
         header.tag &= (1 << QUEUE_SHIFT) - 1;
         queue.receive(&header, skb);
+        wake_waiting(&self.queues, &core.sequence);
+    }
+}
+
+/// Sends what queues waiting for an older request can send now that a
+/// request may have finished (see [`Sequence::wait`]); a queue still held
+/// back asks again.
+fn wake_waiting<D: StorageDriver>(queues: &[Arc<Queue<D>>], sequence: &Sequence) {
+    let mut waiting = sequence.take_waiting();
+    while waiting != 0 {
+        let i = waiting.trailing_zeros();
+        waiting &= waiting - 1;
+        if let Some(q) = queues.get(i as usize) {
+            q.drain();
+        }
     }
 }
 
@@ -914,6 +930,7 @@ impl<D: StorageDriver> Queue<D> {
         if g.draining {
             return;
         }
+        let mut waiting = false;
         loop {
             let (Some(dev), Some(server)) = (g.dev.clone(), core.server()) else {
                 g.draining = false;
@@ -957,6 +974,14 @@ impl<D: StorageDriver> Queue<D> {
                 }
             }
             if n == 0 {
+                // Frames wait for an older request, perhaps another
+                // queue's, to finish: ask to be woken when one does, then
+                // look once more in case one did meanwhile.
+                if g.ledger.held_back() && !waiting {
+                    waiting = true;
+                    core.sequence.wait(self.index);
+                    continue;
+                }
                 g.draining = false;
                 return;
             }

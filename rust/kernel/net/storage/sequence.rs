@@ -20,8 +20,14 @@
 //! finishing over a wider ring, sized for every request the attachment can
 //! hold, and never loses one: its oldest unfinished request always moves
 //! on once that request ends.
+//!
+//! A queue whose next request lies beyond the span waits for another
+//! queue's oldest request; nothing of its own may come to wake it, so it
+//! says so ([`Sequence::wait`]) and whoever finishes a request next wakes
+//! it ([`Sequence::take_waiting`]).
 
 use super::wire::{Finished, FINISHED_MASK_BITS, FINISHED_SPAN};
+use core::sync::atomic::{fence, AtomicU64, Ordering::SeqCst};
 use crate::{
     prelude::*,
     sync::{Arc, SpinLockBh},
@@ -92,6 +98,8 @@ impl Numbers {
 pub struct Sequence {
     #[pin]
     numbers: SpinLockBh<Numbers>,
+    /// Bit `i`: queue `i` has requests waiting for an older one to finish.
+    waiting: AtomicU64,
 }
 
 impl Sequence {
@@ -115,6 +123,7 @@ impl Sequence {
                     let (name, key) = crate::sync::generic_lock_class!("net::storage::Sequence::numbers");
                     SpinLockBh::new(Numbers { below: first, next: first, done, capacity }, name, key)
                 },
+                waiting: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )
@@ -156,6 +165,30 @@ impl Sequence {
             }
         }
         Self::window_of(&n)
+    }
+
+    /// Queue `queue` (below 64) has a request beyond the span and nothing
+    /// else to send: it is to be woken when a request finishes. The
+    /// queue must then take the window again ([`Sequence::window`]) and
+    /// look once more, since a request may have finished between its
+    /// last look and this call; a finish after this call sees the mark.
+    pub fn wait(&self, queue: u32) {
+        if let Some(bit) = 1u64.checked_shl(queue) {
+            self.waiting.fetch_or(bit, SeqCst);
+        }
+        // Orders the mark before the window is taken again (under the
+        // lock) against `take_waiting`'s fence after a finish.
+        fence(SeqCst);
+    }
+
+    /// The queues waiting since the last call, to be woken after a
+    /// request finished ([`Sequence::finish`]): a bit per queue.
+    pub fn take_waiting(&self) -> u64 {
+        fence(SeqCst);
+        if self.waiting.load(SeqCst) == 0 {
+            return 0;
+        }
+        self.waiting.swap(0, SeqCst)
     }
 
     /// The window every request frame carries now.
