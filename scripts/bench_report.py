@@ -123,17 +123,22 @@ def main() -> int:
     link_mib = round(statistics.median(links), 1)
     memory = json.loads((raw / "memory.json").read_text())
     # Share of one vCPU the EBD server's process used during each workload.
-    server_cpu = {}
+    # and the share of all vCPUs left idle (what a second job could use).
+    server_cpu, idle = {}, {}
     for w, _, _ in WORKLOADS:
-        shares = []
+        shares, idles = [], []
         for r in rounds:
             f = raw / f"ebd-{w}.r{r}.cpu.json"
             if f.exists():
                 c = json.loads(f.read_text())
                 if c["wall_s"] > 0:
                     shares.append(c["cpu_s"] / c["wall_s"])
+                if "idle_share" in c:
+                    idles.append(c["idle_share"])
         if shares:
             server_cpu[w] = round(statistics.median(shares), 2)
+        if idles:
+            idle[w] = round(statistics.median(idles), 2)
     nopoll = {}
     for w, direction in NOPOLL:
         files = [raw / f"ebd-nopoll-{w}.r{r}.json" for r in rounds]
@@ -160,7 +165,7 @@ def main() -> int:
     per_round["ratios"] = round_ratios
     doc = {"rounds": len(rounds), "results": results, "latency_p99_us": latency_p99, "per_round": per_round,
            "link_tcp_mib_s": link_mib, "link_tcp_mib_s_range": link_range, "ratios": ratios, "ratio_range": spread,
-           "targets_met": targets, "memory": memory, "ebd_server_cpu_share": server_cpu,
+           "targets_met": targets, "memory": memory, "ebd_server_cpu_share": server_cpu, "ebd_idle_share": idle,
            "ebd_server_not_polling_latency_us": nopoll}
     (out / "results.json").write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -209,6 +214,16 @@ def main() -> int:
             "| " + " | ".join(w for w in server_cpu) + " |",
             "|" + "---:|" * len(server_cpu),
             "| " + " | ".join(str(v) for v in server_cpu.values()) + " |",
+        ]
+    if idle:
+        lines += [
+            "",
+            "Share of both vCPUs idle during each EBD workload (a second job can only use what one leaves idle: "
+            "with an idle share i, two jobs can do at most 1 / (1 - i) times one job's work):",
+            "",
+            "| " + " | ".join(w for w in idle) + " |",
+            "|" + "---:|" * len(idle),
+            "| " + " | ".join(str(v) for v in idle.values()) + " |",
         ]
     if nopoll:
         lines += [""] + [

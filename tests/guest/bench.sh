@@ -138,11 +138,17 @@ cpu_ticks() {
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
+# idle_ticks: "IDLE TOTAL" clock ticks of all CPUs so far (idle and iowait
+# count as idle).
+idle_ticks() {
+  awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t}' /proc/stat
+}
+
 # run_suite NAME DEVICE ROUND [WORKLOAD...]: the workloads (all of them
 # if none is named), once each; for EBD also what ebd-server's process
 # spent meanwhile.
 run_suite() {
-  local name=$1 dev=$2 round=$3 w pid= ticks t0 hz
+  local name=$1 dev=$2 round=$3 w pid= ticks t0 hz idle0 total0 idle1 total1
   shift 3
   local chosen=("$@")
   ((${#chosen[@]})) || chosen=("${WORKLOADS[@]}")
@@ -154,6 +160,7 @@ run_suite() {
     if [[ -n $pid ]]; then
       ticks=$(cpu_ticks "$pid")
       t0=$(date +%s.%N)
+      read -r idle0 total0 < <(idle_ticks)
     fi
     # Two jobs work on disjoint halves of the 256 MiB, so neither rereads
     # what the other just moved.
@@ -162,8 +169,10 @@ run_suite() {
       --time_based --runtime="$RUNTIME" --ramp_time=1 --group_reporting --lat_percentiles=1 \
       --output-format=json --output="$res/$name-$1.r$round.json" >/dev/null 2>&1 || fail "$name $1: fio failed"
     if [[ -n $pid ]]; then
-      # printf: bc writes .5 for 0.5, which JSON refuses.
-      echo "{\"cpu_s\": $(printf %.3f "$(echo "($(cpu_ticks "$pid") - $ticks) / $hz" | bc -l)"), \"wall_s\": $(printf %.3f "$(echo "$(date +%s.%N) - $t0" | bc -l)")}" \
+      read -r idle1 total1 < <(idle_ticks)
+      # printf: bc writes .5 for 0.5, which JSON refuses. The idle share
+      # is of every vCPU: what a second job could still have used.
+      echo "{\"cpu_s\": $(printf %.3f "$(echo "($(cpu_ticks "$pid") - $ticks) / $hz" | bc -l)"), \"wall_s\": $(printf %.3f "$(echo "$(date +%s.%N) - $t0" | bc -l)"), \"idle_share\": $(printf %.3f "$(echo "($idle1 - $idle0) / ($total1 - $total0)" | bc -l)")}" \
         >"$res/$name-$1.r$round.cpu.json"
     fi
   done

@@ -107,7 +107,8 @@ if __name__ == "__main__":
             root = Path(d)
             raw = make_raw(root, [120.0, 120.0, 120.0], ebd_factor=1.0, nvme_latency_us=80.0)
             for r, cpu in enumerate([4.5, 9.0, 6.3], start=1):
-                (raw / f"ebd-qd1read.r{r}.cpu.json").write_text(json.dumps({"cpu_s": cpu, "wall_s": 9.0}))
+                (raw / f"ebd-qd1read.r{r}.cpu.json").write_text(
+                    json.dumps({"cpu_s": cpu, "wall_s": 9.0, "idle_share": 0.1 * r}))
                 for w, direction in (("qd1read", "read"), ("qd1write", "write")):
                     lat = {"percentile": {"50.000000": 200.0 * 1000, "99.000000": 400.0 * 1000}}
                     (raw / f"ebd-nopoll-{w}.r{r}.json").write_text(json.dumps({"jobs": [{direction: {"lat_ns": lat}}]}))
@@ -115,6 +116,7 @@ if __name__ == "__main__":
             self.assertEqual(p.returncode, 0, p.stderr)
             doc = json.loads((root / "out" / "results.json").read_text())
             self.assertEqual(doc["ebd_server_cpu_share"], {"qd1read": 0.7})
+            self.assertEqual(doc["ebd_idle_share"], {"qd1read": 0.2})
             self.assertEqual(doc["ebd_server_not_polling_latency_us"]["qd1read"], {"p50": 200.0, "p99": 400.0})
             self.assertEqual(doc["ratios"]["qd1read_p50_ebd_not_polling_over_nvme"], 2.5)
             md = (root / "out" / "results.md").read_text()
