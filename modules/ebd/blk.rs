@@ -28,7 +28,9 @@ impl StorageDriver for Completer {
 
     fn queue_space(&self, _queue: u32, _free: u32) {
         // Nothing to do: a request refused for a full queue went back to
-        // blk-mq, which reruns the queue when one of ours completes.
+        // blk-mq, which reruns the hardware queue when one of its requests
+        // completes, or a few milliseconds later if none is in flight (a
+        // refusal because the session's sequence had no number to spare).
     }
 }
 
@@ -76,7 +78,8 @@ impl Operations for Ebd {
             Err(e) => return end(rq, Err(e)),
         };
         // Each blk-mq hardware queue is a queue of the personality, so CPUs
-        // mapped to different hardware queues never share a lock.
+        // mapped to different hardware queues have a FIFO, window and lock
+        // each.
         match q.personality.queue(rq.hw_queue(), rq.tag(), rq, command) {
             Ok(()) => Ok(()),
             // blk-mq keeps the request and dispatches it again later.

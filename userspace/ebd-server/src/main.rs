@@ -70,8 +70,8 @@ struct Args {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: u16,
     /// Serving threads, each with its own socket in a packet fanout group:
-    /// each client queue's requests go to one of them (queue modulo
-    /// threads).
+    /// each client queue's small requests go to one of them (queue modulo
+    /// threads); requests of 64 KiB and more are spread over them.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
     /// After answering, keep polling the socket for this many microseconds
@@ -165,6 +165,10 @@ fn serve(
             }
         }
         let polling = answered.is_some_and(|at| at.elapsed() < poll);
+        if polling && matches!(socket.readable(), Ok(false)) {
+            std::hint::spin_loop();
+            continue;
+        }
         let received =
             if polling { socket.try_recv_batch(&mut bufs, &mut lens) } else { socket.recv_batch(&mut bufs, &mut lens) };
         let got = match received {

@@ -21,9 +21,9 @@
 //! after the merge: D's bytes are overwritten by L's, as on the client. If
 //! D's check runs after the merge, it sees its `seq` finished and D is
 //! dropped. Either way the disk ends with what the client last wrote. The
-//! frames of one session may be handled by different threads (the fanout
-//! program steers each of the client's queues to its own thread, and one
-//! session spans the client's queues), which is why the state is shared
+//! frames of one session may be handled by different threads (one session
+//! spans the client's queues, which the fanout program steers to different
+//! threads, and it spreads large requests), which is why the state is shared
 //! and locked rather than per thread.
 //!
 //! # Bound

@@ -13,6 +13,10 @@ use std::{
 /// Largest frame received (jumbo MTU plus headers).
 pub const MAX_FRAME: usize = 9216 + 64;
 
+/// Requests of this many bytes and more are spread over the serving
+/// threads ([`PacketSocket::steer_fanout_by_queue`]).
+pub const LARGE_REQUEST: u32 = 64 * 1024;
+
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())
@@ -142,22 +146,36 @@ impl PacketSocket {
     }
 
     /// Installs the group's steering program (on any one member, after all
-    /// have joined): every frame of a client queue goes to one thread, the
-    /// queue's index (the tag's upper half, see the protocol) modulo the
-    /// number of threads. A queue's requests are then answered in order by
-    /// one thread, and on a link that delivers on the sending CPU its
-    /// responses reach the client on one CPU as well; a client's queues
-    /// are spread over the threads.
+    /// have joined). A client queue's small requests (below 64 KiB) all go
+    /// to one thread, the queue's index (the tag's upper half, see the
+    /// protocol) modulo the number of threads: they are answered in order
+    /// by one thread and, on a link that delivers on the sending CPU, their
+    /// responses reach the client on one CPU. Large requests are spread
+    /// over the threads by queue and slot, every frame of one request
+    /// staying with one thread: a single stream of them would otherwise
+    /// wait for one thread's copies while the others idle.
     pub fn steer_fanout_by_queue(&self) -> io::Result<()> {
         // Classic BPF over the frame after the Ethernet header (the EBD
         // header, big-endian); the kernel takes the result modulo the group
         // size.
+        const LD_W_ABS: u16 = 0x20;
         const LD_H_ABS: u16 = 0x28;
+        const JGE_K: u16 = 0x35;
+        const ADD_X: u16 = 0x0c;
+        const TAX: u16 = 0x07;
+        const TXA: u16 = 0x87;
         const RET_A: u16 = 0x16;
         let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
         let mut program = [
-            insn(LD_H_ABS, 0, 0, 4), // A = tag >> 16, the client's queue
-            insn(RET_A, 0, 0, 0),    // socket = queue % threads
+            insn(LD_H_ABS, 0, 0, 4),          // A = tag >> 16, the client's queue
+            insn(TAX, 0, 0, 0),               // X = queue
+            insn(LD_W_ABS, 0, 0, 24),         // A = request length
+            insn(JGE_K, 2, 0, LARGE_REQUEST), // large: spread
+            insn(TXA, 0, 0, 0),               // small: socket = queue % threads
+            insn(RET_A, 0, 0, 0),
+            insn(LD_H_ABS, 0, 0, 6), // A = tag & 0xffff, the request's slot
+            insn(ADD_X, 0, 0, 0),    // socket = (slot + queue) % threads
+            insn(RET_A, 0, 0, 0),
         ];
         let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
         self.set_opt(libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &fprog)
@@ -175,6 +193,15 @@ impl PacketSocket {
     /// host itself sent are skipped (their length is 0).
     pub fn recv_batch(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
         self.recv_batch_with(bufs, lens, libc::MSG_WAITFORONE)
+    }
+
+    /// Whether a frame is queued, without waiting and without allocating
+    /// (what a polling thread asks between batches).
+    pub fn readable(&self) -> io::Result<bool> {
+        let mut fd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: One valid pollfd, for the duration of the call.
+        let ready = check(unsafe { libc::poll(&mut fd, 1, 0) })?;
+        Ok(ready > 0)
     }
 
     /// Like [`PacketSocket::recv_batch`], without waiting: `WouldBlock`

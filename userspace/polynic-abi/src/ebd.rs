@@ -187,7 +187,10 @@ pub struct Header {
     pub opcode: Opcode,
     /// [`FLAG_FUA`] and future flags.
     pub flags: u16,
-    /// Client's slot for the request; echoed by the server.
+    /// Client's slot for the request; echoed by the server. A client with
+    /// several queues puts the queue's index in the upper 16 bits and the
+    /// request's slot in that queue in the lower 16; a server may steer by
+    /// the upper half (`ebd-server` does) and must echo the whole.
     pub tag: u32,
     /// The request's number in its session: one more than the session's
     /// previous request (wrapping). Echoed by the server; with the tag it

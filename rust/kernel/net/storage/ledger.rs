@@ -230,7 +230,7 @@ pub struct Limits {
     pub max_retries: u32,
 }
 
-/// Requests held by the storage personality.
+/// Requests held by one queue of the storage personality.
 ///
 /// # Invariants
 ///

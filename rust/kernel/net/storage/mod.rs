@@ -31,8 +31,10 @@
 //! A personality has one or more queues ([`Config::queues`]), meant one per
 //! blk-mq hardware queue: each has its own FIFO, window of frames in flight,
 //! retransmission timer and lock, so CPUs submitting on different queues
-//! never wait for each other. They share one session: request numbers and
-//! the finished window come from one [`sequence`], and a frame's tag
+//! do not take turns for frames, windows or responses. They share one
+//! session: request numbers and the finished window come from one
+//! [`sequence`] (a short lock of its own, taken when a request is issued
+//! or finished and once per transmit turn), and a frame's tag
 //! carries its queue above [`QUEUE_SHIFT`], which a server may steer by so
 //! that a queue's responses come back on one CPU.
 

@@ -49,11 +49,11 @@ pub const MAX_QUEUES: u32 = 64;
 /// (queue indices stay below [`MAX_QUEUES`]).
 const INFO_TAG: u32 = u32::MAX;
 
-/// Frames built per turn of the transmit loop before the lock is dropped to
-/// hand them to the device.
+/// Frames built per turn of a queue's transmit loop before its lock is
+/// dropped to hand them to the device.
 const TX_BATCH: usize = 16;
 
-/// How often the personality's timer looks for requests that have waited
+/// How often a queue's timer looks for requests that have waited
 /// longer than the retransmission timeout, while any request is held: a
 /// lost frame is resent at most this long after it became overdue.
 const TICK: Delta = Delta::from_millis(50);
@@ -61,22 +61,22 @@ const TICK: Delta = Delta::from_millis(50);
 /// Memory a response's data is placed into: the block request's own pages.
 ///
 /// A clone is another reference to the same request, held while a read's
-/// data is placed without the personality's lock; every clone is dropped
+/// data is placed without its queue's lock; every clone is dropped
 /// before the request is handed back to [`StorageDriver::complete`].
 pub trait BlockBuffer: Clone + Send + 'static {
     /// Copies request bytes `[offset, offset + dst.len())` into `dst` (a
     /// frame being built, for writes).
     ///
-    /// Context: under the personality's lock, with bottom halves off, from
+    /// Context: under its queue's lock, with bottom halves off, from
     /// whichever caller sends queued frames: `queue_rq`, blk-mq's timeout
-    /// work (process context), response receive or the personality's timer
+    /// work (process context), response receive or a queue's timer
     /// (softirq). Must not sleep.
     fn copy_out(&self, offset: u32, dst: &mut [u8]) -> Result;
 
     /// Copies `len` bytes of `skb` from `skb_offset` straight into the request
     /// at `offset` (a read's response): the only copy received data makes.
     ///
-    /// Context: response receive (softirq), without the personality's lock,
+    /// Context: response receive (softirq), without any of the personality's locks,
     /// possibly on several CPUs at once for different parts of one request
     /// (never for the same bytes at once). Must not sleep.
     fn fill_from(&self, offset: u32, skb: &SkBuff, skb_offset: u32, len: u32) -> Result;
@@ -100,8 +100,8 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// The response to `buffer` is complete (its data, for a read, is in
     /// place) or it failed.
     ///
-    /// Context: never under the personality's lock; from response receive
-    /// or the personality's timer (softirq), blk-mq's timeout work, `queue`
+    /// Context: never under any of the personality's locks; from response
+    /// receive or a queue's timer (softirq), blk-mq's timeout work, `queue`
     /// (when the device's MTU has dropped below the frame size) or `detach`
     /// (process context, possibly under RTNL from a net device notifier).
     /// Must not sleep.
@@ -233,7 +233,8 @@ struct QueueState<B> {
     /// How long the server takes to answer this queue's requests.
     rtt: RttEstimator,
     /// The timer ([`Queue::ticker`]) is queued or running and will look at
-    /// the ledger again; cleared by the tick that finds it empty.
+    /// the ledger again; cleared by the tick that finds it empty or the
+    /// queue detached.
     ticking: bool,
 }
 
@@ -311,8 +312,9 @@ impl<D: StorageDriver> PacketHandler for Receiver<D> {
 /// empty. `tickers` holds the handle of each queue's timer (with a
 /// reference to the queue) from attach until [`Personality::detach`] has
 /// cleared every queue's `dev`; a queue's timer is started again only
-/// under that queue's lock while its `dev` is `Some`, so it never runs
-/// after its handle is dropped.
+/// under that queue's lock while its `dev` is `Some`, or re-armed by its
+/// own tick (which dropping the handle cancels as well, with
+/// `hrtimer_cancel`), so it never runs after its handle is dropped.
 #[pin_data(PinnedDrop)]
 pub struct Personality<D: StorageDriver> {
     core: Arc<Core<D>>,
@@ -969,7 +971,7 @@ impl<D: StorageDriver> Queue<D> {
                         batch[n] = Some(skb);
                         n += 1;
                     }
-                    // Counted as lost; the personality's timer resends it.
+                    // Counted as lost; the queue's timer resends it.
                     Err(_) => Stats::bump(&self.stats.tx_errors),
                 }
             }
@@ -985,6 +987,10 @@ impl<D: StorageDriver> Queue<D> {
                 g.draining = false;
                 return;
             }
+            // Progress: if frames are held back again later in this call,
+            // the queue asks to be woken again (a wake-up taken meanwhile
+            // found this loop running and left the frames to it).
+            waiting = false;
             g.draining = true;
             drop(g);
             for skb in batch.into_iter().flatten() {
