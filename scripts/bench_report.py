@@ -205,26 +205,18 @@ def main() -> int:
     for i, r in enumerate(rounds):
         cells = " | ".join(str(round_ratios[t[0]][i]) for t in TARGETS)
         lines.append(f"| {r} | {per_round['link_tcp_mib_s'][i]} | {cells} |")
-    if server_cpu:
-        lines += [
-            "",
-            "ebd-server's CPU during each EBD workload, as a share of one vCPU (it polls its socket for a while "
-            "after answering, instead of sleeping at once):",
-            "",
-            "| " + " | ".join(w for w in server_cpu) + " |",
-            "|" + "---:|" * len(server_cpu),
-            "| " + " | ".join(str(v) for v in server_cpu.values()) + " |",
-        ]
-    if idle:
-        lines += [
-            "",
-            "Share of both vCPUs idle during each EBD workload (a second job can only use what one leaves idle: "
-            "with an idle share i, two jobs can do at most 1 / (1 - i) times one job's work):",
-            "",
-            "| " + " | ".join(w for w in idle) + " |",
-            "|" + "---:|" * len(idle),
-            "| " + " | ".join(str(v) for v in idle.values()) + " |",
-        ]
+    def workload_table(caption: str, figures: dict) -> list[str]:
+        """One row of FIGURES under a header of their workloads."""
+        if not figures:
+            return []
+        return ["", caption, "", "| " + " | ".join(figures) + " |", "|" + "---:|" * len(figures),
+                "| " + " | ".join(str(v) for v in figures.values()) + " |"]
+
+    lines += workload_table("ebd-server's CPU during each EBD workload, as a share of one vCPU (it polls its socket "
+                            "for a while after answering, instead of sleeping at once):", server_cpu)
+    lines += workload_table("Share of both vCPUs idle during each EBD workload (a second job can only use what one "
+                            "leaves idle: with an idle share i, two jobs can do at most 1 / (1 - i) times one job's "
+                            "work):", idle)
     if nopoll:
         lines += [""] + [
             f"EBD with ebd-server not polling, {w} p50 / p99: {v['p50']} / {v['p99']} µs (medians of "

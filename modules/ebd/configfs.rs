@@ -4,12 +4,19 @@
 //! description, its attributes configure it, `power` adds or removes
 //! `/dev/ebdN`, and `disk` and `stats` report on it.
 
-use crate::device::{EbdDisk, Settings};
+use crate::{
+    blk::Completer,
+    device::{EbdDisk, Settings},
+};
 use kernel::{
     configfs::{self, attribute_text, show_attribute, AttributeOperations},
     configfs_attrs,
     fmt::{self, Write as _},
-    net::{device::IFNAMSIZ, ethernet::MacAddr, storage::MAX_QUEUES},
+    net::{
+        device::IFNAMSIZ,
+        ethernet::MacAddr,
+        storage::{Personality, MAX_QUEUES},
+    },
     new_mutex,
     page::PAGE_SIZE,
     prelude::*,
@@ -93,6 +100,21 @@ pub(crate) struct DiskConfig {
 }
 
 impl DiskConfig {
+    /// Shows what `f` writes about the powered-on disk's personality;
+    /// `ENODEV` while powered off.
+    fn show_powered(
+        &self,
+        page: &mut [u8; PAGE_SIZE],
+        f: impl FnOnce(&Personality<Completer>, &mut Formatter<'_>) -> fmt::Result,
+    ) -> Result<usize> {
+        let g = self.state.lock();
+        let Some(d) = &g.disk else {
+            return Err(ENODEV);
+        };
+        let p = d.personality();
+        show_attribute(page, |w| f(p, w))
+    }
+
     /// Changes a setting; `EBUSY` while powered on.
     fn set(&self, f: impl FnOnce(&mut Settings) -> Result) -> Result {
         let mut g = self.state.lock();
@@ -280,12 +302,7 @@ impl AttributeOperations<13> for DiskConfig {
     /// One line per queue: `queue N` and its counters as `name=value`
     /// pairs (those that tell how the queue fares), then its length.
     fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
-        let g = this.state.lock();
-        let Some(d) = &g.disk else {
-            return Err(ENODEV);
-        };
-        let p = d.personality();
-        show_attribute(page, |w| {
+        this.show_powered(page, |p, w| {
             for q in 0..p.queues() {
                 let Some((s, len)) = p.queue_stats(q) else { continue };
                 w.write_fmt(fmt!(
@@ -341,14 +358,8 @@ impl AttributeOperations<10> for DiskConfig {
 
     /// `name value` lines: the personality's counters and queue state.
     fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
-        let g = this.state.lock();
-        let Some(d) = &g.disk else {
-            return Err(ENODEV);
-        };
-        let p = d.personality();
-        let snapshot = p.stats();
-        show_attribute(page, |w| {
-            for (name, value) in snapshot.fields() {
+        this.show_powered(page, |p, w| {
+            for (name, value) in p.stats().fields() {
                 w.write_fmt(fmt!("{} {}\n", name, value))?;
             }
             w.write_fmt(fmt!("queue_len {}\n", p.queue_len()))?;

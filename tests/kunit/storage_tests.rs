@@ -842,6 +842,17 @@ mod context {
         }
     }
 
+    /// A tap on veth B, the "server" side, counting request frames.
+    fn tap_on_peer() -> Result<(Pin<KBox<packet::Registration<Tap>>>, Arc<Wire>)> {
+        let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
+        let wire = Arc::new(Wire::default(), GFP_KERNEL)?;
+        let tap = KBox::pin_init(
+            packet::Registration::new(EtherType(ETH_P_EBD_REQUEST), Some(b), Tap(wire.clone())),
+            GFP_KERNEL,
+        )?;
+        Ok((tap, wire))
+    }
+
     /// Waits up to a second for `wire` to have seen `q0` and `q1` frames
     /// (or more: the personality's timer may resend).
     fn wait_for(wire: &Wire, q0: u32, q1: u32) -> bool {
@@ -856,12 +867,7 @@ mod context {
 
     #[test]
     fn queues_tag_their_frames_and_share_the_finished_window() -> Result {
-        let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
-        let wire = Arc::new(Wire::default(), GFP_KERNEL)?;
-        let tap = KBox::pin_init(
-            packet::Registration::new(EtherType(ETH_P_EBD_REQUEST), Some(b), Tap(wire.clone())),
-            GFP_KERNEL,
-        )?;
+        let (tap, wire) = tap_on_peer()?;
         let (p, seen) = attach_with(2, 4, Delta::from_millis(10))?;
         assert_eq!(p.queues(), 2);
         // One write on each queue, under the same id: each queue has its own.
@@ -905,12 +911,7 @@ mod context {
     #[test]
     fn a_queue_held_back_by_another_queues_request_sends_once_it_ends() -> Result {
         const SPAN: u32 = kernel::net::storage::wire::FINISHED_SPAN;
-        let b = NetDevice::get_by_name(Namespace::init(), VETH_B)?;
-        let wire = Arc::new(Wire::default(), GFP_KERNEL)?;
-        let tap = KBox::pin_init(
-            packet::Registration::new(EtherType(ETH_P_EBD_REQUEST), Some(b), Tap(wire.clone())),
-            GFP_KERNEL,
-        )?;
+        let (tap, wire) = tap_on_peer()?;
         let (p, seen) = attach_with(2, SPAN + 8, Delta::from_millis(200))?;
         let probe = Probe { seen: seen.clone(), fail: false };
         // Queue 0's request is the oldest; queue 1 fills the span behind it.

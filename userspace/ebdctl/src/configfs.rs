@@ -58,28 +58,41 @@ pub enum Error {
     },
 }
 
-/// Settings of a disk to attach.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Settings of a disk to attach (also `ebdctl attach`'s options).
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
 pub struct AttachSpec {
-    /// Net device name.
+    /// Net device to use.
+    #[arg(long)]
     pub netdev: String,
-    /// Server MAC address; none discovers.
+    /// Server MAC address (aa:bb:cc:dd:ee:ff); omitted, the first server
+    /// to answer a broadcast is used.
+    #[arg(long)]
     pub server: Option<String>,
-    /// Export number.
+    /// Export number on the server.
+    #[arg(long, default_value_t = 0)]
     pub export: u16,
-    /// Frame size (0 = MTU).
+    /// Largest frame in bytes (default: the device MTU).
+    #[arg(long)]
     pub frame_size: Option<u32>,
-    /// Queue depth.
+    /// Requests in flight, per queue.
+    #[arg(long)]
     pub queue_depth: Option<u32>,
-    /// Read-only.
+    /// Make the disk read-only.
+    #[arg(long)]
     pub read_only: bool,
-    /// First response timeout in milliseconds.
+    /// First response timeout in milliseconds (doubled per retry).
+    #[arg(long)]
     pub timeout_ms: Option<u32>,
-    /// Retransmissions before an I/O error.
+    /// Retransmissions before a request fails.
+    #[arg(long)]
     pub retries: Option<u32>,
-    /// Response frames outstanding at once, per queue.
+    /// Response frames outstanding at once, per queue (default: four per
+    /// queue slot).
+    #[arg(long)]
     pub window: Option<u32>,
-    /// Most hardware queues (one per CPU up to this many).
+    /// Hardware queues, one per CPU up to this many (default: one per
+    /// CPU).
+    #[arg(long)]
     pub queues: Option<u32>,
 }
 

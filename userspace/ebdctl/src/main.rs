@@ -27,39 +27,8 @@ enum Command {
         /// Name of the configfs directory.
         #[arg(long, default_value = "disk0")]
         name: String,
-        /// Net device to use.
-        #[arg(long)]
-        netdev: String,
-        /// Server MAC address (aa:bb:cc:dd:ee:ff); omitted, the first server
-        /// to answer a broadcast is used.
-        #[arg(long)]
-        server: Option<String>,
-        /// Export number on the server.
-        #[arg(long, default_value_t = 0)]
-        export: u16,
-        /// Largest frame in bytes (default: the device MTU).
-        #[arg(long)]
-        frame_size: Option<u32>,
-        /// Requests in flight.
-        #[arg(long)]
-        queue_depth: Option<u32>,
-        /// Make the disk read-only.
-        #[arg(long)]
-        read_only: bool,
-        /// First response timeout in milliseconds (doubled per retry).
-        #[arg(long)]
-        timeout_ms: Option<u32>,
-        /// Retransmissions before a request fails.
-        #[arg(long)]
-        retries: Option<u32>,
-        /// Response frames outstanding at once, per queue (default: four
-        /// per queue slot).
-        #[arg(long)]
-        window: Option<u32>,
-        /// Hardware queues, one per CPU up to this many (default: one per
-        /// CPU).
-        #[arg(long)]
-        queues: Option<u32>,
+        #[command(flatten)]
+        spec: AttachSpec,
     },
     /// Power a disk off and remove it.
     Detach {
@@ -82,31 +51,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let sys = Subsystem::open(&cli.configfs)?;
     match cli.command {
-        Command::Attach {
-            name,
-            netdev,
-            server,
-            export,
-            frame_size,
-            queue_depth,
-            read_only,
-            timeout_ms,
-            retries,
-            window,
-            queues,
-        } => {
-            let spec = AttachSpec {
-                netdev,
-                server,
-                export,
-                frame_size,
-                queue_depth,
-                read_only,
-                timeout_ms,
-                retries,
-                window,
-                queues,
-            };
+        Command::Attach { name, spec } => {
             let info = sys.attach(&name, &spec)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
