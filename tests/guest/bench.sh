@@ -38,9 +38,13 @@ for img in aoe nbd nvme; do truncate -s "${SIZE_MIB}M" "$IMG/$img.img"; done
 # ebd-server polls its socket this long after each batch before sleeping
 # (0: never); the QD1 workloads are measured again without it at the end.
 EBD_POLL_US=${EBD_POLL_US:-200}
+# Serving thread k stays on CPU k (EBD_PIN=0: the scheduler's choice), so a
+# client queue's responses reach the client on that queue's CPU.
+EBD_SERVER_PIN=()
+[[ ${EBD_PIN:-1} == 1 ]] && EBD_SERVER_PIN=(--pin)
 
 attach_ebd() {
-  ebd_server_start --poll-us "$EBD_POLL_US"
+  ebd_server_start --poll-us "$EBD_POLL_US" "${EBD_SERVER_PIN[@]}"
   ebdctl attach --name bench --netdev pnk0 --queue-depth 64 ${EBD_WINDOW:+--window "$EBD_WINDOW"} >/dev/null \
     || fail "ebd attach"
   # What the personality pins while attached, and the most frame payload
@@ -202,7 +206,7 @@ done
 if [[ " ${devices[*]} " == *" ebd "* && $EBD_POLL_US != 0 ]]; then
   echo "== EBD's QD1 workloads with ebd-server not polling, $ROUNDS times"
   ebd_server_stop
-  ebd_server_start
+  ebd_server_start "${EBD_SERVER_PIN[@]}"
   # The disk rides out the restart; one read makes sure it is back.
   dd if=/dev/ebd0 of=/dev/null bs=4k count=1 iflag=direct status=none || fail "ebd after the server restart"
   for round in $(seq "$ROUNDS"); do

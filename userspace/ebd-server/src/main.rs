@@ -18,6 +18,7 @@
 //! beyond the program itself, at most.
 
 mod access;
+mod affinity;
 mod export;
 mod link;
 mod notice;
@@ -80,6 +81,12 @@ struct Args {
     /// spinning for that long after each batch (0: never poll).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     poll_us: u32,
+    /// Keep serving thread k on the k-th CPU the server may use (modulo
+    /// their number): a client queue's requests are then always answered
+    /// from one CPU, which on a veth link is also where the client
+    /// handles them.
+    #[arg(long)]
+    pin: bool,
     /// Write the process id here once serving (for scripts).
     #[arg(long)]
     pid_file: Option<std::path::PathBuf>,
@@ -297,16 +304,26 @@ fn main() -> Result<()> {
     }
     let batch = usize::from(args.batch);
     let poll = Duration::from_micros(u64::from(args.poll_us));
+    let cpus = if args.pin { affinity::allowed_cpus().context("reading the CPUs the server may use")? } else { Vec::new() };
     let mut dropped = 0;
     for generation in 1u16.. {
         let reopen = Arc::new(AtomicBool::new(false));
         let handles: Vec<_> = sockets
             .drain(..)
             .zip(servers.drain(..))
-            .map(|(socket, mut server)| {
+            .enumerate()
+            .map(|(k, (socket, mut server))| {
                 server.set_link(socket.link.mac, socket.link.mtu);
                 let (service, reopen) = (service.clone(), reopen.clone());
-                std::thread::spawn(move || serve(socket, server, service, reopen, batch, poll))
+                let cpu = (!cpus.is_empty()).then(|| cpus[k % cpus.len()]);
+                std::thread::spawn(move || {
+                    if let Some(cpu) = cpu {
+                        if let Err(e) = affinity::pin_current_thread(cpu) {
+                            eprintln!("ebd-server: thread {k} not pinned to CPU {cpu}: {e}");
+                        }
+                    }
+                    serve(socket, server, service, reopen, batch, poll)
+                })
             })
             .collect();
         let mut exits = Vec::new();
