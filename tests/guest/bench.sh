@@ -38,10 +38,11 @@ for img in aoe nbd nvme; do truncate -s "${SIZE_MIB}M" "$IMG/$img.img"; done
 # ebd-server polls its socket this long after each batch before sleeping
 # (0: never); the QD1 workloads are measured again without it at the end.
 EBD_POLL_US=${EBD_POLL_US:-200}
-# Serving thread k stays on CPU k (EBD_PIN=0: the scheduler's choice), so a
-# client queue's responses reach the client on that queue's CPU.
+# EBD_PIN=1: serving thread k stays on CPU k, so a client queue's responses
+# reach the client on that queue's CPU (two jobs gain; at queue depth 1 the
+# polling thread then shares fio's CPU, and latency suffers).
 EBD_SERVER_PIN=()
-[[ ${EBD_PIN:-1} == 1 ]] && EBD_SERVER_PIN=(--pin)
+[[ ${EBD_PIN:-0} == 1 ]] && EBD_SERVER_PIN=(--pin)
 
 attach_ebd() {
   ebd_server_start --poll-us "$EBD_POLL_US" "${EBD_SERVER_PIN[@]}"
