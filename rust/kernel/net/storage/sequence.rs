@@ -24,10 +24,10 @@
 //! A queue whose next request lies beyond the span waits for another
 //! queue's oldest request; nothing of its own may come to wake it, so it
 //! says so ([`Sequence::wait`]) and whoever finishes a request next wakes
-//! it ([`Sequence::take_waiting`]).
+//! it ([`Sequence::take_waiting`]); the sequence's lock orders the two.
 
 use super::wire::{Finished, FINISHED_MASK_BITS, FINISHED_SPAN};
-use core::sync::atomic::{fence, AtomicU64, Ordering::SeqCst};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::{
     prelude::*,
     sync::{Arc, SpinLockBh},
@@ -171,24 +171,27 @@ impl Sequence {
     /// else to send: it is to be woken when a request finishes. The
     /// queue must then take the window again ([`Sequence::window`]) and
     /// look once more, since a request may have finished between its
-    /// last look and this call; a finish after this call sees the mark.
+    /// last look and this call.
+    ///
+    /// No fence is needed: the sequence's lock orders the two sides. If
+    /// the queue's second look takes the lock after a finish, it sees
+    /// the finish; if before, this mark happens before that finish, and
+    /// so before the finisher's [`Sequence::take_waiting`], which sees it.
     pub fn wait(&self, queue: u32) {
         if let Some(bit) = 1u64.checked_shl(queue) {
-            self.waiting.fetch_or(bit, SeqCst);
+            self.waiting.fetch_or(bit, Relaxed);
         }
-        // Orders the mark before the window is taken again (under the
-        // lock) against `take_waiting`'s fence after a finish.
-        fence(SeqCst);
     }
 
-    /// The queues waiting since the last call, to be woken after a
-    /// request finished ([`Sequence::finish`]): a bit per queue.
+    /// The queues waiting since the last call, to be woken by whoever
+    /// just finished a request ([`Sequence::finish`], which took the lock
+    /// before this): a bit per queue. A plain load when none waits, as on
+    /// nearly every response.
     pub fn take_waiting(&self) -> u64 {
-        fence(SeqCst);
-        if self.waiting.load(SeqCst) == 0 {
+        if self.waiting.load(Relaxed) == 0 {
             return 0;
         }
-        self.waiting.swap(0, SeqCst)
+        self.waiting.swap(0, Relaxed)
     }
 
     /// The window every request frame carries now.
