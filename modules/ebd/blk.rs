@@ -5,7 +5,7 @@
 
 use kernel::{
     block::mq::{self, Op, Operations, TimeoutAction},
-    net::storage::{wire::Opcode, Command, Personality, Refused, StorageDriver, TimerAction},
+    net::storage::{ebd::Ebd as EbdProtocol, Command, Operation, Personality, Refused, StorageDriver, TimerAction},
     prelude::*,
     sync::{aref::ARef, Arc, ArcBorrow},
 };
@@ -18,6 +18,7 @@ pub(crate) struct Completer;
 
 impl StorageDriver for Completer {
     type Buffer = ARef<mq::Request<Ebd>>;
+    type Protocol = EbdProtocol;
 
     fn complete(&self, rq: Self::Buffer, status: Result) {
         // The personality held the only reference, so ending succeeds.
@@ -43,23 +44,23 @@ pub(crate) struct DiskQueue {
 /// The personality command for a block request; `EROFS` for a write to a
 /// read-only disk, `EOPNOTSUPP` for operations EBD does not carry.
 fn command_for(rq: &mq::Request<Ebd>, read_only: bool) -> Result<Command> {
-    let opcode = match rq.op() {
-        Op::Read => Opcode::Read,
-        Op::Write => Opcode::Write,
-        Op::Flush => Opcode::Flush,
-        Op::Discard => Opcode::Discard,
-        Op::WriteZeroes => Opcode::WriteZeroes,
+    let op = match rq.op() {
+        Op::Read => Operation::Read,
+        Op::Write => Operation::Write,
+        Op::Flush => Operation::Flush,
+        Op::Discard => Operation::Discard,
+        Op::WriteZeroes => Operation::WriteZeroes,
         Op::Other(_) => return Err(EOPNOTSUPP),
     };
-    if read_only && opcode != Opcode::Read && opcode != Opcode::Flush {
+    if read_only && op != Operation::Read && op != Operation::Flush {
         return Err(EROFS);
     }
-    let (offset, length) = if opcode == Opcode::Flush {
+    let (offset, length) = if op == Operation::Flush {
         (0, 0)
     } else {
         (rq.sector().checked_mul(512).ok_or(EINVAL)?, rq.bytes())
     };
-    Ok(Command { opcode, offset, length, fua: rq.is_fua() })
+    Ok(Command { op, offset, length, fua: rq.is_fua() })
 }
 
 fn end(rq: ARef<mq::Request<Ebd>>, status: Result) -> Result {

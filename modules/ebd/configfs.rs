@@ -367,7 +367,7 @@ impl AttributeOperations<10> for DiskConfig {
             w.write_fmt(fmt!("payload_per_frame {}\n", p.payload_per_frame()))?;
             w.write_fmt(fmt!("pinned_bytes {}\n", p.pinned_bytes()))?;
             w.write_fmt(fmt!("window_bytes {}\n", p.window_bytes()))?;
-            w.write_fmt(fmt!("session {}\n", p.session()))?;
+            w.write_fmt(fmt!("session {}\n", p.protocol().session()))?;
             w.write_fmt(fmt!("queues {}\n", p.queues()))?;
             w.write_fmt(fmt!("detached {}\n", u8::from(p.is_detached())))
         })

@@ -20,6 +20,7 @@ use kernel::{
         notifier::{self, Event, EventHandler},
         rtnl::Rtnl,
         storage::{
+            ebd::Ebd as EbdProtocol,
             frames::MAX_FRAMES,
             wire::{ExportInfo, EXPORT_DISCARD, EXPORT_FLUSH, EXPORT_READ_ONLY, EXPORT_WRITE_ZEROES, MAX_REQUEST_LEN},
             Config, Personality, MAX_QUEUES,
@@ -113,7 +114,6 @@ impl EbdDisk {
         };
         let config = Config {
             server: s.server,
-            export: s.export,
             frame_size: s.frame_size,
             max_queue: s.queue_depth,
             window: match s.window {
@@ -124,7 +124,7 @@ impl EbdDisk {
             max_retries: s.retries,
             timeout: Delta::from_millis(i64::from(s.timeout_ms)),
         };
-        let personality = Personality::attach(dev, Completer, config)?;
+        let personality = Personality::attach(dev, Completer, EbdProtocol::new(s.export), config)?;
         let info = personality.query_info(INFO_ATTEMPTS, INFO_INTERVAL).inspect_err(|e| {
             if *e == ETIMEDOUT {
                 pr_err!("no server answered for export {}\n", s.export);

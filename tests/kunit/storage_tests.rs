@@ -10,10 +10,12 @@ use kernel::prelude::*;
 mod tests {
     use kernel::net::storage::{
         frames::{FramePlan, MAX_FRAMES},
-        ledger::{Command, Expiry, Ledger, Limits, Matched, Refused, Unmatched, MAX_EARLY_RESENDS},
+        ebd,
+        ledger::{Command, Expiry, FrameJob, Framing, Ledger, Limits, Matched, Refused, Unmatched, MAX_EARLY_RESENDS},
+        protocol::Operation,
         rtt::{RttEstimator, INITIAL_RTO_MS, MIN_RTO_MS},
         sequence::Sequence,
-        wire::{Finished, Header, Opcode, Status, FINISHED_SPAN},
+        wire::{Finished, Header, Opcode, Status, FINISHED_SPAN, MAX_REQUEST_LEN},
     };
     use kernel::sync::Arc;
     use kernel::prelude::*;
@@ -29,19 +31,42 @@ mod tests {
     }
 
     fn ledger_at(max_queue: u32, window: u32, first_seq: u32) -> Ledger<u32> {
-        let limits = Limits { max_queue, payload: PAYLOAD, window, max_retries: 2 };
+        let limits = Limits { max_queue, payload: PAYLOAD, window, max_retries: 2, framing: EBD };
         match Ledger::new(limits, first_seq) {
             Ok(l) => l,
             Err(_) => panic!("ledger allocation failed"),
         }
     }
 
-    fn cmd(opcode: Opcode, length: u32) -> Command {
-        Command { opcode, offset: 1 << 20, length, fua: false }
+    fn cmd(op: Operation, length: u32) -> Command {
+        Command { op, offset: 1 << 20, length, fua: false }
     }
 
     fn admit(l: &mut Ledger<u32>, id: u32, c: Command) {
         assert!(l.admit(id, id + 100, c).is_ok());
+    }
+
+    /// The framing of EBD, whose headers these cases speak.
+    const EBD: Framing = Framing { max_request: MAX_REQUEST_LEN, reads_per_fragment: false, span_bound: true, acks_runs: true };
+
+    /// The EBD header of a frame the ledger decided to send.
+    fn hdr(job: &FrameJob) -> Header {
+        ebd::request_header(&job.frame, 0, 0)
+    }
+
+    /// Matching by EBD headers: what the personality does with a frame
+    /// EBD's protocol parsed.
+    trait MatchHeader {
+        fn match_header(&self, h: &Header) -> Result<Matched, Unmatched>;
+    }
+
+    impl MatchHeader for Ledger<u32> {
+        fn match_header(&self, h: &Header) -> Result<Matched, Unmatched> {
+            match ebd::answer_of(h) {
+                Some(answer) => self.match_response(&answer),
+                None => panic!("not an answer: {:?}", h),
+            }
+        }
     }
 
     /// The response a correct server sends to `job`'s frame `index`.
@@ -72,11 +97,11 @@ mod tests {
     #[test]
     fn write_frames_go_out_in_order_within_the_window() {
         let mut l = ledger(4, 3);
-        admit(&mut l, 0, cmd(Opcode::Write, 4 * PAYLOAD));
-        admit(&mut l, 1, cmd(Opcode::Flush, 0));
+        admit(&mut l, 0, cmd(Operation::Write, 4 * PAYLOAD));
+        admit(&mut l, 1, cmd(Operation::Flush, 0));
         let mut sent = KVec::new();
         while let Some(job) = l.next_frame(0) {
-            assert!(sent.push((job.id, job.header.frag_offset, job.data), GFP_KERNEL).is_ok());
+            assert!(sent.push((job.id, hdr(&job).frag_offset, job.data), GFP_KERNEL).is_ok());
         }
         // Window of 3: three of request 0's four frames, nothing else.
         assert_eq!(sent.len(), 3);
@@ -86,41 +111,41 @@ mod tests {
         // The fourth fragment was never sent, so nothing may acknowledge it,
         // alone or in a run.
         for (o, n) in [(3 * PAYLOAD, PAYLOAD), (0, 4 * PAYLOAD), (2 * PAYLOAD, 2 * PAYLOAD)] {
-            assert_eq!(l.match_response(&Header { frag_offset: o, frag_len: n, ..h }), Err(Unmatched::Mismatch));
+            assert_eq!(l.match_header(&Header { frag_offset: o, frag_len: n, ..h }), Err(Unmatched::Mismatch));
         }
         // One acknowledgement frees one slot of the window: the fourth frame.
-        assert_eq!(l.match_response(&h), Ok(Matched::Frames { id: 0, frames: 0..1, data: None }));
+        assert_eq!(l.match_header(&h), Ok(Matched::Frames { id: 0, frames: 0..1, data: None }));
         assert_eq!(l.answer(0, 0..1), None);
-        assert_eq!(l.next_frame(0).map(|j| (j.id, j.header.frag_offset)), Some((0, 3 * PAYLOAD)));
+        assert_eq!(l.next_frame(0).map(|j| (j.id, hdr(&j).frag_offset)), Some((0, 3 * PAYLOAD)));
         assert_eq!(l.next_frame(0).map(|j| j.id), None);
     }
 
     #[test]
     fn write_acknowledgements_may_cover_runs_of_fragments() {
         let mut l = ledger(4, 8);
-        admit(&mut l, 1, cmd(Opcode::Write, 4 * PAYLOAD - 512));
+        admit(&mut l, 1, cmd(Operation::Write, 4 * PAYLOAD - 512));
         let mut last = None;
         while let Some(job) = l.next_frame(0) {
-            last = Some(job.header);
+            last = Some(hdr(&job));
         }
         let h = last.unwrap_or_else(|| panic!("no frame"));
         assert_eq!(l.in_flight(), 4);
         let ack = |frag_offset, frag_len| Header { frag_offset, frag_len, ..h };
         // Runs that do not start and end on fragment boundaries match nothing.
         for (o, n) in [(0, PAYLOAD + 512), (512, PAYLOAD), (0, 4 * PAYLOAD), (0, 0)] {
-            assert_eq!(l.match_response(&ack(o, n)), Err(Unmatched::Mismatch));
+            assert_eq!(l.match_header(&ack(o, n)), Err(Unmatched::Mismatch));
         }
-        assert_eq!(l.match_response(&ack(0, 2 * PAYLOAD)), Ok(Matched::Frames { id: 1, frames: 0..2, data: None }));
+        assert_eq!(l.match_header(&ack(0, 2 * PAYLOAD)), Ok(Matched::Frames { id: 1, frames: 0..2, data: None }));
         assert_eq!(l.answer(1, 0..2), None);
         assert_eq!(l.in_flight(), 2);
-        assert_eq!(l.match_response(&ack(PAYLOAD, PAYLOAD)), Err(Unmatched::Duplicate));
+        assert_eq!(l.match_header(&ack(PAYLOAD, PAYLOAD)), Err(Unmatched::Duplicate));
         // Overlapping an answered fragment: only the new one counts.
-        assert_eq!(l.match_response(&ack(PAYLOAD, 2 * PAYLOAD)), Ok(Matched::Frames { id: 1, frames: 1..3, data: None }));
+        assert_eq!(l.match_header(&ack(PAYLOAD, 2 * PAYLOAD)), Ok(Matched::Frames { id: 1, frames: 1..3, data: None }));
         assert_eq!(l.answer(1, 1..3), None);
         assert_eq!(l.in_flight(), 1);
         // The last, shorter fragment completes the request.
         let tail = ack(3 * PAYLOAD, PAYLOAD - 512);
-        assert_eq!(l.match_response(&tail), Ok(Matched::Frames { id: 1, frames: 3..4, data: None }));
+        assert_eq!(l.match_header(&tail), Ok(Matched::Frames { id: 1, frames: 3..4, data: None }));
         assert_eq!(l.answer(1, 3..4), Some(101));
         assert_eq!((l.len(), l.in_flight()), (0, 0));
     }
@@ -128,31 +153,31 @@ mod tests {
     #[test]
     fn queue_accounting_and_space_signal() {
         let mut l = ledger(2, 64);
-        admit(&mut l, 0, cmd(Opcode::Read, 512));
-        admit(&mut l, 1, cmd(Opcode::Read, 512));
+        admit(&mut l, 0, cmd(Operation::Read, 512));
+        admit(&mut l, 1, cmd(Operation::Read, 512));
         assert_eq!(l.len(), 2);
-        assert!(matches!(l.admit(0, 7, cmd(Opcode::Read, 512)), Err(Refused::Full(7))));
+        assert!(matches!(l.admit(0, 7, cmd(Operation::Read, 512)), Err(Refused::Full(7))));
         assert_eq!(l.take_space_signal(), None);
         assert_eq!(l.remove(1), Some(101));
         assert_eq!(l.take_space_signal(), Some(1));
         assert_eq!(l.take_space_signal(), None);
-        assert!(matches!(l.admit(0, 8, cmd(Opcode::Read, 512)), Err(Refused::Invalid(8, _))));
-        assert!(matches!(l.admit(5, 9, cmd(Opcode::Read, 512)), Err(Refused::Invalid(9, _))));
+        assert!(matches!(l.admit(0, 8, cmd(Operation::Read, 512)), Err(Refused::Invalid(8, _))));
+        assert!(matches!(l.admit(5, 9, cmd(Operation::Read, 512)), Err(Refused::Invalid(9, _))));
         assert_eq!(l.high_water(), 2);
     }
 
     #[test]
     fn read_responses_complete_the_request_once() {
         let mut l = ledger(4, 64);
-        admit(&mut l, 2, cmd(Opcode::Read, 3 * PAYLOAD));
+        admit(&mut l, 2, cmd(Operation::Read, 3 * PAYLOAD));
         let job = l.next_frame(0).unwrap_or_else(|| panic!("no frame"));
-        assert_eq!((job.header.frag_offset, job.header.frag_len, job.data), (0, PAYLOAD, None));
+        assert_eq!((hdr(&job).frag_offset, hdr(&job).frag_len, job.data), (0, PAYLOAD, None));
         assert_eq!(l.in_flight(), 3);
-        let h = job.header;
+        let h = hdr(&job);
         // Out of order, with a duplicate.
         for (i, expect_done) in [(2u32, false), (0, false), (2, false), (1, true)] {
             let r = response(&h, i * PAYLOAD, PAYLOAD);
-            match l.match_response(&r) {
+            match l.match_header(&r) {
                 Ok(Matched::Frames { id, frames, data }) => {
                     assert_eq!((id, frames.clone(), data), (2, i..i + 1, Some((i * PAYLOAD, PAYLOAD))));
                     assert_eq!(l.answer(id, frames).is_some(), expect_done);
@@ -164,15 +189,15 @@ mod tests {
         assert_eq!(l.len(), 0);
         assert_eq!(l.in_flight(), 0);
         // A late copy after completion is stale.
-        assert_eq!(l.match_response(&response(&h, 0, PAYLOAD)), Err(Unmatched::Stale));
+        assert_eq!(l.match_header(&response(&h, 0, PAYLOAD)), Err(Unmatched::Stale));
     }
 
     /// Request 2, a read of `frames` frames, sent in full.
     fn sent_read(frames: u32) -> (Ledger<u32>, Header) {
         let mut l = ledger(4, 64);
-        admit(&mut l, 2, cmd(Opcode::Read, frames * PAYLOAD));
+        admit(&mut l, 2, cmd(Operation::Read, frames * PAYLOAD));
         let job = l.next_frame(0).unwrap_or_else(|| panic!("no frame"));
-        (l, job.header)
+        (l, hdr(&job))
     }
 
     /// How a request ended, as `end_placing` reports it: the request and
@@ -183,7 +208,7 @@ mod tests {
 
     /// Matches read frame `i` of `h`'s request; the frames it answers.
     fn matched(l: &Ledger<u32>, h: &Header, i: u32) -> core::ops::Range<u32> {
-        match l.match_response(&response(h, i * PAYLOAD, PAYLOAD)) {
+        match l.match_header(&response(h, i * PAYLOAD, PAYLOAD)) {
             Ok(Matched::Frames { frames, .. }) => frames,
             other => panic!("frame {} not matched: {:?}", i, other),
         }
@@ -211,7 +236,7 @@ mod tests {
         let (mut l, h) = sent_read(2);
         let f0 = matched(&l, &h, 0);
         assert!(l.begin_placing(2, f0.clone()).is_some());
-        assert_eq!(l.match_response(&response(&h, 0, PAYLOAD)), Err(Unmatched::Duplicate));
+        assert_eq!(l.match_header(&response(&h, 0, PAYLOAD)), Err(Unmatched::Duplicate));
         // A copy that failed leaves the frame unanswered: its resend is
         // taken, and the resend charges the window for it again.
         assert!(l.end_placing(2, f0, false).is_none());
@@ -258,7 +283,7 @@ mod tests {
     #[test]
     fn failing_everything_waits_for_the_oldest_placing() {
         let (mut l, h) = sent_read(2);
-        admit(&mut l, 3, cmd(Opcode::Read, PAYLOAD));
+        admit(&mut l, 3, cmd(Operation::Read, PAYLOAD));
         let f0 = matched(&l, &h, 0);
         assert!(l.begin_placing(2, f0.clone()).is_some());
         // The oldest is being placed: nothing newer is taken before it.
@@ -298,8 +323,8 @@ mod tests {
     #[test]
     fn hostile_responses_are_refused() {
         let mut l = ledger(4, 64);
-        admit(&mut l, 1, cmd(Opcode::Read, 2 * PAYLOAD));
-        let h = l.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
+        admit(&mut l, 1, cmd(Operation::Read, 2 * PAYLOAD));
+        let h = l.next_frame(0).map(|j| hdr(&j)).unwrap_or_else(|| panic!("no frame"));
         let bad = [
             (Header { seq: h.seq + 1, ..response(&h, 0, PAYLOAD) }, Unmatched::Stale),
             (Header { tag: 3, ..response(&h, 0, PAYLOAD) }, Unmatched::Stale),
@@ -314,22 +339,22 @@ mod tests {
             (response(&h, 0, 2 * PAYLOAD), Unmatched::Mismatch),
         ];
         for (r, why) in bad {
-            assert_eq!(l.match_response(&r), Err(why));
+            assert_eq!(l.match_header(&r), Err(why));
         }
         // Nothing was disturbed: the real responses still complete it.
         assert!(l.answer(1, 0..1).is_none());
         assert_eq!(l.answer(1, 1..2), Some(101));
         // A server error fails the request.
-        admit(&mut l, 0, cmd(Opcode::Write, 512));
-        let w = l.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
+        admit(&mut l, 0, cmd(Operation::Write, 512));
+        let w = l.next_frame(0).map(|j| hdr(&j)).unwrap_or_else(|| panic!("no frame"));
         let e = Header { status: Status::ReadOnly, ..w };
-        assert_eq!(l.match_response(&e), Ok(Matched::Failed { id: 0, status: Status::ReadOnly }));
+        assert_eq!(l.match_header(&e), Ok(Matched::Failed { id: 0, err: EROFS }));
     }
 
     #[test]
     fn timeouts_retransmit_then_give_up() {
         let mut l = ledger(4, 64);
-        admit(&mut l, 0, cmd(Opcode::Write, 2 * PAYLOAD));
+        admit(&mut l, 0, cmd(Operation::Write, 2 * PAYLOAD));
         // Not sent yet: waiting is not a retry.
         assert!(matches!(l.expire(0, 0, 100, |&r| r == 100), Expiry::NotYet(100)));
         while l.next_frame(10).is_some() {}
@@ -341,7 +366,7 @@ mod tests {
         assert!(l.answer(0, 0..1).is_none());
         assert!(matches!(l.expire(0, 500, 100, |_| true), Expiry::Retry { attempt: 1, .. }));
         assert_eq!(l.in_flight(), 0);
-        let resent = l.next_frame(600).map(|j| j.header.frag_offset);
+        let resent = l.next_frame(600).map(|j| hdr(&j).frag_offset);
         assert_eq!(resent, Some(PAYLOAD));
         assert!(l.next_frame(600).is_none());
         assert!(matches!(l.expire(0, 1000, 100, |_| true), Expiry::Retry { attempt: 2, .. }));
@@ -354,8 +379,8 @@ mod tests {
     #[test]
     fn silent_requests_are_resent_early_without_spending_retries() {
         let mut l = ledger(4, 64);
-        admit(&mut l, 0, cmd(Opcode::Write, 2 * PAYLOAD));
-        admit(&mut l, 1, cmd(Opcode::Read, PAYLOAD));
+        admit(&mut l, 0, cmd(Operation::Write, 2 * PAYLOAD));
+        admit(&mut l, 1, cmd(Operation::Read, PAYLOAD));
         // Queued, not sent: nothing to resend.
         assert_eq!(l.resend_overdue(1000, 200), 0);
         while l.next_frame(0).is_some() {}
@@ -375,8 +400,8 @@ mod tests {
         // fragment only.
         assert_eq!(l.resend_overdue(360, 200), 2);
         assert!(l.has_queued());
-        assert_eq!(l.next_frame(360).map(|j| (j.id, j.header.frag_offset)), Some((0, PAYLOAD)));
-        assert_eq!(l.next_frame(360).map(|j| (j.id, j.header.opcode)), Some((1, Opcode::Read)));
+        assert_eq!(l.next_frame(360).map(|j| (j.id, hdr(&j).frag_offset)), Some((0, PAYLOAD)));
+        assert_eq!(l.next_frame(360).map(|j| (j.id, hdr(&j).opcode)), Some((1, Opcode::Read)));
         assert!(l.next_frame(360).is_none());
         // The read was resent: its answer is no sample (Karn's rule).
         assert_eq!(l.progress(1, 420), None);
@@ -428,7 +453,7 @@ mod tests {
     #[test]
     fn flushes_are_not_resent_early() {
         let mut l = ledger(4, 64);
-        admit(&mut l, 0, cmd(Opcode::Flush, 0));
+        admit(&mut l, 0, cmd(Operation::Flush, 0));
         while l.next_frame(0).is_some() {}
         assert_eq!(l.resend_overdue(10_000, 200), 0);
         assert!(matches!(l.expire(0, 10_000, 100, |_| true), Expiry::Retry { attempt: 1, .. }));
@@ -438,7 +463,7 @@ mod tests {
     fn teardown_takes_every_request() {
         let mut l = ledger(8, 64);
         for id in [1, 4, 6] {
-            admit(&mut l, id, cmd(Opcode::Read, 512));
+            admit(&mut l, id, cmd(Operation::Read, 512));
         }
         let _ = l.next_frame(0);
         let mut taken = 0;
@@ -459,7 +484,7 @@ mod tests {
         let held = FINISHED_SPAN + 71;
         let mut l = ledger(held, 4);
         for id in (0..held).rev() {
-            admit(&mut l, id, cmd(Opcode::Read, 512));
+            admit(&mut l, id, cmd(Operation::Read, 512));
         }
         let mut taken = 0;
         while l.take_oldest(EIO).is_some() {
@@ -467,20 +492,20 @@ mod tests {
         }
         assert_eq!(taken, held);
         assert_eq!(l.finished(), Finished::starting_at(FIRST_SEQ.wrapping_add(held)));
-        admit(&mut l, 7, cmd(Opcode::Read, 512));
-        assert_eq!(l.next_frame(0).map(|j| j.header.seq), Some(FIRST_SEQ.wrapping_add(held)));
+        admit(&mut l, 7, cmd(Operation::Read, 512));
+        assert_eq!(l.next_frame(0).map(|j| hdr(&j).seq), Some(FIRST_SEQ.wrapping_add(held)));
     }
 
     #[test]
     fn frames_carry_their_sequence_number_and_the_finished_window() {
         let mut l = ledger(8, 64);
         for id in 0..3 {
-            admit(&mut l, id, cmd(Opcode::Read, 512));
+            admit(&mut l, id, cmd(Operation::Read, 512));
         }
         let jobs: KVec<Header> = {
             let mut v = KVec::new();
             while let Some(j) = l.next_frame(0) {
-                assert!(v.push(j.header, GFP_KERNEL).is_ok());
+                assert!(v.push(hdr(&j), GFP_KERNEL).is_ok());
             }
             v
         };
@@ -493,8 +518,8 @@ mod tests {
         assert!(l.answer(1, 0..1).is_some());
         assert_eq!(l.finished(), Finished { below: FIRST_SEQ, mask: 1 });
         assert!(l.finished().contains(FIRST_SEQ.wrapping_add(1)));
-        admit(&mut l, 5, cmd(Opcode::Read, 512));
-        let next = l.next_frame(0).map(|j| (j.header.seq, j.header.finished));
+        admit(&mut l, 5, cmd(Operation::Read, 512));
+        let next = l.next_frame(0).map(|j| (hdr(&j).seq, hdr(&j).finished));
         assert_eq!(next, Some((FIRST_SEQ.wrapping_add(3), Finished { below: FIRST_SEQ, mask: 1 })));
         // Any way out of the ledger finishes a request: failure, teardown.
         assert!(l.remove(0).is_some());
@@ -507,17 +532,17 @@ mod tests {
     fn a_straggler_holds_back_requests_beyond_the_span_but_not_its_own_retry() {
         // One slow request, then many quick ones that complete at once.
         let mut l = ledger(4, 1024);
-        admit(&mut l, 0, cmd(Opcode::Read, 512));
+        admit(&mut l, 0, cmd(Operation::Read, 512));
         assert!(l.next_frame(0).is_some());
         let mut quick = 0u32;
         while quick < FINISHED_SPAN - 1 {
-            admit(&mut l, 1, cmd(Opcode::Read, 512));
+            admit(&mut l, 1, cmd(Operation::Read, 512));
             assert!(l.next_frame(0).is_some());
             assert!(l.answer(1, 0..1).is_some());
             quick += 1;
         }
         // The next one is a whole span ahead of the straggler: it waits.
-        admit(&mut l, 1, cmd(Opcode::Read, 512));
+        admit(&mut l, 1, cmd(Operation::Read, 512));
         assert!(l.next_frame(10).is_none());
         // The straggler's retransmission is behind it in the queue, but goes.
         assert!(matches!(l.expire(0, 5000, 100, |_| true), Expiry::Retry { .. }));
@@ -533,19 +558,19 @@ mod tests {
         // Two sessions of one export: the same tag, different sequences.
         let mut a = ledger_at(4, 64, 1000);
         let mut b = ledger_at(4, 64, 5000);
-        admit(&mut a, 2, cmd(Opcode::Read, 512));
-        admit(&mut b, 2, cmd(Opcode::Read, 512));
-        let ha = a.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
-        let hb = b.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
-        assert_eq!(a.match_response(&response(&hb, 0, 512)), Err(Unmatched::Stale));
-        assert_eq!(b.match_response(&response(&ha, 0, 512)), Err(Unmatched::Stale));
-        assert!(a.match_response(&response(&ha, 0, 512)).is_ok());
+        admit(&mut a, 2, cmd(Operation::Read, 512));
+        admit(&mut b, 2, cmd(Operation::Read, 512));
+        let ha = a.next_frame(0).map(|j| hdr(&j)).unwrap_or_else(|| panic!("no frame"));
+        let hb = b.next_frame(0).map(|j| hdr(&j)).unwrap_or_else(|| panic!("no frame"));
+        assert_eq!(a.match_header(&response(&hb, 0, 512)), Err(Unmatched::Stale));
+        assert_eq!(b.match_header(&response(&ha, 0, 512)), Err(Unmatched::Stale));
+        assert!(a.match_header(&response(&ha, 0, 512)).is_ok());
     }
 
     /// Two queues of one session (`max_queue` each), numbering from
     /// `FIRST_SEQ`.
     fn two_queues(max_queue: u32) -> (Ledger<u32>, Ledger<u32>, Arc<Sequence>) {
-        let limits = Limits { max_queue, payload: PAYLOAD, window: 1024, max_retries: 2 };
+        let limits = Limits { max_queue, payload: PAYLOAD, window: 1024, max_retries: 2, framing: EBD };
         let made = Sequence::new(FIRST_SEQ, 2 * max_queue)
             .and_then(|seq| Ok((Ledger::sharing(limits, seq.clone())?, Ledger::sharing(limits, seq.clone())?, seq)));
         match made {
@@ -613,16 +638,16 @@ mod tests {
     #[test]
     fn queues_number_from_one_sequence_and_tell_each_others_finishes() {
         let (mut a, mut b, _seq) = two_queues(4);
-        admit(&mut a, 0, cmd(Opcode::Write, 512));
-        admit(&mut b, 0, cmd(Opcode::Read, 512));
-        let ha = a.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
-        let hb = b.next_frame(0).map(|j| j.header).unwrap_or_else(|| panic!("no frame"));
+        admit(&mut a, 0, cmd(Operation::Write, 512));
+        admit(&mut b, 0, cmd(Operation::Read, 512));
+        let ha = a.next_frame(0).map(|j| hdr(&j)).unwrap_or_else(|| panic!("no frame"));
+        let hb = b.next_frame(0).map(|j| hdr(&j)).unwrap_or_else(|| panic!("no frame"));
         assert_eq!((ha.seq, hb.seq), (FIRST_SEQ, FIRST_SEQ.wrapping_add(1)));
         // The write finishes on queue A; a request issued on queue B after
         // that tells the server, with no refresh needed.
         assert_eq!(a.answer(0, 0..1), Some(100));
-        admit(&mut b, 1, cmd(Opcode::Read, 512));
-        let next = b.next_frame(0).map(|j| (j.header.seq, j.header.finished));
+        admit(&mut b, 1, cmd(Operation::Read, 512));
+        let next = b.next_frame(0).map(|j| (hdr(&j).seq, hdr(&j).finished));
         assert_eq!(next, Some((FIRST_SEQ.wrapping_add(2), Finished::starting_at(FIRST_SEQ.wrapping_add(1)))));
         // B's first request ends: A learns it when it refreshes.
         assert_eq!(b.answer(0, 0..1), Some(100));
@@ -630,17 +655,17 @@ mod tests {
         a.refresh_window();
         assert_eq!(a.finished(), Finished::starting_at(FIRST_SEQ.wrapping_add(2)));
         // Each queue matches only its own requests' responses.
-        assert_eq!(a.match_response(&response(&hb, 0, 512)), Err(Unmatched::Stale));
+        assert_eq!(a.match_header(&response(&hb, 0, 512)), Err(Unmatched::Stale));
     }
 
     #[test]
     fn a_straggler_on_one_queue_holds_back_the_others_beyond_the_span() {
         let (mut a, mut b, _seq) = two_queues(FINISHED_SPAN + 8);
-        admit(&mut a, 0, cmd(Opcode::Read, 512));
+        admit(&mut a, 0, cmd(Operation::Read, 512));
         assert!(a.next_frame(0).is_some());
         // Queue B fills the span behind A's oldest request, and more.
         for id in 0..FINISHED_SPAN + 4 {
-            admit(&mut b, id, cmd(Opcode::Read, 512));
+            admit(&mut b, id, cmd(Operation::Read, 512));
         }
         let mut sent = 0;
         while b.next_frame(0).is_some() {
@@ -652,7 +677,7 @@ mod tests {
         assert!(a.answer(0, 0..1).is_some());
         assert!(b.next_frame(0).is_none());
         b.refresh_window();
-        assert_eq!(b.next_frame(0).map(|j| j.header.seq), Some(FIRST_SEQ.wrapping_add(FINISHED_SPAN)));
+        assert_eq!(b.next_frame(0).map(|j| hdr(&j).seq), Some(FIRST_SEQ.wrapping_add(FINISHED_SPAN)));
     }
 }
 
@@ -669,9 +694,10 @@ mod context {
         packet::{self, PacketHandler},
         skb::SkBuff,
         storage::{
+            ebd::Ebd,
             ledger::Command,
-            wire::{Direction, Header, Opcode, ETH_P_EBD_REQUEST, HEADER_LEN},
-            BlockBuffer, Config, Personality, StorageDriver, TimerAction, QUEUE_SHIFT,
+            wire::{Direction, Header, ETH_P_EBD_REQUEST, HEADER_LEN},
+            BlockBuffer, Operation, Config, Personality, StorageDriver, TimerAction, QUEUE_SHIFT,
         },
     };
     use kernel::prelude::*;
@@ -721,6 +747,7 @@ mod context {
 
     impl StorageDriver for Driver {
         type Buffer = Probe;
+        type Protocol = Ebd;
 
         fn complete(&self, _buffer: Probe, status: Result) {
             let counter = if status.is_ok() { &self.0.completed } else { &self.0.failed };
@@ -729,7 +756,7 @@ mod context {
     }
 
     /// One 512-byte write.
-    const WRITE: Command = Command { opcode: Opcode::Write, offset: 0, length: 512, fua: false };
+    const WRITE: Command = Command { op: Operation::Write, offset: 0, length: 512, fua: false };
 
     /// A personality on veth A whose "server" is veth B, where nobody
     /// answers; its driver counts into the returned `Seen`.
@@ -745,7 +772,6 @@ mod context {
         let seen = Arc::new(Seen::default(), GFP_KERNEL)?;
         let config = Config {
             server: b.mac_addr(),
-            export: 0,
             frame_size: 0,
             max_queue: depth,
             window: depth,
@@ -753,7 +779,7 @@ mod context {
             max_retries: 0,
             timeout,
         };
-        Ok((Personality::attach(a, Driver(seen.clone()), config)?, seen))
+        Ok((Personality::attach(a, Driver(seen.clone()), Ebd::new(0), config)?, seen))
     }
 
     #[test]

@@ -11,23 +11,13 @@
 
 use super::{
     frames::{FramePlan, FrameSet},
+    protocol::{Answer, Operation, Place, RequestFrame},
     sequence::Sequence,
-    wire::{Finished, Header, Opcode, Status, FLAG_FUA, MAX_REQUEST_LEN},
+    wire::Finished,
 };
 use crate::{prelude::*, sync::Arc};
 
-/// What a block request asks of the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Command {
-    /// One of the range opcodes or [`Opcode::Flush`].
-    pub opcode: Opcode,
-    /// Byte offset on the export.
-    pub offset: u64,
-    /// Bytes addressed (zero for a flush).
-    pub length: u32,
-    /// Forced unit access: durable before it is acknowledged.
-    pub fua: bool,
-}
+pub use super::protocol::Command;
 
 /// Why a request was not admitted; the caller gets its request back.
 pub enum Refused<R> {
@@ -58,7 +48,7 @@ pub enum Matched {
         /// The request.
         id: u32,
         /// What the server said.
-        status: Status,
+        err: Error,
     },
 }
 
@@ -68,7 +58,7 @@ pub enum Unmatched {
     /// No request with that tag and sequence number is outstanding (late, or
     /// for an earlier use of the tag).
     Stale,
-    /// The frame contradicts its request (opcode, offset, length, or a
+    /// The frame contradicts its request (operation, offset, length, or a
     /// fragment that is not one of the request's frames, or for a write a
     /// run of them, all sent).
     Mismatch,
@@ -101,8 +91,9 @@ pub enum Expiry<R> {
 pub struct FrameJob {
     /// The request it belongs to.
     pub id: u32,
-    /// Its header (the export and session are the personality's to fill).
-    pub header: Header,
+    /// What the frame says (its tag is the request's id; the personality
+    /// adds its queue).
+    pub frame: RequestFrame,
     /// For writes, the request byte range the frame carries.
     pub data: Option<(u32, u32)>,
 }
@@ -228,6 +219,22 @@ pub struct Limits {
     pub window: u32,
     /// Retransmissions before a request fails.
     pub max_retries: u32,
+    /// How the protocol frames requests.
+    pub framing: Framing,
+}
+
+/// How a protocol cuts requests into frames and answers them (see
+/// [`super::protocol::Protocol`]'s constants of the same names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    /// Largest request, in bytes.
+    pub max_request: u32,
+    /// A read sends a request frame per fragment, not one for all.
+    pub reads_per_fragment: bool,
+    /// No frame of a request beyond the finished window's span is sent.
+    pub span_bound: bool,
+    /// A write's acknowledgement may cover a run of fragments.
+    pub acks_runs: bool,
 }
 
 /// Requests held by one queue of the storage personality.
@@ -338,7 +345,7 @@ impl<R> Ledger<R> {
     /// Takes request `request` under id `id`, to be sent in order after
     /// those already queued.
     pub fn admit(&mut self, id: u32, request: R, command: Command) -> Result<(), Refused<R>> {
-        let plan = match Self::plan(&command, self.limits.payload) {
+        let plan = match Self::plan(&command, &self.limits) {
             Ok(plan) => plan,
             Err(e) => return Err(Refused::Invalid(request, e)),
         };
@@ -385,17 +392,14 @@ impl<R> Ledger<R> {
         Ok(())
     }
 
-    fn plan(command: &Command, payload: u32) -> Result<FramePlan> {
-        match command.opcode {
-            Opcode::Read | Opcode::Write => {
-                if command.length > MAX_REQUEST_LEN {
-                    return Err(EINVAL);
-                }
-                FramePlan::with_data(command.length, payload)
-            }
-            Opcode::Flush | Opcode::Discard | Opcode::WriteZeroes => Ok(FramePlan::without_data()),
-            Opcode::Info => Err(EINVAL),
+    fn plan(command: &Command, limits: &Limits) -> Result<FramePlan> {
+        if !command.op.moves_data() {
+            return Ok(FramePlan::without_data());
         }
+        if command.length > limits.framing.max_request {
+            return Err(EINVAL);
+        }
+        FramePlan::with_data(command.length, limits.payload)
     }
 
     /// The request held under `id`.
@@ -405,15 +409,19 @@ impl<R> Ledger<R> {
 
     /// The next frame to transmit, in FIFO order, if the window allows it.
     ///
-    /// A write sends one data frame per unanswered fragment; every other
-    /// request sends one frame. Each frame is charged to the window with the
-    /// frames it asks to be answered (one per fragment for a read); an
-    /// acknowledgement of a run of write fragments releases one per fragment.
+    /// A write sends one data frame per unanswered fragment, and so does a
+    /// read when the protocol asks for each fragment on its own
+    /// ([`Framing::reads_per_fragment`]); every other request sends one
+    /// frame. Each frame is charged to the window with the frames it asks
+    /// to be answered (one per fragment for a read sent as one frame); an
+    /// acknowledgement of a run of write fragments releases one per
+    /// fragment.
     ///
     /// `now` (milliseconds, any monotonic clock) is when the frame goes
     /// out; [`Ledger::expire`] measures timeouts from the last frame sent.
     pub fn next_frame(&mut self, now: u64) -> Option<FrameJob> {
         self.held_back = false;
+        let framing = self.limits.framing;
         let mut pos = 0;
         while pos < self.fifo.len {
             let id = self.fifo.at(pos);
@@ -429,13 +437,18 @@ impl<R> Ledger<R> {
             // server could not be told about everything finished in between
             // (`FINISHED_SPAN`). Older requests behind it in the queue (a
             // retransmission of that oldest one, say) go first.
-            if !finished.admits(slot.seq) {
+            if framing.span_bound && !finished.admits(slot.seq) {
                 self.held_back = true;
                 pos += 1;
                 continue;
             }
             let count = slot.plan.count();
-            let (index, cost) = if slot.command.opcode == Opcode::Write {
+            let per_fragment = match slot.command.op {
+                Operation::Write => true,
+                Operation::Read => framing.reads_per_fragment,
+                _ => false,
+            };
+            let (index, cost) = if per_fragment {
                 let next = (slot.cursor..count).find(|&i| !slot.answered.contains(i));
                 match next {
                     Some(i) => (i, 1),
@@ -459,70 +472,75 @@ impl<R> Ledger<R> {
             slot.sent_at = now;
             slot.active_at = now;
             self.charged += cost;
-            let (frag_offset, frag_len) = match slot.command.opcode {
-                // A read's request frame carries no data; its fragment field
-                // tells the server the payload size of each response frame.
-                Opcode::Read => (0, slot.plan.frame(0).map_or(0, |(_, len)| len)),
-                _ => slot.plan.frame(index).unwrap_or((0, 0)),
+            let (frag_offset, frag_len) = if per_fragment || slot.command.op != Operation::Read {
+                slot.plan.frame(index).unwrap_or((0, 0))
+            } else {
+                // A read's one request frame carries no data; its fragment
+                // tells the server the payload size of each answer.
+                (0, slot.plan.frame(0).map_or(0, |(_, len)| len))
             };
-            let write = slot.command.opcode == Opcode::Write;
             slot.cursor = index + 1;
-            slot.sent_below = if write { slot.sent_below.max(index + 1) } else { count };
-            let header = Header {
-                opcode: slot.command.opcode,
-                flags: if slot.command.fua { FLAG_FUA } else { 0 },
-                tag: id,
-                seq: slot.seq,
-                export: 0,
-                status: Status::Ok,
-                offset: slot.command.offset,
-                length: slot.command.length,
-                frag_offset,
-                frag_len,
-                session: 0,
-                finished,
-            };
-            if !write || slot.cursor >= count {
+            slot.sent_below = if per_fragment { slot.sent_below.max(index + 1) } else { count };
+            let frame = RequestFrame { tag: id, seq: slot.seq, command: slot.command, frag_offset, frag_len, finished };
+            if !per_fragment || slot.cursor >= count {
                 slot.queued = false;
                 self.fifo.remove_at(pos);
             }
-            return Some(FrameJob { id, header, data: write.then_some((frag_offset, frag_len)) });
+            let write = slot.command.op == Operation::Write;
+            return Some(FrameJob { id, frame, data: write.then_some((frag_offset, frag_len)) });
         }
         None
     }
 
-    /// Matches a validated response header to an outstanding request. For a
-    /// read, the caller then places the payload between
+    /// Matches a validated answer to an outstanding request. For a read,
+    /// the caller then places the payload between
     /// [`Ledger::begin_placing`] and [`Ledger::end_placing`]; for anything
     /// else it calls [`Ledger::answer`].
-    pub fn match_response(&self, h: &Header) -> Result<Matched, Unmatched> {
+    pub fn match_response(&self, a: &Answer) -> Result<Matched, Unmatched> {
+        let id = a.tag;
         let slot = self
             .slots
-            .get(h.tag as usize)
+            .get(id as usize)
             .and_then(|s| s.as_ref())
-            .filter(|s| s.seq == h.seq)
+            .filter(|s| (s.seq ^ a.seq) & a.seq_mask == 0)
             .ok_or(Unmatched::Stale)?;
         let c = &slot.command;
-        if h.opcode != c.opcode || h.offset != c.offset || h.length != c.length {
+        if a.op != c.op {
             return Err(Unmatched::Mismatch);
         }
-        if h.status != Status::Ok {
-            return Ok(Matched::Failed { id: h.tag, status: h.status });
+        // The part of the request answered, relative to its start.
+        let (frag_offset, frag_len) = match a.place {
+            Place::Within { offset, length, frag_offset, frag_len } => {
+                if offset != c.offset || length != c.length {
+                    return Err(Unmatched::Mismatch);
+                }
+                (frag_offset, frag_len)
+            }
+            // Without data, nothing but the request's own empty part.
+            Place::Absolute { len: 0, .. } if !c.op.moves_data() => (0, 0),
+            Place::Absolute { at, len } => {
+                let rel = at.checked_sub(c.offset).and_then(|r| u32::try_from(r).ok());
+                (rel.ok_or(Unmatched::Mismatch)?, len)
+            }
+        };
+        if let Err(err) = a.outcome {
+            return Ok(Matched::Failed { id, err });
         }
-        // A read's response carries exactly one frame's data; a write's
-        // acknowledgement may cover a run of its fragments.
-        let frames = if c.opcode == Opcode::Read {
-            slot.plan.index_of(h.frag_offset, h.frag_len).map(|i| i..i + 1)
+        // A read's answer carries exactly one frame's data; a write's
+        // acknowledgement may cover a run of its fragments, if the protocol
+        // allows it.
+        let frames = if c.op == Operation::Read || !self.limits.framing.acks_runs {
+            slot.plan.index_of(frag_offset, frag_len).map(|i| i..i + 1)
         } else {
-            slot.plan.span_of(h.frag_offset, h.frag_len)
+            slot.plan.span_of(frag_offset, frag_len)
         }
         .filter(|f| f.end <= slot.sent_below)
         .ok_or(Unmatched::Mismatch)?;
         if frames.clone().all(|i| slot.answered.contains(i)) {
             return Err(Unmatched::Duplicate);
         }
-        let data = (c.opcode == Opcode::Read).then_some((h.frag_offset, h.frag_len));
-        Ok(Matched::Frames { id: h.tag, frames, data })
+        let data = (c.op == Operation::Read).then_some((frag_offset, frag_len));
+        Ok(Matched::Frames { id, frames, data })
     }
 
     /// Records that frames `frames` of request `id` were answered (those
@@ -646,7 +664,7 @@ impl<R> Ledger<R> {
                 || slot.placing > 0
                 || slot.charged == 0
                 || slot.early >= MAX_EARLY_RESENDS
-                || slot.command.opcode == Opcode::Flush
+                || slot.command.op == Operation::Flush
             {
                 continue;
             }

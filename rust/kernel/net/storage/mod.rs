@@ -14,9 +14,13 @@
 //! the device MTU ([`frames`]), keeps its own FIFO of requests and sends
 //! frames only while the device's transmit queues run and the window of
 //! outstanding responses has room, resuming when responses free the window
-//! ([`ledger`]); it claims frame types `0x666` (requests) and `0x667`
-//! (responses) ([`wire`]) and leaves every other frame type of the device to
-//! the stack.
+//! ([`ledger`]); it claims the frame type of its protocol's answers and
+//! leaves every other frame type of the device to the stack.
+//!
+//! What is particular to one link-layer block protocol (the frame types, how
+//! a request frame is written, how an answer is read and matched, how the
+//! export is found) is a [`Protocol`]. EBD's ([`ebd`], over the wire format
+//! of [`wire`]) is one; a driver for another protocol brings its own.
 //!
 //! Request ids are the driver's (a blk-mq tag fits); the driver owns each
 //! request's response timer and calls [`Personality::expire`] when it fires,
@@ -38,13 +42,16 @@
 //! carries its queue above [`QUEUE_SHIFT`], which a server may steer by so
 //! that a queue's responses come back on one CPU.
 
+pub mod ebd;
 pub mod frames;
 pub mod ledger;
 mod personality;
+pub mod protocol;
 pub mod rtt;
 pub mod sequence;
 pub mod stats;
 pub mod wire;
 
-pub use ledger::{Command, Refused};
+pub use ledger::Refused;
+pub use protocol::{Command, Operation, Protocol};
 pub use personality::{BlockBuffer, Config, Personality, StorageDriver, TimerAction, MAX_QUEUES, QUEUE_SHIFT};

@@ -4,14 +4,11 @@
 //! response delivery into block buffers, retransmission and teardown.
 
 use super::{
-    ledger::{Command, Expiry, Ledger, Limits, Matched, Refused, Unmatched},
+    ledger::{Command, Expiry, Framing, Ledger, Limits, Matched, Refused, Unmatched},
+    protocol::{Answer, InfoAnswer, Malformed, Operation, Parsed, Place, Protocol, RequestFrame, INFO_REQUEST_MAX},
     rtt::RttEstimator,
     sequence::Sequence,
     stats::{Snapshot, Stats},
-    wire::{
-        Direction, ExportInfo, Header, Opcode, Status, WireError, ETH_P_EBD_REQUEST,
-        ETH_P_EBD_RESPONSE, HEADER_LEN,
-    },
 };
 use core::sync::atomic::{
     AtomicBool, AtomicU64,
@@ -44,10 +41,6 @@ pub const QUEUE_SHIFT: u32 = 16;
 
 /// Most queues one personality has.
 pub const MAX_QUEUES: u32 = 64;
-
-/// Tag of the personality's own [`Opcode::Info`] exchanges: no queue's
-/// (queue indices stay below [`MAX_QUEUES`]).
-const INFO_TAG: u32 = u32::MAX;
 
 /// Frames built per turn of a queue's transmit loop before its lock is
 /// dropped to hand them to the device.
@@ -96,6 +89,8 @@ impl<T: Operations + 'static> BlockBuffer for ARef<Request<T>> {
 pub trait StorageDriver: Send + Sync + 'static {
     /// Its requests.
     type Buffer: BlockBuffer;
+    /// The protocol it speaks.
+    type Protocol: Protocol;
 
     /// The response to `buffer` is complete (its data, for a read, is in
     /// place) or it failed.
@@ -119,10 +114,9 @@ pub trait StorageDriver: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
     /// The server's address; `None` discovers it with a broadcast
-    /// [`Opcode::Info`] and binds to whoever answers first.
+    /// discovery request ([`Protocol::info_request`]) and binds to whoever
+    /// answers first.
     pub server: Option<MacAddr>,
-    /// Export number on the server.
-    pub export: u16,
     /// Largest frame to send (header included), at most the device MTU; 0
     /// means the MTU.
     pub frame_size: u32,
@@ -151,19 +145,16 @@ pub enum TimerAction {
     Stop,
 }
 
-/// What every queue shares: the driver, the session, the server and the
-/// answer to the Info request.
+/// What every queue shares: the driver, the protocol, the session, the
+/// server and the answer to the discovery.
 #[pin_data]
 struct Core<D: StorageDriver> {
     driver: D,
+    /// What names the export on the wire, and how frames look.
+    protocol: D::Protocol,
     /// Frames refused before a queue is known (malformed, foreign, for no
-    /// queue) and the Info exchange's own frames.
+    /// queue) and the discovery's own frames.
     stats: Stats,
-    export: u16,
-    /// This attachment's session id: random, never zero; the server keeps
-    /// its state per session and echoes it, so two disks of one export on
-    /// one device never take each other's responses.
-    session: u32,
     local: MacAddr,
     payload: u32,
     timeout: Delta,
@@ -177,28 +168,31 @@ struct Core<D: StorageDriver> {
     /// The request numbers and finished window of the session.
     sequence: Arc<Sequence>,
     #[pin]
-    link: SpinLockBh<Link>,
+    link: SpinLockBh<Link<<D::Protocol as Protocol>::Info>>,
 }
 
-/// The Info exchange's state.
-struct Link {
-    info: Option<ExportInfo>,
-    /// The server's refusal of the Info request, if it refused (when
+/// The discovery's state.
+struct Link<I> {
+    info: Option<I>,
+    /// The server's refusal of the discovery, if it refused (when
     /// discovering: the last refusal heard).
-    info_refused: Option<Status>,
+    info_refused: Option<Error>,
     /// No server was configured: the first one to accept is bound, and a
     /// refusal does not end the search (another server may have the
     /// export).
     discovering: bool,
+    /// A step of a discovery of several exchanges was answered since the
+    /// last request: the next one goes out without waiting.
+    progressed: bool,
 }
 
-impl Link {
-    /// The server's answer to the Info request, once it is final: an
+impl<I: Copy> Link<I> {
+    /// The server's answer to the discovery, once it is final: an
     /// acceptance, or a configured server's refusal.
-    fn info_answer(&self) -> Option<Result<ExportInfo>> {
+    fn info_answer(&self) -> Option<Result<I>> {
         match (self.info, self.info_refused) {
             (Some(info), _) => Some(Ok(info)),
-            (None, Some(status)) if !self.discovering => Some(Err(status_error(status))),
+            (None, Some(err)) if !self.discovering => Some(Err(err)),
             _ => None,
         }
     }
@@ -300,9 +294,9 @@ impl<D: StorageDriver> PacketHandler for Receiver<D> {
 /// Requests are queued with [`Personality::queue`] on one of its queues,
 /// sent in order while the device and that queue's response window have
 /// room, and handed back through [`StorageDriver::complete`] when every
-/// response has arrived. Frames of type [`ETH_P_EBD_REQUEST`] go out;
-/// frames of type [`ETH_P_EBD_RESPONSE`] from the server come in; the
-/// device's other traffic is untouched.
+/// response has arrived. Frames of the protocol's request type go out;
+/// frames of its response type from the server come in; the device's
+/// other traffic is untouched.
 ///
 /// # Invariants
 ///
@@ -331,18 +325,6 @@ fn now_ms() -> u64 {
     (Instant::<Monotonic>::now().as_nanos() / 1_000_000).unsigned_abs()
 }
 
-fn status_error(s: Status) -> Error {
-    match s {
-        Status::Ok | Status::IoError => EIO,
-        Status::Invalid => EINVAL,
-        Status::ReadOnly => EROFS,
-        Status::OutOfRange => ENOSPC,
-        Status::Unsupported => EOPNOTSUPP,
-        Status::NoSuchExport => ENXIO,
-        Status::Denied => EACCES,
-    }
-}
-
 /// A clone of every queue's reference.
 fn clone_queues<D: StorageDriver>(queues: &[Arc<Queue<D>>]) -> Result<KVec<Arc<Queue<D>>>> {
     let mut out = KVec::with_capacity(queues.len(), GFP_KERNEL)?;
@@ -353,27 +335,23 @@ fn clone_queues<D: StorageDriver>(queues: &[Arc<Queue<D>>]) -> Result<KVec<Arc<Q
 }
 
 impl<D: StorageDriver> Personality<D> {
-    /// Attaches to `dev` and starts receiving responses. Process context.
+    /// Attaches to `dev` to speak `protocol` and starts receiving
+    /// responses. Process context.
     ///
     /// `EINVAL` if the device has no unicast address or its MTU (or
     /// `frame_size`) cannot carry one sector per frame, or for a number of
     /// queues or a queue length out of range.
-    pub fn attach(dev: ARef<NetDevice>, driver: D, config: Config) -> Result<Arc<Self>> {
+    pub fn attach(dev: ARef<NetDevice>, driver: D, protocol: D::Protocol, config: Config) -> Result<Arc<Self>> {
         let local = dev.mac_addr().filter(|m| m.is_valid_unicast()).ok_or(EINVAL)?;
         let frame = match config.frame_size {
             0 => dev.mtu(),
             n => n.min(dev.mtu()),
         };
-        let payload = super::wire::payload_per_frame(frame).ok_or(EINVAL)?;
+        let payload = D::Protocol::payload_per_frame(frame).ok_or(EINVAL)?;
         if !(1..=MAX_QUEUES).contains(&config.queues) || config.max_queue > 1 << QUEUE_SHIFT {
             return Err(EINVAL);
         }
         // SAFETY: `get_random_u32` has no precondition.
-        let session = match unsafe { bindings::get_random_u32() } {
-            0 => 1,
-            n => n,
-        };
-        // SAFETY: As above.
         let first_seq = unsafe { bindings::get_random_u32() };
         let held = config.max_queue.checked_mul(config.queues).ok_or(EINVAL)?;
         let sequence = Sequence::new(first_seq, held)?;
@@ -381,9 +359,8 @@ impl<D: StorageDriver> Personality<D> {
         let core = Arc::pin_init(
             pin_init!(Core {
                 driver,
+                protocol,
                 stats: Stats::default(),
-                export: config.export,
-                session,
                 local,
                 payload,
                 timeout: config.timeout,
@@ -392,14 +369,30 @@ impl<D: StorageDriver> Personality<D> {
                 sequence: session_sequence,
                 link <- {
                     let (name, key) = crate::sync::generic_lock_class!("net::storage::Core::link");
-                    let link = Link { info: None, info_refused: None, discovering: config.server.is_none() };
+                    let link = Link {
+                        info: None,
+                        info_refused: None,
+                        discovering: config.server.is_none(),
+                        progressed: false,
+                    };
                     SpinLockBh::new(link, name, key)
                 },
             }),
             GFP_KERNEL,
         )?;
-        let limits =
-            Limits { max_queue: config.max_queue, payload, window: config.window, max_retries: config.max_retries };
+        let framing = Framing {
+            max_request: D::Protocol::MAX_REQUEST,
+            reads_per_fragment: D::Protocol::READS_PER_FRAGMENT,
+            span_bound: D::Protocol::SPAN_BOUND,
+            acks_runs: D::Protocol::ACKS_RUNS,
+        };
+        let limits = Limits {
+            max_queue: config.max_queue,
+            payload,
+            window: config.window,
+            max_retries: config.max_retries,
+            framing,
+        };
         let mut queues = KVec::with_capacity(config.queues as usize, GFP_KERNEL)?;
         for index in 0..config.queues {
             let ledger = Ledger::sharing(limits, sequence.clone())?;
@@ -430,7 +423,7 @@ impl<D: StorageDriver> Personality<D> {
         }
         let receiver = KBox::pin_init(
             packet::Registration::new(
-                EtherType(ETH_P_EBD_RESPONSE),
+                EtherType(D::Protocol::RESPONSE_TYPE),
                 Some(dev),
                 Receiver { core: core.clone(), queues: clone_queues(&queues)? },
             ),
@@ -462,6 +455,11 @@ impl<D: StorageDriver> Personality<D> {
     /// The driver given to [`Personality::attach`].
     pub fn driver(&self) -> &D {
         &self.core.driver
+    }
+
+    /// The protocol given to [`Personality::attach`].
+    pub fn protocol(&self) -> &D::Protocol {
+        &self.core.protocol
     }
 
     /// Payload bytes per frame: the declustering unit.
@@ -504,12 +502,6 @@ impl<D: StorageDriver> Personality<D> {
     /// Current queue length, over all queues.
     pub fn queue_len(&self) -> u32 {
         self.queues.iter().map(|q| q.inner.lock().ledger.len()).sum()
-    }
-
-    /// This attachment's session id (random, never zero), which every frame
-    /// carries.
-    pub fn session(&self) -> u32 {
-        self.core.session
     }
 
     /// The server bound to, once known.
@@ -616,35 +608,33 @@ impl<D: StorageDriver> Personality<D> {
 
     /// Asks the server for the export's geometry, binding to the server
     /// that answers when discovering. Sends up to `attempts` requests,
-    /// `interval` apart. Process context (sleeps).
+    /// `interval` apart; a step of a discovery of several exchanges that is
+    /// answered has the next request sent at once. Process context
+    /// (sleeps).
     ///
     /// A configured server's refusal ends the query with its error at once.
     /// When discovering, refusals do not: the first server that accepts is
     /// bound, and only if none does by the last attempt is the query failed
     /// with the last refusal's error (or `ETIMEDOUT` if nobody answered).
-    pub fn query_info(&self, attempts: u32, interval: Delta) -> Result<ExportInfo> {
+    pub fn query_info(&self, attempts: u32, interval: Delta) -> Result<<D::Protocol as Protocol>::Info> {
         let core = &*self.core;
         for attempt in 0..attempts {
             if let Some(answer) = core.link.lock().info_answer() {
                 return answer;
             }
+            core.link.lock().progressed = false;
             let dev = self.queues.first().and_then(|q| q.inner.lock().dev.clone()).ok_or(ENODEV)?;
             let dst = core.server().unwrap_or(MacAddr::BROADCAST);
-            let header = Header {
-                opcode: Opcode::Info,
-                flags: 0,
-                tag: INFO_TAG,
-                seq: attempt,
-                export: core.export,
-                status: Status::Ok,
-                offset: 0,
-                length: 0,
-                frag_offset: 0,
-                frag_len: 0,
-                session: 0,
-                finished: core.sequence.window(),
-            };
-            match core.build_frame(&dev, dst, header, None, GFP_KERNEL).and_then(|skb| skb.transmit(&dev)) {
+            let mut request = [0u8; INFO_REQUEST_MAX];
+            let sent = core
+                .protocol
+                .info_request(attempt, core.sequence.window(), &mut request)
+                .and_then(|len| {
+                    let header = request.get(..len).ok_or(EINVAL)?;
+                    core.build_frame(&dev, dst, header, None, GFP_KERNEL)
+                })
+                .and_then(|skb| skb.transmit(&dev));
+            match sent {
                 Ok(_) => Stats::bump(&core.stats.tx_frames),
                 Err(_) => Stats::bump(&core.stats.tx_errors),
             }
@@ -654,13 +644,17 @@ impl<D: StorageDriver> Personality<D> {
             while waited < interval.as_millis() {
                 fsleep(step);
                 waited += 10;
-                if let Some(answer) = core.link.lock().info_answer() {
+                let g = core.link.lock();
+                if let Some(answer) = g.info_answer() {
                     return answer;
+                }
+                if g.progressed {
+                    break;
                 }
             }
         }
         let g = core.link.lock();
-        Err(g.info_refused.map_or(ETIMEDOUT, status_error))
+        Err(g.info_refused.unwrap_or(ETIMEDOUT))
     }
 
     /// Stops receiving, drops the device and ends every held request with
@@ -692,31 +686,45 @@ impl<D: StorageDriver> PinnedDrop for Personality<D> {
 }
 
 impl<D: StorageDriver> Core<D> {
-    /// Builds one request frame to `dst`, copying a write's data once from
-    /// the request into the frame.
+    /// Builds one request frame to `dst` with the protocol's `header`,
+    /// copying a write's data once from the request into the frame.
     fn build_frame(
         &self,
         dev: &NetDevice,
         dst: MacAddr,
-        mut header: Header,
+        header: &[u8],
         data: Option<(&D::Buffer, u32, u32)>,
         flags: crate::alloc::Flags,
     ) -> Result<SkBuff<Writable>> {
-        header.export = self.export;
-        header.session = self.session;
         let data_len = data.map_or(0, |(_, _, len)| len);
-        let total = (HLEN + HEADER_LEN) as u32 + data_len;
+        let at = HLEN + header.len();
+        let total = u32::try_from(at).map_err(|_| EINVAL)? + data_len;
         let mut skb = SkBuff::alloc_for(dev, total, flags)?;
         let frame = skb.put(total)?;
-        let ethertype = EtherType(ETH_P_EBD_REQUEST);
+        let ethertype = EtherType(D::Protocol::REQUEST_TYPE);
         EthHdr { dst, src: self.local, ethertype }.write(frame)?;
-        header.encode(frame.get_mut(HLEN..).ok_or(EINVAL)?).map_err(|_| EINVAL)?;
+        frame.get_mut(HLEN..at).ok_or(EINVAL)?.copy_from_slice(header);
         if let Some((buffer, offset, len)) = data {
-            let at = HLEN + HEADER_LEN;
             buffer.copy_out(offset, frame.get_mut(at..at + len as usize).ok_or(EINVAL)?)?;
         }
         skb.set_protocol(ethertype);
         Ok(skb)
+    }
+
+    /// Builds the frame of `request`.
+    fn build_request(
+        &self,
+        dev: &NetDevice,
+        dst: MacAddr,
+        request: &RequestFrame,
+        data: Option<(&D::Buffer, u32, u32)>,
+    ) -> Result<SkBuff<Writable>> {
+        const MAX_HEADER: usize = INFO_REQUEST_MAX;
+        let len = D::Protocol::REQUEST_HEADER_LEN as usize;
+        let mut header = [0u8; MAX_HEADER];
+        let header = header.get_mut(..len).ok_or(EINVAL)?;
+        self.protocol.encode_request(request, header)?;
+        self.build_frame(dev, dst, header, data, GFP_ATOMIC)
     }
 
     /// Whether the device's MTU still carries the frames planned at attach.
@@ -725,7 +733,7 @@ impl<D: StorageDriver> Core<D> {
     /// timing out one by one, and work again once the MTU is raised.
     fn frames_fit(&self, dev: &NetDevice) -> bool {
         let mtu = dev.mtu();
-        let frame = HEADER_LEN as u32 + self.payload;
+        let frame = D::Protocol::REQUEST_HEADER_LEN + self.payload;
         let fits = frame <= mtu;
         // Whichever queue sees the change first logs it.
         if self.mtu_short.swap(!fits, Relaxed) == fits {
@@ -744,94 +752,93 @@ impl<D: StorageDriver> Core<D> {
         fits
     }
 
-    /// An answer to the personality's Info request. Returns whether it was
+    /// An answer to the discovery from `source`. Returns whether it was
     /// taken (an answer from the server, or the first one when
     /// discovering); what is refused is counted.
-    fn receive_info(&self, header: &Header, skb: &SkBuff, source: MacAddr) -> bool {
-        let mut payload = [0u8; ExportInfo::LEN];
-        if header.tag == INFO_TAG && header.status != Status::Ok {
-            let mut g = self.link.lock();
-            if !matches!(self.server(), Some(s) if s != source) {
-                g.info_refused = Some(header.status);
+    fn receive_info(&self, answer: InfoAnswer<<D::Protocol as Protocol>::Info>, source: MacAddr) -> bool {
+        let mut g = self.link.lock();
+        let bound = self.server();
+        if let InfoAnswer::Refused(err) = answer {
+            if !matches!(bound, Some(s) if s != source) {
+                g.info_refused = Some(err);
                 return true;
             }
             Stats::bump(&self.stats.drop_foreign);
             return false;
         }
-        let parsed = if header.tag != INFO_TAG {
-            None
-        } else {
-            skb.copy_bits(HEADER_LEN as u32, &mut payload)
-                .ok()
-                .and_then(|()| ExportInfo::parse(&payload).ok())
-        };
-        let Some(info) = parsed else {
-            Stats::bump(&self.stats.drop_mismatch);
-            return false;
-        };
-        let mut g = self.link.lock();
-        match self.server() {
-            Some(s) if s == source => g.info = Some(info),
+        match bound {
+            Some(s) if s == source => {}
             None if source.is_valid_unicast() => {
                 // Bound once, under `link`: queues read it from now on.
                 self.server.store(pack_mac(source), Release);
-                g.info = Some(info);
             }
             _ => {
                 Stats::bump(&self.stats.drop_foreign);
                 return false;
             }
         }
+        match answer {
+            InfoAnswer::Accepted(info) => g.info = Some(info),
+            _ => g.progressed = true,
+        }
         true
     }
 }
 
 impl<D: StorageDriver> Receiver<D> {
-    /// A response frame arrived: validate what every frame must pass, then
-    /// hand it to the Info exchange or to the queue its tag names.
+    /// A response frame arrived: have the protocol validate it, then hand
+    /// it to the discovery or to the queue its tag names.
     fn dispatch(&self, skb: SkBuff) {
         let core = &*self.core;
         Stats::bump(&core.stats.rx_frames);
-        let mut raw = [0u8; HEADER_LEN];
-        if skb.copy_bits(0, &mut raw).is_err() {
-            core.stats.count_malformed(WireError::Short);
-            return;
-        }
-        let mut header = match Header::parse_header(&raw, Direction::Response) {
-            Ok(h) => h,
-            Err(e) => {
-                core.stats.count_malformed(e);
+        let parsed = core.protocol.parse(&skb);
+        // Only frames addressed to this host (not ones seen in promiscuous
+        // mode) and for this attachment.
+        let source = skb.eth_hdr().map(|e| e.src).filter(|_| skb.is_to_host());
+        let answer = match (parsed, source) {
+            (Parsed::Malformed(why), _) => {
+                core.stats.count_malformed(why);
                 return;
             }
-        };
-        let payload = header.payload_len(Direction::Response);
-        if payload > (skb.len() as usize).saturating_sub(HEADER_LEN) {
-            core.stats.count_malformed(WireError::BadLength);
-            return;
-        }
-        // Only responses addressed to this host (not ones seen in promiscuous
-        // mode), for this export and this attachment's session.
-        let source = skb.eth_hdr().map(|e| e.src);
-        let Some(source) = source.filter(|_| header.export == core.export && header.session == core.session && skb.is_to_host()) else {
-            Stats::bump(&core.stats.drop_foreign);
-            return;
-        };
-        if header.opcode == Opcode::Info {
-            if core.receive_info(&header, &skb, source) {
-                skb.consume();
+            (Parsed::Mismatch, _) => {
+                Stats::bump(&core.stats.drop_mismatch);
+                return;
             }
-            return;
+            (Parsed::Foreign, _) | (_, None) => {
+                Stats::bump(&core.stats.drop_foreign);
+                return;
+            }
+            (Parsed::Info(info), Some(source)) => {
+                if core.receive_info(info, source) {
+                    skb.consume();
+                }
+                return;
+            }
+            (Parsed::Answer(answer), Some(source)) => {
+                if core.server() != Some(source) {
+                    Stats::bump(&core.stats.drop_foreign);
+                    return;
+                }
+                answer
+            }
+        };
+        // Whatever the protocol checked: a read's data must be in the frame.
+        if answer.op == Operation::Read && answer.outcome.is_ok() {
+            let len = match answer.place {
+                Place::Within { frag_len, .. } => frag_len,
+                Place::Absolute { len, .. } => len,
+            };
+            if u64::from(answer.data_at) + u64::from(len) > u64::from(skb.len()) {
+                core.stats.count_malformed(Malformed::Length);
+                return;
+            }
         }
-        if core.server() != Some(source) {
-            Stats::bump(&core.stats.drop_foreign);
-            return;
-        }
-        let Some(queue) = self.queues.get((header.tag >> QUEUE_SHIFT) as usize) else {
+        let Some(queue) = self.queues.get((answer.tag >> QUEUE_SHIFT) as usize) else {
             Stats::bump(&core.stats.drop_stale);
             return;
         };
-        header.tag &= (1 << QUEUE_SHIFT) - 1;
-        queue.receive(&header, skb);
+        let answer = Answer { tag: answer.tag & ((1 << QUEUE_SHIFT) - 1), ..answer };
+        queue.receive(&answer, skb);
         wake_waiting(&self.queues, &core.sequence);
     }
 }
@@ -958,7 +965,7 @@ impl<D: StorageDriver> Queue<D> {
                 let Some(mut job) = g.ledger.next_frame(now_ms()) else {
                     break;
                 };
-                job.header.tag |= self.index << QUEUE_SHIFT;
+                job.frame.tag |= self.index << QUEUE_SHIFT;
                 let data = match job.data {
                     Some((offset, len)) => match g.ledger.request(job.id) {
                         Some(buffer) => Some((buffer, offset, len)),
@@ -966,7 +973,7 @@ impl<D: StorageDriver> Queue<D> {
                     },
                     None => None,
                 };
-                match core.build_frame(&dev, server, job.header, data, GFP_ATOMIC) {
+                match core.build_request(&dev, server, &job.frame, data) {
                     Ok(skb) => {
                         batch[n] = Some(skb);
                         n += 1;
@@ -1004,10 +1011,10 @@ impl<D: StorageDriver> Queue<D> {
         }
     }
 
-    /// A response for this queue (`header.tag` is the request id): match
+    /// An answer for this queue (`answer.tag` is the request id): match
     /// it, place a read's data, complete what is complete, then send what
     /// the freed window allows.
-    fn receive(&self, header: &Header, skb: SkBuff) {
+    fn receive(&self, answer: &Answer, skb: SkBuff) {
         let mut done;
         let mut space;
         let mut queued;
@@ -1019,7 +1026,7 @@ impl<D: StorageDriver> Queue<D> {
         let mut placing = None;
         {
             let mut g = self.inner.lock();
-            match g.ledger.match_response(header) {
+            match g.ledger.match_response(answer) {
                 Err(why) => {
                     Stats::bump(match why {
                         Unmatched::Stale => &self.stats.drop_stale,
@@ -1028,8 +1035,7 @@ impl<D: StorageDriver> Queue<D> {
                     });
                     return;
                 }
-                Ok(Matched::Failed { id, status }) => {
-                    let err = status_error(status);
+                Ok(Matched::Failed { id, err }) => {
                     done = g.ledger.fail(id, err).map(|b| (b, Err(err)));
                 }
                 Ok(Matched::Frames { id, frames, data }) => {
@@ -1061,7 +1067,7 @@ impl<D: StorageDriver> Queue<D> {
             queued = g.ledger.has_queued();
         }
         if let Some((id, frames, buffer, offset, len, rtt)) = placing {
-            let placed = buffer.fill_from(offset, &skb, HEADER_LEN as u32, len).is_ok();
+            let placed = buffer.fill_from(offset, &skb, answer.data_at, len).is_ok();
             // The request may complete below: no reference of ours may
             // outlive the placing.
             drop(buffer);

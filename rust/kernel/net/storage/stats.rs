@@ -2,7 +2,7 @@
 
 //! Counters of a storage personality, readable while I/O runs.
 
-use super::wire::WireError;
+use super::protocol::Malformed;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 macro_rules! counters {
@@ -78,7 +78,7 @@ counters! {
     drop_short,
     /// Dropped: unknown protocol version.
     drop_version,
-    /// Dropped: unknown opcode, flags or status.
+    /// Dropped: unknown opcode, flags or status, or a reserved field set.
     drop_field,
     /// Dropped: fragment or request range impossible, or offset beyond the
     /// request.
@@ -112,14 +112,14 @@ impl Snapshot {
 }
 
 impl Stats {
-    /// Counts a frame the wire format refused.
-    pub fn count_malformed(&self, e: WireError) {
+    /// Counts a frame the protocol refused as malformed.
+    pub fn count_malformed(&self, e: Malformed) {
         let c = match e {
-            WireError::Short => &self.drop_short,
-            WireError::BadVersion => &self.drop_version,
-            WireError::BadOpcode | WireError::BadFlags | WireError::BadStatus | WireError::BadReserved => &self.drop_field,
-            WireError::BadRange => &self.drop_range,
-            WireError::BadLength | WireError::NoSpace => &self.drop_length,
+            Malformed::Short => &self.drop_short,
+            Malformed::Version => &self.drop_version,
+            Malformed::Field => &self.drop_field,
+            Malformed::Range => &self.drop_range,
+            Malformed::Length => &self.drop_length,
         };
         c.fetch_add(1, Relaxed);
     }
