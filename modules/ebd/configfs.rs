@@ -5,22 +5,22 @@
 //! `/dev/ebdN`, and `disk` and `stats` report on it.
 
 use crate::{
-    blk::Completer,
     device::{EbdDisk, Settings},
+    EbdKind,
 };
 use kernel::{
-    configfs::{self, attribute_text, show_attribute, AttributeOperations},
+    configfs::{self, attribute_text, show_attribute, AttributeOperations, AttributeValue},
     configfs_attrs,
     fmt::{self, Write as _},
     net::{
-        device::IFNAMSIZ,
+        device::interface_name,
         ethernet::MacAddr,
-        storage::{Personality, MAX_QUEUES},
+        storage::{disk::Completer, Personality, MAX_QUEUES},
     },
     new_mutex,
     page::PAGE_SIZE,
     prelude::*,
-    str::{kstrtobool_bytes, CString, Formatter},
+    str::Formatter,
     sync::Mutex,
 };
 
@@ -105,7 +105,7 @@ impl DiskConfig {
     fn show_powered(
         &self,
         page: &mut [u8; PAGE_SIZE],
-        f: impl FnOnce(&Personality<Completer>, &mut Formatter<'_>) -> fmt::Result,
+        f: impl FnOnce(&Personality<Completer<EbdKind>>, &mut Formatter<'_>) -> fmt::Result,
     ) -> Result<usize> {
         let g = self.state.lock();
         let Some(d) = &g.disk else {
@@ -131,25 +131,7 @@ fn parse_mac(s: &str) -> Result<Option<MacAddr>> {
     if s.is_empty() || s == "discover" {
         return Ok(None);
     }
-    let mut bytes = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in bytes.iter_mut() {
-        let part = parts.next().ok_or(EINVAL)?;
-        if part.len() != 2 {
-            return Err(EINVAL);
-        }
-        *b = u8::from_str_radix(part, 16).map_err(|_| EINVAL)?;
-    }
-    let mac = MacAddr::new(bytes);
-    if parts.next().is_some() || !mac.is_valid_unicast() {
-        return Err(EINVAL);
-    }
-    Ok(Some(mac))
-}
-
-fn write_mac(w: &mut Formatter<'_>, m: &MacAddr) -> fmt::Result {
-    let b = m.as_bytes();
-    w.write_fmt(fmt!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]))
+    MacAddr::parse_text(s).filter(MacAddr::is_valid_unicast).map(Some).ok_or(EINVAL)
 }
 
 #[vtable]
@@ -158,11 +140,11 @@ impl AttributeOperations<0> for DiskConfig {
 
     fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let on = this.state.lock().disk.is_some();
-        show_attribute(page, |w| on.show(w))
+        show_attribute(page, |w| on.show_value(w))
     }
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
-        let on = kstrtobool_bytes(page)?;
+        let on = bool::parse_value(page)?;
         let mut g = this.state.lock();
         match (g.disk.is_some(), on) {
             (false, true) => g.disk = Some(EbdDisk::power_on(&g.settings)?),
@@ -184,12 +166,7 @@ impl AttributeOperations<1> for DiskConfig {
     }
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
-        let name = attribute_text(page)?;
-        // IFNAMSIZ includes the terminating NUL.
-        if name.is_empty() || name.len() >= IFNAMSIZ || name.contains('/') {
-            return Err(EINVAL);
-        }
-        let name = CString::try_from_fmt(fmt!("{}", name))?;
+        let name = interface_name(attribute_text(page)?)?;
         this.set(|s| {
             s.netdev = Some(name);
             Ok(())
@@ -208,7 +185,7 @@ impl AttributeOperations<2> for DiskConfig {
         let server = g.disk.as_ref().and_then(|d| d.personality().server()).or(g.settings.server);
         show_attribute(page, |w| {
             match server {
-                Some(m) => write_mac(w, &m)?,
+                Some(m) => w.write_fmt(fmt!("{}", m))?,
                 None => w.write_str("discover")?,
             }
             w.write_str("\n")
@@ -224,38 +201,6 @@ impl AttributeOperations<2> for DiskConfig {
     }
 }
 
-/// A value a settings attribute reads and writes: numbers in decimal,
-/// booleans as `0`/`1` (and whatever `kstrtobool` accepts).
-trait SettingValue: Copy + PartialOrd + Sized {
-    fn parse(page: &[u8]) -> Result<Self>;
-    fn show(self, w: &mut Formatter<'_>) -> fmt::Result;
-}
-
-impl SettingValue for bool {
-    fn parse(page: &[u8]) -> Result<Self> {
-        kstrtobool_bytes(page)
-    }
-
-    fn show(self, w: &mut Formatter<'_>) -> fmt::Result {
-        w.write_str(if self { "1\n" } else { "0\n" })
-    }
-}
-
-macro_rules! number_setting_value {
-    ($($ty:ty),*) => {$(
-        impl SettingValue for $ty {
-            fn parse(page: &[u8]) -> Result<Self> {
-                attribute_text(page)?.parse().map_err(|_| EINVAL)
-            }
-
-            fn show(self, w: &mut Formatter<'_>) -> fmt::Result {
-                w.write_fmt(fmt!("{}\n", self))
-            }
-        }
-    )*};
-}
-number_setting_value!(u16, u32);
-
 /// A plain setting: attribute `$id` shows and stores field `$field`, which
 /// must lie in `$range`; stores are refused while powered on.
 macro_rules! setting_attribute {
@@ -266,11 +211,11 @@ macro_rules! setting_attribute {
 
             fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
                 let v = this.state.lock().settings.$field;
-                show_attribute(page, |w| v.show(w))
+                show_attribute(page, |w| v.show_value(w))
             }
 
             fn store(this: &DiskConfig, page: &[u8]) -> Result {
-                let v = SettingValue::parse(page)?;
+                let v = AttributeValue::parse_value(page)?;
                 if !($range).contains(&v) {
                     return Err(EINVAL);
                 }
@@ -302,31 +247,7 @@ impl AttributeOperations<13> for DiskConfig {
     /// One line per queue: `queue N` and its counters as `name=value`
     /// pairs (those that tell how the queue fares), then its length.
     fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
-        this.show_powered(page, |p, w| {
-            for q in 0..p.queues() {
-                let Some((s, len)) = p.queue_stats(q) else { continue };
-                w.write_fmt(fmt!(
-                    "queue {} requests={} completed={} failed={} tx_frames={} retransmits={} early_resends={} \
-                     timeouts={} queue_full={} queue_high_water={} rto_ms={} drop_stale={} drop_duplicate={} \
-                     queue_len={}\n",
-                    q,
-                    s.requests,
-                    s.completed,
-                    s.failed,
-                    s.tx_frames,
-                    s.retransmits,
-                    s.early_resends,
-                    s.timeouts,
-                    s.queue_full,
-                    s.queue_high_water,
-                    s.rto_ms,
-                    s.drop_stale,
-                    s.drop_duplicate,
-                    len
-                ))?;
-            }
-            Ok(())
-        })
+        this.show_powered(page, |p, w| p.report_queues(w))
     }
 }
 
@@ -356,20 +277,12 @@ impl AttributeOperations<9> for DiskConfig {
 impl AttributeOperations<10> for DiskConfig {
     type Data = DiskConfig;
 
-    /// `name value` lines: the personality's counters and queue state.
+    /// `name value` lines: the personality's counters and queue state,
+    /// and the session.
     fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         this.show_powered(page, |p, w| {
-            for (name, value) in p.stats().fields() {
-                w.write_fmt(fmt!("{} {}\n", name, value))?;
-            }
-            w.write_fmt(fmt!("queue_len {}\n", p.queue_len()))?;
-            w.write_fmt(fmt!("queue_max {}\n", p.max_queue_len()))?;
-            w.write_fmt(fmt!("payload_per_frame {}\n", p.payload_per_frame()))?;
-            w.write_fmt(fmt!("pinned_bytes {}\n", p.pinned_bytes()))?;
-            w.write_fmt(fmt!("window_bytes {}\n", p.window_bytes()))?;
-            w.write_fmt(fmt!("session {}\n", p.protocol().session()))?;
-            w.write_fmt(fmt!("queues {}\n", p.queues()))?;
-            w.write_fmt(fmt!("detached {}\n", u8::from(p.is_detached())))
+            p.report(w)?;
+            w.write_fmt(fmt!("session {}\n", p.protocol().session()))
         })
     }
 }

@@ -4,10 +4,7 @@
 //! export's geometry from the server, the block device, and a watch on the
 //! net device so that its removal ends every request instead of hanging.
 
-use crate::{
-    blk::{Completer, DiskQueue, Ebd},
-    index::DiskIndex,
-};
+use crate::EbdKind;
 use kernel::{
     block::mq::{
         gen_disk::{GenDisk, GenDiskBuilder},
@@ -17,13 +14,13 @@ use kernel::{
         device::NetDevice,
         ethernet::MacAddr,
         namespace::Namespace,
-        notifier::{self, Event, EventHandler},
-        rtnl::Rtnl,
+        notifier,
         storage::{
-            ebd::Ebd as EbdProtocol,
+            disk::{queues_for, Completer, DeviceWatch, Disk, DiskNumber, DiskNumbers, DiskQueue},
+            ebd::Ebd,
             frames::MAX_FRAMES,
             wire::{ExportInfo, EXPORT_DISCARD, EXPORT_FLUSH, EXPORT_READ_ONLY, EXPORT_WRITE_ZEROES, MAX_REQUEST_LEN},
-            Config, Personality, MAX_QUEUES,
+            Config, Personality,
         },
     },
     prelude::*,
@@ -68,30 +65,18 @@ impl Default for Settings {
 const INFO_ATTEMPTS: u32 = 20;
 const INFO_INTERVAL: Delta = Delta::from_millis(100);
 
-/// Detaches the personality when its net device is unregistered.
-struct Watch {
-    queue: Arc<DiskQueue>,
-    dev: usize,
-}
-
-impl EventHandler for Watch {
-    fn event(&self, dev: &NetDevice, event: Event, _rtnl: &Rtnl) {
-        if event == Event::Unregister && dev.as_raw() as usize == self.dev && !self.queue.personality.is_detached() {
-            pr_info!("net device {} left this namespace or is going away; ending its I/O\n", dev.name());
-            self.queue.personality.detach();
-        }
-    }
-}
+/// The numbers of `/dev/ebdN`.
+static NUMBERS: DiskNumbers = DiskNumbers::new();
 
 /// A disk that is powered on.
 pub(crate) struct EbdDisk {
-    queue: Arc<DiskQueue>,
+    queue: Arc<DiskQueue<EbdKind>>,
     info: ExportInfo,
     name: CString,
     // Dropped in this order after `Drop::drop` detached the personality.
-    _disk: GenDisk<Ebd>,
-    _watch: Pin<KBox<notifier::Registration<Watch>>>,
-    _index: DiskIndex,
+    _disk: GenDisk<Disk<EbdKind>>,
+    _watch: Pin<KBox<notifier::Registration<DeviceWatch<EbdKind>>>>,
+    _number: DiskNumber,
 }
 
 impl EbdDisk {
@@ -106,12 +91,8 @@ impl EbdDisk {
         let dev = NetDevice::get_by_name(&ns, netdev).inspect_err(|_| {
             pr_err!("no net device {} in this namespace\n", netdev.to_str().unwrap_or("?"));
         })?;
-        let dev_id = dev.as_raw() as usize;
-        let cpus = kernel::cpu::nr_cpu_ids().clamp(1, MAX_QUEUES);
-        let queues = match s.queues {
-            0 => cpus,
-            n => n.min(cpus),
-        };
+        let watched = dev.clone();
+        let queues = queues_for(s.queues);
         let config = Config {
             server: s.server,
             frame_size: s.frame_size,
@@ -124,7 +105,7 @@ impl EbdDisk {
             max_retries: s.retries,
             timeout: Delta::from_millis(i64::from(s.timeout_ms)),
         };
-        let personality = Personality::attach(dev, Completer, EbdProtocol::new(s.export), config)?;
+        let personality = Personality::attach(dev, Completer::new(), Ebd::new(s.export), config)?;
         let info = personality.query_info(INFO_ATTEMPTS, INFO_INTERVAL).inspect_err(|e| {
             if *e == ETIMEDOUT {
                 pr_err!("no server answered for export {}\n", s.export);
@@ -135,12 +116,10 @@ impl EbdDisk {
         let read_only = s.read_only || info.flags & EXPORT_READ_ONLY != 0;
         let payload = personality.payload_per_frame();
         let queue = Arc::new(DiskQueue { personality, read_only }, GFP_KERNEL)?;
-        let watch = KBox::pin_init(
-            notifier::Registration::new(Watch { queue: queue.clone(), dev: dev_id }),
-            GFP_KERNEL,
-        )?;
-        let index = DiskIndex::take()?;
-        let name = CString::try_from_fmt(fmt!("ebd{}", index.get()))?;
+        let watch = DeviceWatch::register(queue.clone(), &watched)?;
+        drop(watched);
+        let number = NUMBERS.take()?;
+        let name = CString::try_from_fmt(fmt!("ebd{}", number.get()))?;
 
         // Largest request: what fits the frame budget, in whole pages.
         let max_bytes = MAX_REQUEST_LEN.min(payload.saturating_mul(MAX_FRAMES)) & !4095;
@@ -176,11 +155,11 @@ impl EbdDisk {
             queues,
             if read_only { ", read-only" } else { "" }
         );
-        Ok(EbdDisk { queue, info, name, _disk: disk, _watch: watch, _index: index })
+        Ok(EbdDisk { queue, info, name, _disk: disk, _watch: watch, _number: number })
     }
 
     /// The personality serving this disk.
-    pub(crate) fn personality(&self) -> &Personality<Completer> {
+    pub(crate) fn personality(&self) -> &Personality<Completer<EbdKind>> {
         &self.queue.personality
     }
 

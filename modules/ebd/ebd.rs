@@ -3,18 +3,20 @@
 //! Ethernet Block Device (EBD): a block device whose I/O travels in raw
 //! Ethernet frames to an `ebd-server`.
 //!
-//! EBD is a thin blk-mq driver on the kernel's storage personality
+//! EBD is a thin driver on the kernel's storage personality
 //! (`kernel::net::storage`), which does the framing, pacing, response
-//! matching and retransmission. Disks are made in configfs
+//! matching and retransmission, speaks EBD's protocol (`storage::ebd`) and
+//! carries blk-mq requests (`storage::disk`). Disks are made in configfs
 //! (`/sys/kernel/config/ebd/NAME`, see `configfs.rs`); each appears as
 //! `/dev/ebdN` with the geometry its server reports.
 
-mod blk;
 mod configfs;
 mod device;
-mod index;
 
-use kernel::{net::storage::wire, prelude::*};
+use kernel::{
+    net::storage::{disk::DiskKind, ebd::Ebd, wire},
+    prelude::*,
+};
 
 module! {
     type: EbdModule,
@@ -22,6 +24,14 @@ module! {
     authors: ["polynic developers"],
     description: "Ethernet Block Device over the polynic storage personality",
     license: "GPL",
+}
+
+/// EBD's disks: they speak EBD and belong to this module.
+pub(crate) struct EbdKind;
+
+impl DiskKind for EbdKind {
+    type Protocol = Ebd;
+    type Module = LocalModule;
 }
 
 /// Module state: the configfs subsystem, which owns every disk.

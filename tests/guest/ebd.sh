@@ -82,7 +82,7 @@ ebd_server_start() {
 
 ebd_server_stop() {
   local sig=${1:-TERM} pid
-  read -r pid </tmp/ebd-server.pid 2>/dev/null || return 0
+  { read -r pid </tmp/ebd-server.pid; } 2>/dev/null || return 0
   kill "-$sig" "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   rm -f /tmp/ebd-server.pid

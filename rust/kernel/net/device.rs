@@ -25,6 +25,16 @@ use core::ptr::NonNull;
 /// Size of an interface name buffer, terminating NUL included.
 pub const IFNAMSIZ: usize = bindings::IFNAMSIZ as usize;
 
+/// An interface name as user space writes one: non-empty, shorter than
+/// [`IFNAMSIZ`] (which counts the terminating NUL) and without `/`;
+/// `EINVAL` otherwise.
+pub fn interface_name(text: &str) -> Result<crate::str::CString> {
+    if text.is_empty() || text.len() >= IFNAMSIZ || text.contains('/') {
+        return Err(crate::error::code::EINVAL);
+    }
+    crate::str::CString::try_from_fmt(format_args!("{}", text))
+}
+
 /// A network device (`struct net_device`).
 ///
 /// # Invariants

@@ -53,6 +53,28 @@ impl MacAddr {
         Some(MacAddr(a))
     }
 
+    /// Reads the text form `aa:bb:cc:dd:ee:ff` (two hex digits per octet,
+    /// either case), as configuration interfaces take it.
+    ///
+    /// ```
+    /// use kernel::net::ethernet::MacAddr;
+    ///
+    /// let m = MacAddr::parse_text("02:00:5E:10:00:01");
+    /// assert_eq!(m, Some(MacAddr::new([2, 0, 0x5e, 0x10, 0, 1])));
+    /// assert_eq!(MacAddr::parse_text("02:00:5e:10:00"), None);
+    /// assert_eq!(MacAddr::parse_text("02:00:5e:10:00:01:02"), None);
+    /// assert_eq!(MacAddr::parse_text("2:00:5e:10:00:01"), None);
+    /// ```
+    pub fn parse_text(s: &str) -> Option<Self> {
+        let mut bytes = [0u8; ALEN];
+        let mut parts = s.split(':');
+        for b in bytes.iter_mut() {
+            let part = parts.next().filter(|p| p.len() == 2)?;
+            *b = u8::from_str_radix(part, 16).ok()?;
+        }
+        parts.next().is_none().then_some(MacAddr(bytes))
+    }
+
     /// The address bytes, in wire order.
     pub const fn as_bytes(&self) -> &[u8; ALEN] {
         &self.0

@@ -518,9 +518,14 @@ impl<R> Ledger<R> {
             }
             // Without data, nothing but the request's own empty part.
             Place::Absolute { len: 0, .. } if !c.op.moves_data() => (0, 0),
-            Place::Absolute { at, len } => {
-                let rel = at.checked_sub(c.offset).and_then(|r| u32::try_from(r).ok());
-                (rel.ok_or(Unmatched::Mismatch)?, len)
+            Place::Absolute { at, len } => (Self::relative(c, at)?, len),
+            Place::Start { .. } if !c.op.moves_data() => (0, 0),
+            Place::Start { at } => {
+                let rel = Self::relative(c, at)?;
+                if rel % self.limits.payload != 0 {
+                    return Err(Unmatched::Mismatch);
+                }
+                slot.plan.frame(rel / self.limits.payload).ok_or(Unmatched::Mismatch)?
             }
         };
         if let Err(err) = a.outcome {
@@ -541,6 +546,27 @@ impl<R> Ledger<R> {
         }
         let data = (c.op == Operation::Read).then_some((frag_offset, frag_len));
         Ok(Matched::Frames { id, frames, data })
+    }
+
+    /// Where `at` on the export lies within command `c`'s range.
+    fn relative(c: &Command, at: u64) -> Result<u32, Unmatched> {
+        at.checked_sub(c.offset).and_then(|r| u32::try_from(r).ok()).ok_or(Unmatched::Mismatch)
+    }
+
+    /// Narrows the payload per frame and the window to `payload` and
+    /// `window` (what the server accepts, learnt at discovery). Only while
+    /// no request is held (`EBUSY`); neither may grow nor become zero
+    /// (`EINVAL`).
+    pub fn narrow(&mut self, payload: u32, window: u32) -> Result {
+        if self.used > 0 {
+            return Err(EBUSY);
+        }
+        if payload == 0 || window == 0 || payload > self.limits.payload || window > self.limits.window {
+            return Err(EINVAL);
+        }
+        self.limits.payload = payload;
+        self.limits.window = window;
+        Ok(())
     }
 
     /// Records that frames `frames` of request `id` were answered (those

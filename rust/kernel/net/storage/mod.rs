@@ -42,6 +42,7 @@
 //! carries its queue above [`QUEUE_SHIFT`], which a server may steer by so
 //! that a queue's responses come back on one CPU.
 
+pub mod disk;
 pub mod ebd;
 pub mod frames;
 pub mod ledger;

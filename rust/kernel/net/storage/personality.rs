@@ -5,13 +5,13 @@
 
 use super::{
     ledger::{Command, Expiry, Framing, Ledger, Limits, Matched, Refused, Unmatched},
-    protocol::{Answer, InfoAnswer, Malformed, Operation, Parsed, Place, Protocol, RequestFrame, INFO_REQUEST_MAX},
+    protocol::{Answer, InfoAnswer, Malformed, Parsed, Protocol, RequestFrame, INFO_REQUEST_MAX},
     rtt::RttEstimator,
     sequence::Sequence,
     stats::{Snapshot, Stats},
 };
 use core::sync::atomic::{
-    AtomicBool, AtomicU64,
+    AtomicBool, AtomicU32, AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
 };
 use crate::{
@@ -156,7 +156,9 @@ struct Core<D: StorageDriver> {
     /// queue) and the discovery's own frames.
     stats: Stats,
     local: MacAddr,
-    payload: u32,
+    /// Data bytes per frame: planned at attach, perhaps narrowed once
+    /// after discovery ([`Personality::narrow`]).
+    payload: AtomicU32,
     timeout: Delta,
     /// The device's MTU is below the frame size planned at attach (logged
     /// once per drop); requests fail with `EMSGSIZE` until it is raised.
@@ -362,7 +364,7 @@ impl<D: StorageDriver> Personality<D> {
                 protocol,
                 stats: Stats::default(),
                 local,
-                payload,
+                payload: AtomicU32::new(payload),
                 timeout: config.timeout,
                 mtu_short: AtomicBool::new(false),
                 server: AtomicU64::new(config.server.map_or(0, pack_mac)),
@@ -464,7 +466,20 @@ impl<D: StorageDriver> Personality<D> {
 
     /// Payload bytes per frame: the declustering unit.
     pub fn payload_per_frame(&self) -> u32 {
-        self.core.payload
+        self.core.payload.load(Relaxed)
+    }
+
+    /// Narrows the data each frame carries to `payload` bytes and each
+    /// queue's window to `window` frames: what the server said it accepts,
+    /// learnt at discovery ([`Personality::query_info`]). Only before any
+    /// request is queued (`EBUSY`); neither may grow nor be zero
+    /// (`EINVAL`). Process context.
+    pub fn narrow(&self, payload: u32, window: u32) -> Result {
+        for q in self.queues.iter() {
+            q.inner.lock().ledger.narrow(payload, window)?;
+        }
+        self.core.payload.store(payload, Relaxed);
+        Ok(())
     }
 
     /// Number of queues.
@@ -490,7 +505,10 @@ impl<D: StorageDriver> Personality<D> {
     pub fn window_bytes(&self) -> usize {
         self.queues
             .iter()
-            .map(|q| q.inner.lock().ledger.limits().window as usize * self.core.payload as usize)
+            .map(|q| {
+                let limits = q.inner.lock().ledger.limits();
+                limits.window as usize * limits.payload as usize
+            })
             .sum()
     }
 
@@ -529,6 +547,49 @@ impl<D: StorageDriver> Personality<D> {
         Some((q.stats.snapshot(), q.inner.lock().ledger.len()))
     }
 
+    /// Writes the counters and queue state as `name value` lines (what a
+    /// driver's `stats` attribute shows).
+    pub fn report(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        for (name, value) in self.stats().fields() {
+            w.write_fmt(format_args!("{} {}\n", name, value))?;
+        }
+        w.write_fmt(format_args!("queue_len {}\n", self.queue_len()))?;
+        w.write_fmt(format_args!("queue_max {}\n", self.max_queue_len()))?;
+        w.write_fmt(format_args!("payload_per_frame {}\n", self.payload_per_frame()))?;
+        w.write_fmt(format_args!("pinned_bytes {}\n", self.pinned_bytes()))?;
+        w.write_fmt(format_args!("window_bytes {}\n", self.window_bytes()))?;
+        w.write_fmt(format_args!("queues {}\n", self.queues()))?;
+        w.write_fmt(format_args!("detached {}\n", u8::from(self.is_detached())))
+    }
+
+    /// Writes one line per queue: `queue N` and the counters that tell how
+    /// the queue fares as `name=value` pairs, then its length.
+    pub fn report_queues(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        for q in 0..self.queues() {
+            let Some((s, len)) = self.queue_stats(q) else { continue };
+            w.write_fmt(format_args!(
+                "queue {} requests={} completed={} failed={} tx_frames={} retransmits={} early_resends={} \
+                 timeouts={} queue_full={} queue_high_water={} rto_ms={} drop_stale={} drop_duplicate={} \
+                 queue_len={}\n",
+                q,
+                s.requests,
+                s.completed,
+                s.failed,
+                s.tx_frames,
+                s.retransmits,
+                s.early_resends,
+                s.timeouts,
+                s.queue_full,
+                s.queue_high_water,
+                s.rto_ms,
+                s.drop_stale,
+                s.drop_duplicate,
+                len
+            ))?;
+        }
+        Ok(())
+    }
+
     /// Queues `buffer`'s request under `id` on queue `queue` (below the
     /// maximum queue length, unused by any other request held there). Any
     /// context that may transmit (interrupts enabled, not in hard
@@ -542,6 +603,9 @@ impl<D: StorageDriver> Personality<D> {
             return Err(Refused::Invalid(buffer, EINVAL));
         };
         let core = &*self.core;
+        if !core.protocol.carries(command.op) {
+            return Err(Refused::Invalid(buffer, EOPNOTSUPP));
+        }
         {
             let mut g = q.inner.lock();
             let fits = match &g.dev {
@@ -733,7 +797,7 @@ impl<D: StorageDriver> Core<D> {
     /// timing out one by one, and work again once the MTU is raised.
     fn frames_fit(&self, dev: &NetDevice) -> bool {
         let mtu = dev.mtu();
-        let frame = D::Protocol::REQUEST_HEADER_LEN + self.payload;
+        let frame = D::Protocol::REQUEST_HEADER_LEN + self.payload.load(Relaxed);
         let fits = frame <= mtu;
         // Whichever queue sees the change first logs it.
         if self.mtu_short.swap(!fits, Relaxed) == fits {
@@ -822,17 +886,6 @@ impl<D: StorageDriver> Receiver<D> {
                 answer
             }
         };
-        // Whatever the protocol checked: a read's data must be in the frame.
-        if answer.op == Operation::Read && answer.outcome.is_ok() {
-            let len = match answer.place {
-                Place::Within { frag_len, .. } => frag_len,
-                Place::Absolute { len, .. } => len,
-            };
-            if u64::from(answer.data_at) + u64::from(len) > u64::from(skb.len()) {
-                core.stats.count_malformed(Malformed::Length);
-                return;
-            }
-        }
         let Some(queue) = self.queues.get((answer.tag >> QUEUE_SHIFT) as usize) else {
             Stats::bump(&core.stats.drop_stale);
             return;
@@ -1037,6 +1090,14 @@ impl<D: StorageDriver> Queue<D> {
                 }
                 Ok(Matched::Failed { id, err }) => {
                     done = g.ledger.fail(id, err).map(|b| (b, Err(err)));
+                }
+                // Whatever the protocol checked: a read's data must be in
+                // the frame.
+                Ok(Matched::Frames { data: Some((_, len)), .. })
+                    if u64::from(answer.data_at) + u64::from(len) > u64::from(skb.len()) =>
+                {
+                    self.stats.count_malformed(Malformed::Length);
+                    return;
                 }
                 Ok(Matched::Frames { id, frames, data }) => {
                     // Before the frames count as answered: a round trip is

@@ -93,13 +93,19 @@ pub enum Place {
         /// The part's length.
         frag_len: u32,
     },
-    /// The protocol names only the part's own range on the export (AoE's
-    /// LBA and sector count).
+    /// The protocol names only the part's own range on the export.
     Absolute {
         /// Byte offset on the export.
         at: u64,
         /// Bytes.
         len: u32,
+    },
+    /// The protocol names only where on the export the part starts (AoE's
+    /// LBA: a target need not echo the sector count): the part is the
+    /// request's frame that starts there.
+    Start {
+        /// Byte offset on the export.
+        at: u64,
     },
 }
 
@@ -206,6 +212,12 @@ pub trait Protocol: Send + Sync + 'static {
     /// Data bytes one frame carries when frames may be `frame` bytes (the
     /// MTU, or less); `None` if not even one sector fits.
     fn payload_per_frame(frame: u32) -> Option<u32>;
+
+    /// Whether the protocol carries `op` at all; a request it does not is
+    /// refused with `EOPNOTSUPP` when queued.
+    fn carries(&self, _op: Operation) -> bool {
+        true
+    }
 
     /// Writes `frame`'s header into `out` (exactly
     /// [`Protocol::REQUEST_HEADER_LEN`] bytes; its data follows).

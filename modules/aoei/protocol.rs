@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! ATA over Ethernet, revision 1, as a protocol of the storage personality:
+//! what an AoE initiator has to write, since the personality does the
+//! declustering, pacing, matching, placing and retransmission.
+//!
+//! Every request frame is one ATA command (READ or WRITE SECTORS EXT of at
+//! most one frame's sectors, or FLUSH CACHE) to one target, the shelf and
+//! slot of this attachment. A target echoes the tag and the LBA but not the
+//! sector count, so an answer names its fragment by where it starts
+//! ([`Place::Start`]) and its request by the tag, whose upper bits carry
+//! part of the request's sequence number (a late answer to an earlier use
+//! of a tag is told apart). Discovery is two exchanges: Query Config (which
+//! binds the target's address and tells its buffer count and sectors per
+//! command), then IDENTIFY DEVICE (its capacity).
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use kernel::{
+    net::{
+        aoe::{
+            self as wire, AtaRequest, Body, ConfigQuery, ErrorCode, Response, WireError, ATA_HEADER_LEN,
+            AFLAG_EXTENDED, AFLAG_WRITE, ATA_ERROR_IDNF, CONFIG_HEADER_LEN, ETH_P_AOE, SECTOR_SIZE,
+        },
+        skb::SkBuff,
+        storage::{
+            protocol::{
+                Answer, Command, InfoAnswer, Malformed, Operation, Parsed, Place, RequestFrame, INFO_REQUEST_MAX,
+            },
+            wire::Finished,
+            Protocol, MAX_QUEUES, QUEUE_SHIFT,
+        },
+    },
+    prelude::*,
+};
+
+/// Tag bit of the discovery's exchanges; the personality's tags, with
+/// their sequence bits, stay below it. (Bit 31 is left alone: the Linux
+/// driver keeps it for user-space tools.)
+const DISCOVERY_TAG: u32 = 1 << 30;
+
+/// A data frame's tag carries the low bits of its request's sequence
+/// number from this bit up, above the personality's queue bits.
+const SEQ_SHIFT: u32 = 22;
+const SEQ_MASK: u32 = (DISCOVERY_TAG >> SEQ_SHIFT) - 1;
+const _: () = assert!(MAX_QUEUES << QUEUE_SHIFT <= 1 << SEQ_SHIFT);
+
+/// What discovery learnt about the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Requests the target can hold at once (its receive buffers).
+    pub(crate) buffer_count: u16,
+    /// Its firmware version.
+    pub(crate) firmware: u16,
+    /// Most sectors one command may carry, as the target says (0 if it
+    /// does not: [`wire::DEFAULT_SECTORS`]).
+    pub(crate) sector_count: u8,
+    /// Capacity in sectors.
+    pub(crate) sectors: u64,
+}
+
+impl Target {
+    /// Most data bytes per frame to this target over a link of `mtu`.
+    pub(crate) fn payload(&self, mtu: u32) -> u32 {
+        let target = match self.sector_count {
+            0 => wire::DEFAULT_SECTORS,
+            n => n,
+        };
+        wire::sectors_per_frame(mtu).min(u32::from(target)) * SECTOR_SIZE
+    }
+}
+
+/// Query Config's answer, packed: `KNOWN`, then buffer count, firmware and
+/// sector count.
+const KNOWN: u64 = 1 << 63;
+
+fn pack(buffer_count: u16, firmware: u16, sector_count: u8) -> u64 {
+    KNOWN | u64::from(buffer_count) << 32 | u64::from(firmware) << 16 | u64::from(sector_count)
+}
+
+/// AoE to one target.
+pub(crate) struct Aoe {
+    shelf: u16,
+    slot: u8,
+    /// What the target's Query Config answer said (`0` until it came), for
+    /// the IDENTIFY step and the [`Target`] it completes. Two targets that
+    /// answer for one shelf and slot are a misconfigured network: the last
+    /// one heard is kept, and the personality binds the first.
+    config: AtomicU64,
+}
+
+impl Aoe {
+    /// AoE to target `shelf`.`slot`; `EINVAL` for the broadcast shelf or
+    /// slot, which only discovery tools address.
+    pub(crate) fn new(shelf: u16, slot: u8) -> Result<Self> {
+        if shelf == wire::MAJOR_ANY || slot == wire::MINOR_ANY {
+            return Err(EINVAL);
+        }
+        Ok(Aoe { shelf, slot, config: AtomicU64::new(0) })
+    }
+
+    fn config(&self) -> Option<(u16, u16, u8)> {
+        let v = self.config.load(Relaxed);
+        (v & KNOWN != 0).then(|| ((v >> 32) as u16, (v >> 16) as u16, v as u8))
+    }
+
+    /// The answer to a discovery exchange.
+    fn discovery(&self, r: &Response, skb: &SkBuff) -> Parsed<Target> {
+        if r.common.is_error() {
+            return Parsed::Info(InfoAnswer::Refused(aoe_error(r.common.error)));
+        }
+        match r.body {
+            Body::Config(c) => {
+                self.config.store(pack(c.buffer_count, c.firmware, c.sector_count), Relaxed);
+                Parsed::Info(InfoAnswer::Progress)
+            }
+            Body::Ata(a) if a.failed() => Parsed::Info(InfoAnswer::Refused(EIO)),
+            Body::Ata(_) => {
+                let mut block = [0u8; SECTOR_SIZE as usize];
+                if skb.copy_bits(ATA_HEADER_LEN as u32, &mut block).is_err() {
+                    return Parsed::Malformed(Malformed::Length);
+                }
+                match (self.config(), wire::identify_sectors(&block)) {
+                    (Some((buffer_count, firmware, sector_count)), Some(sectors)) => {
+                        Parsed::Info(InfoAnswer::Accepted(Target { buffer_count, firmware, sector_count, sectors }))
+                    }
+                    // An IDENTIFY answer before any Query Config answer, or
+                    // a capacity no LBA can reach.
+                    _ => Parsed::Mismatch,
+                }
+            }
+        }
+    }
+}
+
+/// The error an AoE refusal stands for.
+fn aoe_error(code: u8) -> Error {
+    match ErrorCode::from_u8(code) {
+        Some(ErrorCode::BadArgument) => EINVAL,
+        Some(ErrorCode::DeviceUnavailable) => ENXIO,
+        Some(ErrorCode::TargetReserved) => EACCES,
+        Some(ErrorCode::UnsupportedVersion | ErrorCode::UnrecognizedCommand) => EOPNOTSUPP,
+        _ => EIO,
+    }
+}
+
+/// Why the wire format refused a frame, in the personality's terms.
+fn malformed(e: WireError) -> Malformed {
+    match e {
+        WireError::Short => Malformed::Short,
+        WireError::BadVersion => Malformed::Version,
+        WireError::BadLength => Malformed::Length,
+        WireError::BadSectorCount | WireError::BadLba => Malformed::Range,
+        _ => Malformed::Field,
+    }
+}
+
+/// Sectors of `bytes` bytes, if whole and at most one command's worth.
+fn sectors(bytes: u32) -> Result<u8> {
+    if bytes % SECTOR_SIZE != 0 {
+        return Err(EINVAL);
+    }
+    u8::try_from(bytes / SECTOR_SIZE).map_err(|_| EINVAL)
+}
+
+impl Protocol for Aoe {
+    type Info = Target;
+
+    const REQUEST_TYPE: u16 = ETH_P_AOE;
+    const RESPONSE_TYPE: u16 = ETH_P_AOE;
+    const REQUEST_HEADER_LEN: u32 = ATA_HEADER_LEN as u32;
+    const MAX_REQUEST: u32 = 1 << 20;
+    const READS_PER_FRAGMENT: bool = true;
+    // AoE tells a target nothing about finished requests.
+    const SPAN_BOUND: bool = false;
+    const ACKS_RUNS: bool = false;
+
+    fn payload_per_frame(frame: u32) -> Option<u32> {
+        match wire::sectors_per_frame(frame) {
+            0 => None,
+            n => Some(n * SECTOR_SIZE),
+        }
+    }
+
+    fn carries(&self, op: Operation) -> bool {
+        matches!(op, Operation::Read | Operation::Write | Operation::Flush)
+    }
+
+    fn encode_request(&self, frame: &RequestFrame, out: &mut [u8]) -> Result {
+        let tag = frame.tag | (frame.seq & SEQ_MASK) << SEQ_SHIFT;
+        let c: &Command = &frame.command;
+        let first = || {
+            let at = c.offset.checked_add(u64::from(frame.frag_offset)).ok_or(EINVAL)?;
+            if at % u64::from(SECTOR_SIZE) != 0 {
+                return Err(EINVAL);
+            }
+            Ok(at / u64::from(SECTOR_SIZE))
+        };
+        let request = match c.op {
+            Operation::Read => AtaRequest::read(self.shelf, self.slot, tag, first()?, sectors(frame.frag_len)?),
+            Operation::Write => AtaRequest::write(self.shelf, self.slot, tag, first()?, sectors(frame.frag_len)?),
+            Operation::Flush => AtaRequest::flush(self.shelf, self.slot, tag),
+            Operation::Discard | Operation::WriteZeroes => return Err(EOPNOTSUPP),
+        };
+        request.encode(out).map_err(|_| EINVAL)
+    }
+
+    fn parse(&self, skb: &SkBuff) -> Parsed<Target> {
+        let mut head = [0u8; ATA_HEADER_LEN];
+        let n = (skb.len() as usize).min(ATA_HEADER_LEN);
+        let Some(head) = head.get_mut(..n) else {
+            return Parsed::Malformed(Malformed::Short);
+        };
+        if skb.copy_bits(0, head).is_err() {
+            return Parsed::Malformed(Malformed::Short);
+        }
+        let r = match Response::parse_head(head, skb.len() as usize) {
+            Ok(r) => r,
+            // Another initiator's request, seen because it was broadcast.
+            Err(WireError::NotResponse) => return Parsed::Foreign,
+            Err(e) => return Parsed::Malformed(malformed(e)),
+        };
+        if r.common.major != self.shelf || r.common.minor != self.slot {
+            return Parsed::Foreign;
+        }
+        let tag = r.common.tag;
+        if tag & DISCOVERY_TAG != 0 {
+            return self.discovery(&r, skb);
+        }
+        let Body::Ata(args) = r.body else {
+            // A Query Config answer nobody here asked for (a target
+            // announces itself with one when it starts).
+            return Parsed::Foreign;
+        };
+        // The target echoes the argument flags, not the command (its
+        // place holds the status): they tell the operation apart.
+        let (op, place) = if args.aflags & AFLAG_WRITE != 0 {
+            (Operation::Write, Place::Start { at: args.lba * u64::from(SECTOR_SIZE) })
+        } else if args.aflags & AFLAG_EXTENDED != 0 {
+            (Operation::Read, Place::Start { at: args.lba * u64::from(SECTOR_SIZE) })
+        } else {
+            (Operation::Flush, Place::Absolute { at: 0, len: 0 })
+        };
+        let outcome = if r.common.is_error() {
+            Err(aoe_error(r.common.error))
+        } else if args.failed() {
+            Err(if args.err_feature & ATA_ERROR_IDNF != 0 { ENOSPC } else { EIO })
+        } else {
+            Ok(())
+        };
+        Parsed::Answer(Answer {
+            tag: tag & ((1 << SEQ_SHIFT) - 1),
+            seq: (tag >> SEQ_SHIFT) & SEQ_MASK,
+            seq_mask: SEQ_MASK,
+            op,
+            place,
+            outcome,
+            data_at: ATA_HEADER_LEN as u32,
+        })
+    }
+
+    fn info_request(&self, attempt: u32, _finished: Finished, out: &mut [u8; INFO_REQUEST_MAX]) -> Result<usize> {
+        let tag = DISCOVERY_TAG | (attempt & 0xffff);
+        if self.config().is_none() {
+            let query = ConfigQuery { major: self.shelf, minor: self.slot, tag };
+            query.encode(out).map_err(|_| EINVAL)?;
+            return Ok(CONFIG_HEADER_LEN);
+        }
+        AtaRequest::identify(self.shelf, self.slot, tag).encode(out).map_err(|_| EINVAL)?;
+        Ok(ATA_HEADER_LEN)
+    }
+}

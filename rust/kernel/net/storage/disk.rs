@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The block side of a disk on the storage personality, for any protocol:
+//! blk-mq requests become personality commands on the personality's queue
+//! of their hardware queue, and the personality's completions end them.
+//!
+//! This is all a link-layer block driver needs between blk-mq and the
+//! personality, with its disks' numbers ([`DiskNumbers`]); what remains to
+//! it is its protocol ([`Protocol`]), how a disk is configured and what the
+//! export's geometry is.
+
+use super::{Command, Operation, Personality, Protocol, Refused, StorageDriver, TimerAction};
+use crate::{
+    block::mq::{self, Op, Operations, TimeoutAction},
+    net::{
+        device::NetDevice,
+        notifier::{self, Event, EventHandler},
+        rtnl::Rtnl,
+    },
+    prelude::*,
+    sync::{aref::ARef, Arc, ArcBorrow},
+    ModuleMetadata,
+};
+use core::{
+    marker::PhantomData,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+/// What a driver's disks are: the protocol they speak and the module that
+/// owns them (which stays loaded while one is open).
+pub trait DiskKind: Send + Sync + 'static {
+    /// The protocol.
+    type Protocol: Protocol;
+    /// The module (a module's `crate::LocalModule`).
+    type Module: ModuleMetadata;
+}
+
+/// The blk-mq operations of every disk of kind `K`.
+pub struct Disk<K>(PhantomData<K>);
+
+/// A disk's request: a blk-mq request of a [`Disk`].
+pub type DiskRequest<K> = ARef<mq::Request<Disk<K>>>;
+
+/// Ends requests when the personality reports them complete.
+pub struct Completer<K>(PhantomData<K>);
+
+impl<P> Completer<P> {
+    /// The completer.
+    pub const fn new() -> Self {
+        Completer(PhantomData)
+    }
+}
+
+impl<P> Default for Completer<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: DiskKind> StorageDriver for Completer<K> {
+    type Buffer = DiskRequest<K>;
+    type Protocol = K::Protocol;
+
+    fn complete(&self, rq: Self::Buffer, status: Result) {
+        // The personality held the only reference, so ending succeeds.
+        if mq::Request::end(rq, status).is_err() {
+            pr_err!("a completed request is still referenced\n");
+        }
+    }
+
+    fn queue_space(&self, _queue: u32, _free: u32) {
+        // Nothing to do: a request refused for a full queue went back to
+        // blk-mq, which reruns the hardware queue when one of its requests
+        // completes, or a few milliseconds later if none is in flight (a
+        // refusal because the session's sequence had no number to spare).
+    }
+}
+
+/// What the request path of one disk needs: its personality, one queue
+/// per blk-mq hardware queue.
+pub struct DiskQueue<K: DiskKind> {
+    /// The personality carrying the disk's requests.
+    pub personality: Arc<Personality<Completer<K>>>,
+    /// Writes (and discards) fail with `EROFS`.
+    pub read_only: bool,
+}
+
+/// The personality command for a block request; `EROFS` for a write to a
+/// read-only disk, `EOPNOTSUPP` for operations the personality does not
+/// carry.
+fn command_for<K: DiskKind>(rq: &mq::Request<Disk<K>>, read_only: bool) -> Result<Command> {
+    let op = match rq.op() {
+        Op::Read => Operation::Read,
+        Op::Write => Operation::Write,
+        Op::Flush => Operation::Flush,
+        Op::Discard => Operation::Discard,
+        Op::WriteZeroes => Operation::WriteZeroes,
+        Op::Other(_) => return Err(EOPNOTSUPP),
+    };
+    if read_only && op != Operation::Read && op != Operation::Flush {
+        return Err(EROFS);
+    }
+    let (offset, length) = if op == Operation::Flush {
+        (0, 0)
+    } else {
+        (rq.sector().checked_mul(512).ok_or(EINVAL)?, rq.bytes())
+    };
+    Ok(Command { op, offset, length, fua: rq.is_fua() })
+}
+
+fn end<K: DiskKind>(rq: DiskRequest<K>, status: Result) -> Result {
+    // Only this reference exists; if ending failed anyway, blk-mq ends it
+    // from the error returned.
+    mq::Request::end(rq, status).map_err(|_| EIO)
+}
+
+#[vtable]
+impl<K: DiskKind> Operations for Disk<K> {
+    type QueueData = Arc<DiskQueue<K>>;
+    type OwnerModule = K::Module;
+
+    fn queue_rq(q: ArcBorrow<'_, DiskQueue<K>>, rq: DiskRequest<K>, _is_last: bool) -> Result {
+        let command = match command_for(&rq, q.read_only) {
+            Ok(c) => c,
+            Err(e) => return end(rq, Err(e)),
+        };
+        // Each blk-mq hardware queue is a queue of the personality, so CPUs
+        // mapped to different hardware queues have a FIFO, window and lock
+        // each.
+        match q.personality.queue(rq.hw_queue(), rq.tag(), rq, command) {
+            Ok(()) => Ok(()),
+            // blk-mq keeps the request and dispatches it again later.
+            Err(Refused::Full(rq)) => {
+                drop(rq);
+                Err(ENOMEM)
+            }
+            Err(Refused::Invalid(rq, e)) => end(rq, Err(e)),
+        }
+    }
+
+    fn commit_rqs(_q: ArcBorrow<'_, DiskQueue<K>>) {}
+
+    fn complete(rq: DiskRequest<K>) {
+        let _ = end(rq, Ok(()));
+    }
+
+    fn timeout(q: ArcBorrow<'_, DiskQueue<K>>, rq: &mq::TimedOut<Self>) -> TimeoutAction {
+        match q.personality.expire(rq.hw_queue(), rq.tag(), |held| rq.is(held)) {
+            TimerAction::Rearm(after) => {
+                rq.set_timeout(after);
+                TimeoutAction::ResetTimer
+            }
+            TimerAction::Stop => TimeoutAction::Done,
+        }
+    }
+}
+
+/// How many queues a disk gets for the setting `setting`: one per CPU, at
+/// most `setting` of them (0: no limit but [`super::MAX_QUEUES`]).
+pub fn queues_for(setting: u32) -> u32 {
+    let cpus = crate::cpu::nr_cpu_ids().clamp(1, super::MAX_QUEUES);
+    match setting {
+        0 => cpus,
+        n => n.min(cpus),
+    }
+}
+
+/// The numbers a driver's disks take (`/dev/ebdN`): the lowest free one,
+/// at most [`DiskNumbers::MAX`] at once. A driver keeps one in a static.
+pub struct DiskNumbers {
+    in_use: AtomicU64,
+}
+
+impl DiskNumbers {
+    /// Most disks at once.
+    pub const MAX: u32 = 64;
+
+    /// None in use.
+    pub const fn new() -> Self {
+        DiskNumbers { in_use: AtomicU64::new(0) }
+    }
+
+    /// Takes the lowest free number; `ENOSPC` if all are in use.
+    pub fn take(&'static self) -> Result<DiskNumber> {
+        let mut current = self.in_use.load(Ordering::Relaxed);
+        loop {
+            let free = (!current).trailing_zeros();
+            if free >= Self::MAX {
+                return Err(ENOSPC);
+            }
+            match self.in_use.compare_exchange(current, current | (1 << free), Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Ok(DiskNumber { numbers: self, number: free }),
+                Err(now) => current = now,
+            }
+        }
+    }
+}
+
+impl Default for DiskNumbers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A disk number, free again when dropped.
+pub struct DiskNumber {
+    numbers: &'static DiskNumbers,
+    number: u32,
+}
+
+impl DiskNumber {
+    /// The number.
+    pub fn get(&self) -> u32 {
+        self.number
+    }
+}
+
+impl Drop for DiskNumber {
+    fn drop(&mut self) {
+        self.numbers.in_use.fetch_and(!(1 << self.number), Ordering::AcqRel);
+    }
+}
+
+/// Detaches a disk's personality when its net device is unregistered (or
+/// leaves the namespace), so that its I/O ends instead of hanging.
+pub struct DeviceWatch<K: DiskKind> {
+    queue: Arc<DiskQueue<K>>,
+    /// The watched device, by address: only compared, never followed.
+    dev: usize,
+}
+
+impl<K: DiskKind> DeviceWatch<K> {
+    /// Watches `dev` for `queue`'s disk until the registration is dropped.
+    /// Process context.
+    pub fn register(queue: Arc<DiskQueue<K>>, dev: &NetDevice) -> Result<Pin<KBox<notifier::Registration<Self>>>> {
+        let dev = dev.as_raw() as usize;
+        KBox::pin_init(notifier::Registration::new(DeviceWatch { queue, dev }), GFP_KERNEL)
+    }
+}
+
+impl<K: DiskKind> EventHandler for DeviceWatch<K> {
+    fn event(&self, dev: &NetDevice, event: Event, _rtnl: &Rtnl) {
+        if event == Event::Unregister && dev.as_raw() as usize == self.dev && !self.queue.personality.is_detached() {
+            pr_info!("net device {} left this namespace or is going away; ending its I/O\n", dev.name());
+            self.queue.personality.detach();
+        }
+    }
+}
