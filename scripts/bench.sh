@@ -13,19 +13,23 @@
 #   userlevel  user-level UDP and TCP (bqi-net) against the kernel's sockets
 #         (sockperf, iperf3) on one veth link
 #         (out/bench/userlevel/results.{md,json,png})
+#   aoe   the Rust AoE initiator (aoei, on the storage personality) against
+#         aoe.ko on one vblade over one veth link
+#         (out/bench/aoe/results.{md,json,png})
 # BENCH_ONLY=SECTION runs one section; BENCH_EBD_ALONE=1 measures EBD
 # without its anchors, for tuning (no report). A benchmark, not a test: it
 # reports figures and ratios, it does not pass or fail on them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$POLYNIC_ROOT"
 only=${BENCH_ONLY:-}
-case $only in "" | ebd | pnic | fwd | bqi | userlevel) ;; *) die "BENCH_ONLY=$only: no such section (ebd, pnic, fwd, bqi, userlevel)" ;; esac
+case $only in "" | ebd | pnic | fwd | bqi | userlevel | aoe) ;; *) die "BENCH_ONLY=$only: no such section (ebd, pnic, fwd, bqi, userlevel, aoe)" ;; esac
 sections=()
 [[ -z $only || $only == ebd ]] && sections+=(ebd)
 [[ -z $only || $only == pnic ]] && sections+=(pnic)
 [[ -z $only || $only == fwd ]] && sections+=(fwd)
 [[ -z $only || $only == bqi ]] && sections+=(bqi)
 [[ -z $only || $only == userlevel ]] && sections+=(userlevel)
+[[ -z $only || $only == aoe ]] && sections+=(aoe)
 # The bench kernel: the test kernel without KASAN, lockdep and kmemleak
 # (scripts/polynic-bench.config); built once into the cache (~30 min).
 prepare_guest bench
@@ -39,6 +43,7 @@ for s in "${sections[@]}"; do
     fwd) guest+=("bash tests/guest/bench-fwd.sh") ;;
     bqi) guest+=("bash tests/guest/bench-bqi.sh") ;;
     userlevel) guest+=("bash tests/guest/bench-userlevel.sh") ;;
+    aoe) guest+=("bash tests/guest/bench-aoe.sh") ;;
   esac
 done
 rc=0
@@ -66,5 +71,6 @@ for s in "${sections[@]}"; do
     fwd) python3 scripts/bench_fwd_report.py "$out/bench/fwd" "$POLYNIC_ROOT/out/bench/fwd" ;;
     bqi) python3 scripts/bench_bqi_report.py "$out/bench/bqi" "$POLYNIC_ROOT/out/bench/bqi" ;;
     userlevel) python3 scripts/bench_userlevel_report.py "$out/bench/userlevel" "$POLYNIC_ROOT/out/bench/userlevel" ;;
+    aoe) python3 scripts/bench_aoe_report.py "$out/bench/aoe" "$POLYNIC_ROOT/out/bench/aoe" ;;
   esac
 done

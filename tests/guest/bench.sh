@@ -167,12 +167,7 @@ run_suite() {
       t0=$(date +%s.%N)
       read -r idle0 total0 < <(idle_ticks)
     fi
-    # Two jobs work on disjoint halves of the 256 MiB, so neither rereads
-    # what the other just moved.
-    fio --name="$name-$1" --filename="$dev" --rw="$2" --bs="$3" --iodepth="$4" --numjobs="$5" \
-      --size=$((256 / $5))M --offset_increment=$((256 / $5))M --ioengine=libaio --direct=1 \
-      --time_based --runtime="$RUNTIME" --ramp_time=1 --group_reporting --lat_percentiles=1 \
-      --output-format=json --output="$res/$name-$1.r$round.json" >/dev/null 2>&1 || fail "$name $1: fio failed"
+    fio_bench "$res/$name-$1.r$round.json" "$name-$1" "$dev" "$2" "$3" "$4" "$5" || fail "$name $1: fio failed"
     if [[ -n $pid ]]; then
       read -r idle1 total1 < <(idle_ticks)
       # printf: bc writes .5 for 0.5, which JSON refuses. The idle share

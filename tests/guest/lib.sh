@@ -76,3 +76,15 @@ fail() {
 # runner slices per scenario.
 log_mark() { dmesg | wc -l; }
 log_since() { dmesg | tail -n +"$(($1 + 1))"; }
+
+# fio_bench OUT NAME DEVICE RW BS QD JOBS: one timed fio workload on DEVICE
+# ($RUNTIME seconds after a second's ramp), its JSON in OUT. Two jobs work
+# on disjoint halves of the first 256 MiB, so neither rereads what the
+# other just moved.
+fio_bench() {
+  local out=$1 name=$2 dev=$3 rw=$4 bs=$5 qd=$6 jobs=$7
+  fio --name="$name" --filename="$dev" --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
+    --size=$((256 / jobs))M --offset_increment=$((256 / jobs))M --ioengine=libaio --direct=1 \
+    --time_based --runtime="${RUNTIME:?}" --ramp_time=1 --group_reporting --lat_percentiles=1 \
+    --output-format=json --output="$out" >/dev/null 2>&1
+}

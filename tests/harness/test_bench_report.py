@@ -98,10 +98,6 @@ class EbdReport(unittest.TestCase):
             self.assertNotEqual(p.returncode, 0)
             self.assertIn("missing", p.stderr)
 
-
-if __name__ == "__main__":
-    unittest.main()
-
     def test_server_cpu_and_the_non_polling_server_are_reported(self):
         with tempfile.TemporaryDirectory() as d:
             root = Path(d)
@@ -123,3 +119,7 @@ if __name__ == "__main__":
             self.assertIn("EBD with ebd-server not polling, qd1read p50 / p99: 200.0 / 400.0 µs", md)
             # The target stays the polling server's.
             self.assertEqual(doc["ratios"]["qd1read_p50_ebd_over_nvme"], 1.25)
+
+
+if __name__ == "__main__":
+    unittest.main()
