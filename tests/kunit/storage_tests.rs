@@ -12,7 +12,7 @@ mod tests {
         frames::{FramePlan, MAX_FRAMES},
         ebd,
         ledger::{Command, Expiry, FrameJob, Framing, Ledger, Limits, Matched, Refused, Unmatched, MAX_EARLY_RESENDS},
-        protocol::Operation,
+        protocol::{Answer, Operation, Place, RequestFrame},
         rtt::{RttEstimator, INITIAL_RTO_MS, MIN_RTO_MS},
         sequence::Sequence,
         wire::{Finished, Header, Opcode, Status, FINISHED_SPAN, MAX_REQUEST_LEN},
@@ -551,6 +551,128 @@ mod tests {
         // Once the straggler is answered, the waiting request goes out.
         assert!(l.answer(0, 0..1).is_some());
         assert_eq!(l.next_frame(5001).map(|j| j.id), Some(1));
+    }
+
+    /// How an AoE-like protocol frames requests: a read per fragment, no
+    /// finished window, each acknowledgement for one fragment.
+    const PER_FRAGMENT: Framing =
+        Framing { max_request: 1 << 20, reads_per_fragment: true, span_bound: false, acks_runs: false };
+
+    fn per_fragment_ledger(max_queue: u32, window: u32) -> Ledger<u32> {
+        let limits = Limits { max_queue, payload: PAYLOAD, window, max_retries: 2, framing: PER_FRAGMENT };
+        match Ledger::new(limits, FIRST_SEQ) {
+            Ok(l) => l,
+            Err(_) => panic!("ledger allocation failed"),
+        }
+    }
+
+    /// An answer naming its part by where it starts, with the low eight
+    /// bits of the request's sequence number.
+    fn at_start(frame: &RequestFrame, op: Operation, at: u64) -> Answer {
+        Answer {
+            tag: frame.tag,
+            seq: frame.seq & 0xff,
+            seq_mask: 0xff,
+            op,
+            place: Place::Start { at },
+            outcome: Ok(()),
+            data_at: 22,
+        }
+    }
+
+    #[test]
+    fn reads_per_fragment_send_a_frame_each_answered_by_where_it_starts() {
+        let mut l = per_fragment_ledger(4, 64);
+        let c = cmd(Operation::Read, 3 * PAYLOAD - 512);
+        admit(&mut l, 1, c);
+        let mut sent = KVec::new();
+        while let Some(job) = l.next_frame(0) {
+            assert!(sent.push((job.frame.frag_offset, job.frame.frag_len, job.data), GFP_KERNEL).is_ok());
+        }
+        // One request frame per fragment, the last one shorter, each
+        // charged one answer.
+        assert_eq!(&sent[..], &[(0, PAYLOAD, None), (PAYLOAD, PAYLOAD, None), (2 * PAYLOAD, PAYLOAD - 512, None)]);
+        assert_eq!(l.in_flight(), 3);
+        let frame = RequestFrame {
+            tag: 1,
+            seq: FIRST_SEQ,
+            command: c,
+            frag_offset: 0,
+            frag_len: 0,
+            finished: Finished::default(),
+        };
+        let start = c.offset;
+        // Not on a fragment's start, before the request or past its end.
+        for at in [start + 512, start - u64::from(PAYLOAD), start + 3 * u64::from(PAYLOAD)] {
+            assert_eq!(l.match_response(&at_start(&frame, Operation::Read, at)), Err(Unmatched::Mismatch));
+        }
+        // Another use of the tag (other sequence bits), another operation.
+        let other = RequestFrame { seq: FIRST_SEQ.wrapping_add(1), ..frame };
+        assert_eq!(l.match_response(&at_start(&other, Operation::Read, start)), Err(Unmatched::Stale));
+        assert_eq!(l.match_response(&at_start(&frame, Operation::Write, start)), Err(Unmatched::Mismatch));
+        let last = at_start(&frame, Operation::Read, start + 2 * u64::from(PAYLOAD));
+        assert_eq!(
+            l.match_response(&last),
+            Ok(Matched::Frames { id: 1, frames: 2..3, data: Some((2 * PAYLOAD, PAYLOAD - 512)) })
+        );
+        assert_eq!(l.answer(1, 2..3), None);
+        assert_eq!(l.match_response(&last), Err(Unmatched::Duplicate));
+        assert_eq!(l.answer(1, 0..1), None);
+        assert_eq!(l.answer(1, 1..2), Some(101));
+        assert_eq!((l.len(), l.in_flight()), (0, 0));
+    }
+
+    #[test]
+    fn without_runs_an_acknowledgement_answers_one_fragment() {
+        let mut l = per_fragment_ledger(4, 64);
+        let c = cmd(Operation::Write, 2 * PAYLOAD);
+        admit(&mut l, 0, c);
+        while l.next_frame(0).is_some() {}
+        let run = Answer {
+            tag: 0,
+            seq: FIRST_SEQ,
+            seq_mask: u32::MAX,
+            op: Operation::Write,
+            place: Place::Within { offset: c.offset, length: c.length, frag_offset: 0, frag_len: 2 * PAYLOAD },
+            outcome: Ok(()),
+            data_at: 22,
+        };
+        assert_eq!(l.match_response(&run), Err(Unmatched::Mismatch));
+        let one = Answer { place: Place::Absolute { at: c.offset + u64::from(PAYLOAD), len: PAYLOAD }, ..run };
+        assert_eq!(l.match_response(&one), Ok(Matched::Frames { id: 0, frames: 1..2, data: None }));
+        // A failure is the request's, wherever in it the answer points.
+        let failed = Answer { outcome: Err(ENOSPC), ..one };
+        assert_eq!(l.match_response(&failed), Ok(Matched::Failed { id: 0, err: ENOSPC }));
+    }
+
+    #[test]
+    fn without_a_finished_window_nothing_is_held_back() {
+        let mut l = per_fragment_ledger(FINISHED_SPAN + 8, 1024);
+        for id in 0..FINISHED_SPAN + 8 {
+            admit(&mut l, id, cmd(Operation::Read, 512));
+        }
+        let mut sent = 0;
+        while l.next_frame(0).is_some() {
+            sent += 1;
+        }
+        assert_eq!(sent, FINISHED_SPAN + 8);
+        assert!(!l.held_back());
+    }
+
+    #[test]
+    fn narrowing_needs_an_empty_ledger_and_never_widens() {
+        let mut l = per_fragment_ledger(4, 8);
+        assert_eq!(l.narrow(2 * PAYLOAD, 8), Err(EINVAL));
+        assert_eq!(l.narrow(PAYLOAD, 16), Err(EINVAL));
+        assert_eq!(l.narrow(0, 1), Err(EINVAL));
+        assert_eq!(l.narrow(512, 2), Ok(()));
+        assert_eq!((l.limits().payload, l.limits().window), (512, 2));
+        admit(&mut l, 0, cmd(Operation::Read, 4 * 512));
+        // Four fragments of the narrowed payload, two at a time.
+        assert_eq!(l.next_frame(0).map(|j| (j.frame.frag_offset, j.frame.frag_len)), Some((0, 512)));
+        assert_eq!(l.next_frame(0).map(|j| (j.frame.frag_offset, j.frame.frag_len)), Some((512, 512)));
+        assert!(l.next_frame(0).is_none());
+        assert_eq!(l.narrow(512, 1), Err(EBUSY));
     }
 
     #[test]
