@@ -187,25 +187,34 @@ impl AttributeOperations<2> for DiskConfig {
 impl AttributeOperations<3> for DiskConfig {
     type Data = DiskConfig;
 
-    /// `shelf.slot`, as the Linux driver names its disks `eS.L`.
+    /// `shelf.slot`, as the Linux driver names its disks `eS.L`: once
+    /// powered on, the target bound (perhaps discovered); `discover` when
+    /// none is set.
     fn show(this: &DiskConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let g = this.state.lock();
-        let (shelf, slot) = (g.settings.shelf, g.settings.slot);
-        show_attribute(page, |w| w.write_fmt(fmt!("{}.{}\n", shelf, slot)))
+        let target = g.disk.as_ref().and_then(|d| d.address()).or(g.settings.target);
+        show_attribute(page, |w| match target {
+            Some((shelf, slot)) => w.write_fmt(fmt!("{}.{}\n", shelf, slot)),
+            None => w.write_str("discover\n"),
+        })
     }
 
-    /// Takes `shelf.slot`; the broadcast shelf and slot are refused.
+    /// Takes `shelf.slot`, or `discover` (or nothing) for the first target
+    /// to answer; the broadcast shelf and slot are refused.
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
-        let (shelf, slot) = attribute_text(page)?.split_once('.').ok_or(EINVAL)?;
-        let shelf: u16 = shelf.parse().map_err(|_| EINVAL)?;
-        let slot: u8 = slot.parse().map_err(|_| EINVAL)?;
-        if shelf == MAJOR_ANY || slot == MINOR_ANY {
-            return Err(EINVAL);
-        }
-        this.set(|s| {
-            s.shelf = shelf;
-            s.slot = slot;
-        })
+        let target = match attribute_text(page)? {
+            "" | "discover" => None,
+            text => {
+                let (shelf, slot) = text.split_once('.').ok_or(EINVAL)?;
+                let shelf: u16 = shelf.parse().map_err(|_| EINVAL)?;
+                let slot: u8 = slot.parse().map_err(|_| EINVAL)?;
+                if shelf == MAJOR_ANY || slot == MINOR_ANY {
+                    return Err(EINVAL);
+                }
+                Some((shelf, slot))
+            }
+        };
+        this.set(|s| s.target = target)
     }
 }
 

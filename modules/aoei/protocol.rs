@@ -6,7 +6,8 @@
 //!
 //! Every request frame is one ATA command (READ or WRITE SECTORS EXT of at
 //! most one frame's sectors, or FLUSH CACHE) to one target, the shelf and
-//! slot of this attachment. A target echoes the tag and the LBA but not the
+//! slot of this attachment (configured, or the first target to answer a
+//! Query Config sent to every shelf and slot). A target echoes the tag and the LBA but not the
 //! sector count, so an answer names its fragment by where it starts
 //! ([`Place::Start`]) and its request by the tag, whose upper bits carry
 //! part of the request's sequence number (a late answer to an earlier use
@@ -14,7 +15,7 @@
 //! binds the target's address and tells its buffer count and sectors per
 //! command), then IDENTIFY DEVICE (its capacity).
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::{
     net::{
         aoe::{
@@ -77,10 +78,18 @@ fn pack(buffer_count: u16, firmware: u16, sector_count: u8) -> u64 {
     KNOWN | u64::from(buffer_count) << 32 | u64::from(firmware) << 16 | u64::from(sector_count)
 }
 
+/// The target's shelf and slot, packed: `KNOWN_ADDRESS`, shelf, slot.
+const KNOWN_ADDRESS: u32 = 1 << 31;
+
+fn pack_address(shelf: u16, slot: u8) -> u32 {
+    KNOWN_ADDRESS | u32::from(shelf) << 8 | u32::from(slot)
+}
+
 /// AoE to one target.
 pub(crate) struct Aoe {
-    shelf: u16,
-    slot: u8,
+    /// The target's shelf and slot (`pack_address`), or 0 until the first
+    /// target to answer discovery is bound; never changed once set.
+    address: AtomicU32,
     /// What the target's Query Config answer said (`0` until it came), for
     /// the IDENTIFY step and the [`Target`] it completes. Two targets that
     /// answer for one shelf and slot are a misconfigured network: the last
@@ -89,13 +98,32 @@ pub(crate) struct Aoe {
 }
 
 impl Aoe {
-    /// AoE to target `shelf`.`slot`; `EINVAL` for the broadcast shelf or
-    /// slot, which only discovery tools address.
-    pub(crate) fn new(shelf: u16, slot: u8) -> Result<Self> {
-        if shelf == wire::MAJOR_ANY || slot == wire::MINOR_ANY {
-            return Err(EINVAL);
+    /// AoE to target `shelf`.`slot`, or (`None`) to the first target that
+    /// answers discovery; `EINVAL` for the broadcast shelf or slot.
+    pub(crate) fn new(target: Option<(u16, u8)>) -> Result<Self> {
+        let address = match target {
+            Some((shelf, slot)) if shelf == wire::MAJOR_ANY || slot == wire::MINOR_ANY => return Err(EINVAL),
+            Some((shelf, slot)) => pack_address(shelf, slot),
+            None => 0,
+        };
+        Ok(Aoe { address: AtomicU32::new(address), config: AtomicU64::new(0) })
+    }
+
+    /// The target's shelf and slot, once known.
+    pub(crate) fn address(&self) -> Option<(u16, u8)> {
+        let v = self.address.load(Relaxed);
+        (v & KNOWN_ADDRESS != 0).then(|| ((v >> 8) as u16, v as u8))
+    }
+
+    /// Whether `shelf`.`slot` is this attachment's target. While
+    /// discovering, the first Query Config answer binds its sender's.
+    fn is_target(&self, shelf: u16, slot: u8, config_answer: bool) -> bool {
+        let want = pack_address(shelf, slot);
+        if config_answer {
+            // Bound once: the first answer wins, any later one is foreign.
+            let _ = self.address.compare_exchange(0, want, Relaxed, Relaxed);
         }
-        Ok(Aoe { shelf, slot, config: AtomicU64::new(0) })
+        self.address.load(Relaxed) == want
     }
 
     fn config(&self) -> Option<(u16, u16, u8)> {
@@ -195,10 +223,12 @@ impl Protocol for Aoe {
             }
             Ok(at / u64::from(SECTOR_SIZE))
         };
+        // Requests are queued only once discovery has bound the target.
+        let (shelf, slot) = self.address().ok_or(EINVAL)?;
         let request = match c.op {
-            Operation::Read => AtaRequest::read(self.shelf, self.slot, tag, first()?, sectors(frame.frag_len)?),
-            Operation::Write => AtaRequest::write(self.shelf, self.slot, tag, first()?, sectors(frame.frag_len)?),
-            Operation::Flush => AtaRequest::flush(self.shelf, self.slot, tag),
+            Operation::Read => AtaRequest::read(shelf, slot, tag, first()?, sectors(frame.frag_len)?),
+            Operation::Write => AtaRequest::write(shelf, slot, tag, first()?, sectors(frame.frag_len)?),
+            Operation::Flush => AtaRequest::flush(shelf, slot, tag),
             Operation::Discard | Operation::WriteZeroes => return Err(EOPNOTSUPP),
         };
         request.encode(out).map_err(|_| EINVAL)
@@ -219,10 +249,11 @@ impl Protocol for Aoe {
             Err(WireError::NotResponse) => return Parsed::Foreign,
             Err(e) => return Parsed::Malformed(malformed(e)),
         };
-        if r.common.major != self.shelf || r.common.minor != self.slot {
+        let tag = r.common.tag;
+        let config_answer = tag & DISCOVERY_TAG != 0 && matches!(r.body, Body::Config(_)) && !r.common.is_error();
+        if !self.is_target(r.common.major, r.common.minor, config_answer) {
             return Parsed::Foreign;
         }
-        let tag = r.common.tag;
         if tag & DISCOVERY_TAG != 0 {
             return self.discovery(&r, skb);
         }
@@ -260,12 +291,16 @@ impl Protocol for Aoe {
 
     fn info_request(&self, attempt: u32, _finished: Finished, out: &mut [u8; INFO_REQUEST_MAX]) -> Result<usize> {
         let tag = DISCOVERY_TAG | (attempt & 0xffff);
-        if self.config().is_none() {
-            let query = ConfigQuery { major: self.shelf, minor: self.slot, tag };
-            query.encode(out).map_err(|_| EINVAL)?;
-            return Ok(CONFIG_HEADER_LEN);
+        match (self.address(), self.config()) {
+            (Some((shelf, slot)), Some(_)) => {
+                AtaRequest::identify(shelf, slot, tag).encode(out).map_err(|_| EINVAL)?;
+                Ok(ATA_HEADER_LEN)
+            }
+            (address, _) => {
+                let (major, minor) = address.unwrap_or((wire::MAJOR_ANY, wire::MINOR_ANY));
+                ConfigQuery { major, minor, tag }.encode(out).map_err(|_| EINVAL)?;
+                Ok(CONFIG_HEADER_LEN)
+            }
         }
-        AtaRequest::identify(self.shelf, self.slot, tag).encode(out).map_err(|_| EINVAL)?;
-        Ok(ATA_HEADER_LEN)
     }
 }

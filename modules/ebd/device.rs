@@ -6,26 +6,17 @@
 
 use crate::EbdKind;
 use kernel::{
-    block::mq::{
-        gen_disk::{GenDisk, GenDiskBuilder},
-        QueueOptions, TagSet,
-    },
     net::{
-        device::NetDevice,
         ethernet::MacAddr,
-        namespace::Namespace,
-        notifier,
         storage::{
-            disk::{queues_for, Completer, DeviceWatch, Disk, DiskNumber, DiskNumbers, DiskQueue},
+            disk::{configured_device, queues_for, Completer, DiskNumbers, Geometry, PoweredDisk},
             ebd::Ebd,
-            frames::MAX_FRAMES,
             wire::{ExportInfo, EXPORT_DISCARD, EXPORT_FLUSH, EXPORT_READ_ONLY, EXPORT_WRITE_ZEROES, MAX_REQUEST_LEN},
             Config, Personality,
         },
     },
     prelude::*,
     str::CString,
-    sync::Arc,
     time::Delta,
 };
 
@@ -68,31 +59,18 @@ const INFO_INTERVAL: Delta = Delta::from_millis(100);
 /// The numbers of `/dev/ebdN`.
 static NUMBERS: DiskNumbers = DiskNumbers::new();
 
-/// A disk that is powered on.
+/// A disk that is powered on, with the export's geometry.
 pub(crate) struct EbdDisk {
-    queue: Arc<DiskQueue<EbdKind>>,
+    disk: PoweredDisk<EbdKind>,
     info: ExportInfo,
-    name: CString,
-    // Dropped in this order after `Drop::drop` detached the personality.
-    _disk: GenDisk<Disk<EbdKind>>,
-    _watch: Pin<KBox<notifier::Registration<DeviceWatch<EbdKind>>>>,
-    _number: DiskNumber,
 }
 
 impl EbdDisk {
     /// Attaches to the configured net device, asks the server for the
     /// export's geometry and adds `/dev/ebdN`. Process context.
     pub(crate) fn power_on(s: &Settings) -> Result<Self> {
-        let netdev = s.netdev.as_ref().ok_or_else(|| {
-            pr_err!("set netdev before powering on\n");
-            EINVAL
-        })?;
-        let ns = Namespace::current()?;
-        let dev = NetDevice::get_by_name(&ns, netdev).inspect_err(|_| {
-            pr_err!("no net device {} in this namespace\n", netdev.to_str().unwrap_or("?"));
-        })?;
+        let dev = configured_device(s.netdev.as_ref())?;
         let watched = dev.clone();
-        let queues = queues_for(s.queues);
         let config = Config {
             server: s.server,
             frame_size: s.frame_size,
@@ -101,7 +79,7 @@ impl EbdDisk {
                 0 => s.queue_depth.saturating_mul(4).max(32),
                 n => n,
             },
-            queues,
+            queues: queues_for(s.queues),
             max_retries: s.retries,
             timeout: Delta::from_millis(i64::from(s.timeout_ms)),
         };
@@ -113,54 +91,35 @@ impl EbdDisk {
                 pr_err!("the server refused export {}: {:?}\n", s.export, e);
             }
         })?;
-        let read_only = s.read_only || info.flags & EXPORT_READ_ONLY != 0;
-        let payload = personality.payload_per_frame();
-        let queue = Arc::new(DiskQueue { personality, read_only }, GFP_KERNEL)?;
-        let watch = DeviceWatch::register(queue.clone(), &watched)?;
-        drop(watched);
-        let number = NUMBERS.take()?;
-        let name = CString::try_from_fmt(fmt!("ebd{}", number.get()))?;
-
-        // Largest request: what fits the frame budget, in whole pages.
-        let max_bytes = MAX_REQUEST_LEN.min(payload.saturating_mul(MAX_FRAMES)) & !4095;
-        // No I/O scheduler: the personality keeps its own FIFO and paces
-        // it by the link; a scheduler would only defer each dispatch.
-        let options = QueueOptions {
-            timeout: Some(Delta::from_millis(i64::from(s.timeout_ms))),
-            no_default_scheduler: true,
+        let flag = |f: u32| info.flags & f != 0;
+        let geometry = Geometry {
+            sectors: info.size / 512,
+            block_size: info.block_size,
+            write_cache: flag(EXPORT_FLUSH),
+            fua: flag(EXPORT_FLUSH),
+            discard: flag(EXPORT_DISCARD).then_some(MAX_REQUEST_LEN),
+            write_zeroes: flag(EXPORT_WRITE_ZEROES).then_some(MAX_REQUEST_LEN),
+            read_only: s.read_only || flag(EXPORT_READ_ONLY),
         };
-        let tagset = Arc::pin_init(TagSet::new_with(queues, s.queue_depth, 1, options), GFP_KERNEL)?;
-        let mut builder = GenDiskBuilder::new()
-            .capacity_sectors(info.size / 512)
-            .logical_block_size(info.block_size)?
-            .physical_block_size(info.block_size)?
-            .max_hw_sectors(max_bytes / 512)?
-            .write_cache(info.flags & EXPORT_FLUSH != 0, info.flags & EXPORT_FLUSH != 0);
-        if info.flags & EXPORT_DISCARD != 0 {
-            builder = builder.max_discard_sectors(MAX_REQUEST_LEN / 512);
-        }
-        if info.flags & EXPORT_WRITE_ZEROES != 0 {
-            builder = builder.max_write_zeroes_sectors(MAX_REQUEST_LEN / 512);
-        }
-        let disk = builder.build(fmt!("{}", name.to_str()?), tagset, queue.clone())?;
-        disk.set_read_only(read_only);
+        let disk = PoweredDisk::add(personality, &watched, "ebd", &NUMBERS, config.timeout, geometry)?;
+        let p = disk.personality();
         pr_info!(
             "{} attached to {} export {}: {} bytes, block size {}, {} bytes per frame, {} queue(s){}\n",
-            name.to_str()?,
-            netdev.to_str()?,
+            disk.name().to_str()?,
+            watched.name(),
             s.export,
             info.size,
             info.block_size,
-            payload,
-            queues,
-            if read_only { ", read-only" } else { "" }
+            p.payload_per_frame(),
+            p.queues(),
+            if geometry.read_only { ", read-only" } else { "" }
         );
-        Ok(EbdDisk { queue, info, name, _disk: disk, _watch: watch, _number: number })
+        Ok(EbdDisk { disk, info })
     }
 
     /// The personality serving this disk.
     pub(crate) fn personality(&self) -> &Personality<Completer<EbdKind>> {
-        &self.queue.personality
+        self.disk.personality()
     }
 
     /// The export's geometry.
@@ -170,14 +129,6 @@ impl EbdDisk {
 
     /// `ebdN`.
     pub(crate) fn name(&self) -> &CStr {
-        &self.name
-    }
-}
-
-impl Drop for EbdDisk {
-    fn drop(&mut self) {
-        // End what is in flight first: removing the disk waits for every
-        // request, and a server that is gone would never answer.
-        self.queue.personality.detach();
+        self.disk.name()
     }
 }

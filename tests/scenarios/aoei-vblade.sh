@@ -1,7 +1,8 @@
 #!/bin/bash
 # fixture: ebd (tests/guest/ebd.sh: shares the link and the namespace)
 # The AoE initiator against an unmodified vblade, with no ebd-server
-# involved: discovery of the target's address, buffers and capacity; fio
+# involved: discovery of the target's address, buffers and capacity (and
+# of the target itself, when no shelf.slot is given); fio
 # with crc32c verification on a clean link and under netem loss,
 # reordering and duplication; ext4 on the disk, its files intact across a
 # remount; a target that does not exist is a clear error, not a hang; and
@@ -81,6 +82,21 @@ for bad in 65535.1 1.255 1 1.2.3 x.1 70000.1; do
   echo "$bad" >"$AOEI_CFG/none/target" 2>/dev/null && fail "target $bad taken"
 done
 rmdir "$AOEI_CFG/none"
+
+# Discovery of the target itself: the first to answer a Query Config sent
+# to every shelf and slot is bound (vblade's 3.7), its address and size
+# read as for a configured one.
+mkdir "$AOEI_CFG/found"
+echo pnk0 >"$AOEI_CFG/found/netdev"
+[[ $(cat "$AOEI_CFG/found/target") == discover ]] || fail "a new disk's target is not discovered"
+echo 1 >"$AOEI_CFG/found/power" || fail "power on a discovered target"
+[[ $(cat "$AOEI_CFG/found/target") == 3.7 ]] || fail "discovered $(cat "$AOEI_CFG/found/target"), not 3.7"
+read -r found_name found_sectors _ <"$AOEI_CFG/found/disk"
+[[ $found_sectors == "$sectors" ]] || fail "$found_name of $found_sectors sectors, not $sectors"
+cmp <(dd if=/dev/"$found_name" bs=1M count=4 iflag=direct status=none) <(dd if="$AOEI_IMG" bs=1M count=4 status=none) \
+  || fail "the discovered disk does not read what the export holds"
+echo 0 >"$AOEI_CFG/found/power"
+rmdir "$AOEI_CFG/found"
 
 # The target dies under I/O: powering off ends it with errors, no hang.
 fio --name=gone --filename=/dev/aoei0 --rw=randwrite --bs=4k --size=16M --time_based --runtime=60 \

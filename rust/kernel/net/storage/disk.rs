@@ -5,20 +5,28 @@
 //! of their hardware queue, and the personality's completions end them.
 //!
 //! This is all a link-layer block driver needs between blk-mq and the
-//! personality, with its disks' numbers ([`DiskNumbers`]); what remains to
-//! it is its protocol ([`Protocol`]), how a disk is configured and what the
-//! export's geometry is.
+//! personality: a powered-on disk ([`PoweredDisk`]) with its number
+//! ([`DiskNumbers`]) and a watch on its net device ([`DeviceWatch`]). What
+//! remains to the driver is its protocol ([`Protocol`]), how a disk is
+//! configured, and the export's [`Geometry`].
 
-use super::{Command, Operation, Personality, Protocol, Refused, StorageDriver, TimerAction};
+use super::{frames::MAX_FRAMES, Command, Operation, Personality, Protocol, Refused, StorageDriver, TimerAction};
 use crate::{
-    block::mq::{self, Op, Operations, TimeoutAction},
+    block::mq::{
+        self,
+        gen_disk::{GenDisk, GenDiskBuilder},
+        Op, Operations, QueueOptions, TagSet, TimeoutAction,
+    },
     net::{
         device::NetDevice,
+        namespace::Namespace,
         notifier::{self, Event, EventHandler},
         rtnl::Rtnl,
     },
     prelude::*,
+    str::CString,
     sync::{aref::ARef, Arc, ArcBorrow},
+    time::Delta,
     ModuleMetadata,
 };
 use core::{
@@ -244,5 +252,113 @@ impl<K: DiskKind> EventHandler for DeviceWatch<K> {
             pr_info!("net device {} left this namespace or is going away; ending its I/O\n", dev.name());
             self.queue.personality.detach();
         }
+    }
+}
+
+/// The net device a disk is configured on, in the caller's namespace:
+/// `EINVAL` if none is set, `ENODEV` if there is no such device (each
+/// logged, for the `echo 1 > power` that failed). Process context.
+pub fn configured_device(netdev: Option<&CString>) -> Result<ARef<NetDevice>> {
+    let name = netdev.ok_or_else(|| {
+        pr_err!("set netdev before powering on\n");
+        EINVAL
+    })?;
+    let ns = Namespace::current()?;
+    NetDevice::get_by_name(&ns, name).inspect_err(|_| {
+        pr_err!("no net device {} in this namespace\n", name.to_str().unwrap_or("?"));
+    })
+}
+
+/// What a disk shows the block layer.
+#[derive(Clone, Copy, Debug)]
+pub struct Geometry {
+    /// Capacity, in 512-byte sectors.
+    pub sectors: u64,
+    /// Logical and physical block size.
+    pub block_size: u32,
+    /// The export has a write cache that flushes empty.
+    pub write_cache: bool,
+    /// Writes may ask to be durable at once (forced unit access).
+    pub fua: bool,
+    /// Longest discard, in bytes, if discards are carried.
+    pub discard: Option<u32>,
+    /// Longest write-zeroes request, in bytes, if carried.
+    pub write_zeroes: Option<u32>,
+    /// Writes fail with `EROFS`.
+    pub read_only: bool,
+}
+
+/// A disk that is powered on: the personality carrying its requests, its
+/// block device `/dev/NAMEn`, the watch on its net device and its number.
+///
+/// Dropping it detaches the personality first, ending what is in flight
+/// (removing the disk waits for every request, and a server that is gone
+/// would never answer), then removes the disk.
+pub struct PoweredDisk<K: DiskKind> {
+    queue: Arc<DiskQueue<K>>,
+    name: CString,
+    // Dropped in this order after `Drop::drop` detached the personality.
+    _disk: GenDisk<Disk<K>>,
+    _watch: Pin<KBox<notifier::Registration<DeviceWatch<K>>>>,
+    _number: DiskNumber,
+}
+
+impl<K: DiskKind> PoweredDisk<K> {
+    /// Adds the disk `prefix` and a number from `numbers`, of `geometry`,
+    /// over `personality` (attached to `dev`, its server found): a blk-mq
+    /// hardware queue per personality queue, as deep as a personality
+    /// queue, with `timeout` as each request's response timer. Process
+    /// context.
+    pub fn add(
+        personality: Arc<Personality<Completer<K>>>,
+        dev: &NetDevice,
+        prefix: &str,
+        numbers: &'static DiskNumbers,
+        timeout: Delta,
+        geometry: Geometry,
+    ) -> Result<Self> {
+        let payload = personality.payload_per_frame();
+        let (queues, depth) = (personality.queues(), personality.max_queue_len());
+        let queue = Arc::new(DiskQueue { personality, read_only: geometry.read_only }, GFP_KERNEL)?;
+        let watch = DeviceWatch::register(queue.clone(), dev)?;
+        let number = numbers.take()?;
+        let name = CString::try_from_fmt(format_args!("{}{}", prefix, number.get()))?;
+        // Largest request: what fits the frame budget, in whole pages.
+        let max_bytes = K::Protocol::MAX_REQUEST.min(payload.saturating_mul(MAX_FRAMES)) & !4095;
+        // No I/O scheduler: the personality keeps its own FIFO and paces
+        // it by the link; a scheduler would only defer each dispatch.
+        let options = QueueOptions { timeout: Some(timeout), no_default_scheduler: true };
+        let tagset = Arc::pin_init(TagSet::new_with(queues, depth, 1, options), GFP_KERNEL)?;
+        let mut builder = GenDiskBuilder::new()
+            .capacity_sectors(geometry.sectors)
+            .logical_block_size(geometry.block_size)?
+            .physical_block_size(geometry.block_size)?
+            .max_hw_sectors(max_bytes / 512)?
+            .write_cache(geometry.write_cache, geometry.fua);
+        if let Some(bytes) = geometry.discard {
+            builder = builder.max_discard_sectors(bytes / 512);
+        }
+        if let Some(bytes) = geometry.write_zeroes {
+            builder = builder.max_write_zeroes_sectors(bytes / 512);
+        }
+        let disk = builder.build(format_args!("{}", name.to_str()?), tagset, queue.clone())?;
+        disk.set_read_only(geometry.read_only);
+        Ok(PoweredDisk { queue, name, _disk: disk, _watch: watch, _number: number })
+    }
+
+    /// The personality carrying the disk's requests.
+    pub fn personality(&self) -> &Personality<Completer<K>> {
+        &self.queue.personality
+    }
+
+    /// The disk's name (`ebd0`).
+    pub fn name(&self) -> &CStr {
+        &self.name
+    }
+}
+
+impl<K: DiskKind> Drop for PoweredDisk<K> {
+    fn drop(&mut self) {
+        self.queue.personality.detach();
     }
 }
