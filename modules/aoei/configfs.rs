@@ -7,6 +7,7 @@
 
 use crate::{
     device::{AoeDisk, Settings},
+    protocol::MAX_QUEUE_DEPTH,
     AoeKind,
 };
 use kernel::{
@@ -242,7 +243,8 @@ macro_rules! setting_attribute {
     };
 }
 
-setting_attribute!(4, queue_depth, 1..=1024);
+// At most what the tag's slot bits can name.
+setting_attribute!(4, queue_depth, 1..=MAX_QUEUE_DEPTH);
 setting_attribute!(5, timeout_ms, 10..=60_000);
 setting_attribute!(6, retries, 0..=100);
 // Hardware queues, one per CPU up to this many; 0 means one per CPU.

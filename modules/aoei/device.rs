@@ -87,12 +87,13 @@ impl AoeDisk {
             (None, ETIMEDOUT) => pr_err!("no AoE target answered\n"),
             (_, e) => pr_err!("the AoE target refused: {:?}\n", e),
         })?;
-        // Known once discovery has succeeded.
-        let (shelf, slot) = personality.protocol().address().ok_or(EIO)?;
+        let (shelf, slot) = (target.shelf, target.slot);
         // The target drops what its buffers cannot hold: the queues share
         // them, at least one frame each.
         let window = (u32::from(target.buffer_count) / queues).clamp(1, s.queue_depth);
-        let payload = target.payload(mtu);
+        // What the target takes and what was planned at attach (the MTU
+        // may have changed since).
+        let payload = target.payload(mtu).min(personality.payload_per_frame());
         personality.narrow(payload, window).inspect_err(|_| {
             pr_err!("AoE target e{}.{} takes no sector per frame at MTU {}\n", shelf, slot, mtu);
         })?;

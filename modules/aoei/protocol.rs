@@ -9,9 +9,10 @@
 //! slot of this attachment (configured, or the first target to answer a
 //! Query Config sent to every shelf and slot). A target echoes the tag and the LBA but not the
 //! sector count, so an answer names its fragment by where it starts
-//! ([`Place::Start`]) and its request by the tag, whose upper bits carry
-//! part of the request's sequence number (a late answer to an earlier use
-//! of a tag is told apart). Discovery is two exchanges: Query Config (which
+//! ([`Place::Start`]: this initiator needs a target that echoes the LBA, as
+//! vblade does) and its request by the tag, which carries the request's
+//! queue and slot and the low 16 bits of its sequence number (a late answer
+//! to an earlier use of a slot is told apart). Discovery is two exchanges: Query Config (which
 //! binds the target's address and tells its buffer count and sectors per
 //! command), then IDENTIFY DEVICE (its capacity).
 
@@ -34,20 +35,48 @@ use kernel::{
     prelude::*,
 };
 
-/// Tag bit of the discovery's exchanges; the personality's tags, with
-/// their sequence bits, stay below it. (Bit 31 is left alone: the Linux
-/// driver keeps it for user-space tools.)
+/// Tag bit of the discovery's exchanges, whose tags carry nothing else but
+/// the attempt in the low 16 bits. (Bit 31 is left alone: the Linux driver
+/// keeps it for user-space tools.)
 const DISCOVERY_TAG: u32 = 1 << 30;
 
-/// A data frame's tag carries the low bits of its request's sequence
-/// number from this bit up, above the personality's queue bits.
-const SEQ_SHIFT: u32 = 22;
-const SEQ_MASK: u32 = (DISCOVERY_TAG >> SEQ_SHIFT) - 1;
-const _: () = assert!(MAX_QUEUES << QUEUE_SHIFT <= 1 << SEQ_SHIFT);
+/// A data frame's tag on the wire: the request's slot in its queue in bits
+/// 0-7, the queue in bits 8-13, the low 16 bits of the request's sequence
+/// number in bits 14-29. (The personality's own tag has the queue above
+/// [`QUEUE_SHIFT`]: the wire packs it tighter to leave the sequence number
+/// 16 bits.)
+const SLOT_BITS: u32 = 8;
+const QUEUE_BITS: u32 = 6;
+const SEQ_SHIFT: u32 = SLOT_BITS + QUEUE_BITS;
+const SEQ_MASK: u32 = 0xffff;
+const _: () = assert!(MAX_QUEUES <= 1 << QUEUE_BITS && (SEQ_MASK << SEQ_SHIFT) < DISCOVERY_TAG);
+
+/// Most requests a queue may hold: their slots fit the tag's slot bits.
+pub(crate) const MAX_QUEUE_DEPTH: u32 = 1 << SLOT_BITS;
+
+/// The wire tag of the personality's `tag` for a request numbered `seq`.
+fn wire_tag(tag: u32, seq: u32) -> Result<u32> {
+    let (queue, slot) = (tag >> QUEUE_SHIFT, tag & ((1 << QUEUE_SHIFT) - 1));
+    if slot >= MAX_QUEUE_DEPTH || queue >= 1 << QUEUE_BITS {
+        return Err(EINVAL);
+    }
+    Ok(slot | queue << SLOT_BITS | (seq & SEQ_MASK) << SEQ_SHIFT)
+}
+
+/// The personality's tag and the sequence bits of a data frame's wire tag.
+fn personality_tag(wire: u32) -> (u32, u32) {
+    let slot = wire & (MAX_QUEUE_DEPTH - 1);
+    let queue = (wire >> SLOT_BITS) & ((1 << QUEUE_BITS) - 1);
+    (queue << QUEUE_SHIFT | slot, (wire >> SEQ_SHIFT) & SEQ_MASK)
+}
 
 /// What discovery learnt about the target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Target {
+    /// Its shelf.
+    pub(crate) shelf: u16,
+    /// Its slot.
+    pub(crate) slot: u8,
     /// Requests the target can hold at once (its receive buffers).
     pub(crate) buffer_count: u16,
     /// Its firmware version.
@@ -55,7 +84,7 @@ pub(crate) struct Target {
     /// Most sectors one command may carry, as the target says (0 if it
     /// does not: [`wire::DEFAULT_SECTORS`]).
     pub(crate) sector_count: u8,
-    /// Capacity in sectors.
+    /// Capacity in sectors (0 until IDENTIFY has told it).
     pub(crate) sectors: u64,
 }
 
@@ -88,12 +117,12 @@ fn pack_address(shelf: u16, slot: u8) -> u32 {
 /// AoE to one target.
 pub(crate) struct Aoe {
     /// The target's shelf and slot (`pack_address`), or 0 until the first
-    /// target to answer discovery is bound; never changed once set.
+    /// target whose Query Config answer the personality takes is bound;
+    /// never changed once set.
     address: AtomicU32,
-    /// What the target's Query Config answer said (`0` until it came), for
-    /// the IDENTIFY step and the [`Target`] it completes. Two targets that
-    /// answer for one shelf and slot are a misconfigured network: the last
-    /// one heard is kept, and the personality binds the first.
+    /// What the bound target's Query Config answer said (`0` until the
+    /// personality took one), for the IDENTIFY step and the [`Target`] it
+    /// completes.
     config: AtomicU64,
 }
 
@@ -115,15 +144,13 @@ impl Aoe {
         (v & KNOWN_ADDRESS != 0).then(|| ((v >> 8) as u16, v as u8))
     }
 
-    /// Whether `shelf`.`slot` is this attachment's target. While
-    /// discovering, the first Query Config answer binds its sender's.
-    fn is_target(&self, shelf: u16, slot: u8, config_answer: bool) -> bool {
-        let want = pack_address(shelf, slot);
-        if config_answer {
-            // Bound once: the first answer wins, any later one is foreign.
-            let _ = self.address.compare_exchange(0, want, Relaxed, Relaxed);
+    /// Whether `shelf`.`slot` is this attachment's target, or (while none
+    /// is bound, for a Query Config answer) may become it.
+    fn may_be_target(&self, shelf: u16, slot: u8, config_answer: bool) -> bool {
+        match self.address.load(Relaxed) {
+            0 => config_answer,
+            bound => bound == pack_address(shelf, slot),
         }
-        self.address.load(Relaxed) == want
     }
 
     fn config(&self) -> Option<(u16, u16, u8)> {
@@ -131,16 +158,26 @@ impl Aoe {
         (v & KNOWN != 0).then(|| ((v >> 32) as u16, (v >> 16) as u16, v as u8))
     }
 
-    /// The answer to a discovery exchange.
+    /// The answer to a discovery exchange (its tag is one).
     fn discovery(&self, r: &Response, skb: &SkBuff) -> Parsed<Target> {
         if r.common.is_error() {
             return Parsed::Info(InfoAnswer::Refused(aoe_error(r.common.error)));
         }
+        let (shelf, slot) = (r.common.major, r.common.minor);
         match r.body {
-            Body::Config(c) => {
-                self.config.store(pack(c.buffer_count, c.firmware, c.sector_count), Relaxed);
-                Parsed::Info(InfoAnswer::Progress)
-            }
+            // Nothing is kept before the personality takes the answer
+            // (`progress`).
+            Body::Config(c) => Parsed::Info(InfoAnswer::Progress(Target {
+                shelf,
+                slot,
+                buffer_count: c.buffer_count,
+                firmware: c.firmware,
+                sector_count: c.sector_count,
+                sectors: 0,
+            })),
+            // IDENTIFY is sent without argument flags; the target echoes
+            // them.
+            Body::Ata(a) if a.aflags != 0 => Parsed::Mismatch,
             Body::Ata(a) if a.failed() => Parsed::Info(InfoAnswer::Refused(EIO)),
             Body::Ata(_) => {
                 let mut block = [0u8; SECTOR_SIZE as usize];
@@ -149,10 +186,17 @@ impl Aoe {
                 }
                 match (self.config(), wire::identify_sectors(&block)) {
                     (Some((buffer_count, firmware, sector_count)), Some(sectors)) => {
-                        Parsed::Info(InfoAnswer::Accepted(Target { buffer_count, firmware, sector_count, sectors }))
+                        Parsed::Info(InfoAnswer::Accepted(Target {
+                            shelf,
+                            slot,
+                            buffer_count,
+                            firmware,
+                            sector_count,
+                            sectors,
+                        }))
                     }
-                    // An IDENTIFY answer before any Query Config answer, or
-                    // a capacity no LBA can reach.
+                    // An IDENTIFY answer before any Query Config answer was
+                    // taken, or a capacity no LBA can reach.
                     _ => Parsed::Mismatch,
                 }
             }
@@ -214,7 +258,7 @@ impl Protocol for Aoe {
     }
 
     fn encode_request(&self, frame: &RequestFrame, out: &mut [u8]) -> Result {
-        let tag = frame.tag | (frame.seq & SEQ_MASK) << SEQ_SHIFT;
+        let tag = wire_tag(frame.tag, frame.seq)?;
         let c: &Command = &frame.command;
         let first = || {
             let at = c.offset.checked_add(u64::from(frame.frag_offset)).ok_or(EINVAL)?;
@@ -250,12 +294,17 @@ impl Protocol for Aoe {
             Err(e) => return Parsed::Malformed(malformed(e)),
         };
         let tag = r.common.tag;
-        let config_answer = tag & DISCOVERY_TAG != 0 && matches!(r.body, Body::Config(_)) && !r.common.is_error();
-        if !self.is_target(r.common.major, r.common.minor, config_answer) {
+        let discovery = tag & !(DISCOVERY_TAG | 0xffff) == 0 && tag & DISCOVERY_TAG != 0;
+        let config_answer = discovery && matches!(r.body, Body::Config(_)) && !r.common.is_error();
+        if !self.may_be_target(r.common.major, r.common.minor, config_answer) {
             return Parsed::Foreign;
         }
-        if tag & DISCOVERY_TAG != 0 {
+        if discovery {
             return self.discovery(&r, skb);
+        }
+        if tag & (DISCOVERY_TAG | 1 << 31) != 0 {
+            // Not a tag this initiator sends (another initiator's).
+            return Parsed::Foreign;
         }
         let Body::Ata(args) = r.body else {
             // A Query Config answer nobody here asked for (a target
@@ -278,15 +327,26 @@ impl Protocol for Aoe {
         } else {
             Ok(())
         };
+        let (tag, seq) = personality_tag(tag);
         Parsed::Answer(Answer {
-            tag: tag & ((1 << SEQ_SHIFT) - 1),
-            seq: (tag >> SEQ_SHIFT) & SEQ_MASK,
+            tag,
+            seq,
             seq_mask: SEQ_MASK,
             op,
             place,
             outcome,
             data_at: ATA_HEADER_LEN as u32,
         })
+    }
+
+    fn progress(&self, step: &Target) {
+        let address = pack_address(step.shelf, step.slot);
+        // The first target taken is bound; the personality takes answers
+        // of the bound target only from then on.
+        let _ = self.address.compare_exchange(0, address, Relaxed, Relaxed);
+        if self.address.load(Relaxed) == address {
+            self.config.store(pack(step.buffer_count, step.firmware, step.sector_count), Relaxed);
+        }
     }
 
     fn info_request(&self, attempt: u32, _finished: Finished, out: &mut [u8; INFO_REQUEST_MAX]) -> Result<usize> {

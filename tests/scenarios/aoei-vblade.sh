@@ -5,7 +5,7 @@
 # of the target itself, when no shelf.slot is given); fio
 # with crc32c verification on a clean link and under netem loss,
 # reordering and duplication; ext4 on the disk, its files intact across a
-# remount; a target that does not exist is a clear error, not a hang; and
+# remount; hostile frames counted and dropped; a target that does not exist is a clear error, not a hang; and
 # a target killed under I/O fails the I/O when the disk is powered off.
 source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
 source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
@@ -66,6 +66,23 @@ mount /dev/aoei0 /tmp/aoei-mnt || fail "mount again"
 umount /tmp/aoei-mnt
 fsck.ext4 -n -f /dev/aoei0 >/dev/null || fail "fsck found errors"
 [[ $(aoei_stat a failed) == 0 ]] || fail "$(aoei_stat a failed) requests failed"
+
+# Hostile frames from the target's side: too short, another protocol
+# version, another shelf and slot, an answer for a request nobody sent.
+# Each is counted and dropped, and the disk goes on as before.
+client_mac=$(tr -d : </sys/class/net/pnk0/address)
+head="${client_mac}$(echo "$server_mac" | tr -d :)88a2"
+ata=400000400000000000000000
+declare -A before_drop
+for c in drop_short drop_version drop_foreign drop_stale; do before_drop[$c]=$(aoei_stat a "$c"); done
+"$(ebd_bin inject)" --netns ebdsrv --dev pnk1 --count 4000 "${head}18" "${head}28000003070000000001$ata" \
+  "${head}18000009090000000001$ata" "${head}18000003070000000005$ata" || fail "inject"
+pause 1
+for c in drop_short drop_version drop_foreign drop_stale; do
+  got=$(($(aoei_stat a "$c") - before_drop[$c]))
+  ((got >= 1000)) || fail "$c counted $got of 1000 hostile frames"
+done
+verify_run after-hostile 2M || fail "fio verify after the hostile frames"
 cat "$AOEI_CFG/a/stats"
 
 # A target nobody serves: discovery gives up with ETIMEDOUT, in seconds.

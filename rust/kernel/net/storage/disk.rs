@@ -35,7 +35,8 @@ use core::{
 };
 
 /// What a driver's disks are: the protocol they speak and the module that
-/// owns them (which stays loaded while one is open).
+/// owns them (the blk-mq operations' `OwnerModule`; the 7.3 `GenDisk`
+/// does not yet use it to pin the module while a disk is open).
 pub trait DiskKind: Send + Sync + 'static {
     /// The protocol.
     type Protocol: Protocol;
@@ -52,14 +53,14 @@ pub type DiskRequest<K> = ARef<mq::Request<Disk<K>>>;
 /// Ends requests when the personality reports them complete.
 pub struct Completer<K>(PhantomData<K>);
 
-impl<P> Completer<P> {
+impl<K> Completer<K> {
     /// The completer.
     pub const fn new() -> Self {
         Completer(PhantomData)
     }
 }
 
-impl<P> Default for Completer<P> {
+impl<K> Default for Completer<K> {
     fn default() -> Self {
         Self::new()
     }

@@ -475,6 +475,12 @@ impl<D: StorageDriver> Personality<D> {
     /// request is queued (`EBUSY`); neither may grow nor be zero
     /// (`EINVAL`). Process context.
     pub fn narrow(&self, payload: u32, window: u32) -> Result {
+        // Every queue is looked at before any is changed, so that a refusal
+        // leaves them all as they were (a request queued between the two
+        // passes, against the rule above, is refused by its own queue).
+        if self.queues.iter().any(|q| !q.inner.lock().ledger.is_empty()) {
+            return Err(EBUSY);
+        }
         for q in self.queues.iter() {
             q.inner.lock().ledger.narrow(payload, window)?;
         }
@@ -784,6 +790,7 @@ impl<D: StorageDriver> Core<D> {
         data: Option<(&D::Buffer, u32, u32)>,
     ) -> Result<SkBuff<Writable>> {
         const MAX_HEADER: usize = INFO_REQUEST_MAX;
+        const { assert!(D::Protocol::REQUEST_HEADER_LEN as usize <= MAX_HEADER) };
         let len = D::Protocol::REQUEST_HEADER_LEN as usize;
         let mut header = [0u8; MAX_HEADER];
         let header = header.get_mut(..len).ok_or(EINVAL)?;
@@ -843,7 +850,11 @@ impl<D: StorageDriver> Core<D> {
         }
         match answer {
             InfoAnswer::Accepted(info) => g.info = Some(info),
-            _ => g.progressed = true,
+            InfoAnswer::Progress(step) => {
+                self.protocol.progress(&step);
+                g.progressed = true;
+            }
+            InfoAnswer::Refused(_) => {}
         }
         true
     }
@@ -864,7 +875,7 @@ impl<D: StorageDriver> Receiver<D> {
                 core.stats.count_malformed(why);
                 return;
             }
-            (Parsed::Mismatch, _) => {
+            (Parsed::Mismatch, Some(_)) => {
                 Stats::bump(&core.stats.drop_mismatch);
                 return;
             }

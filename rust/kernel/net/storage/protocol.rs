@@ -154,9 +154,10 @@ pub enum InfoAnswer<I> {
     /// The export as the server describes it: discovery is over.
     Accepted(I),
     /// A step of a discovery that takes more than one exchange was
-    /// answered (the server is bound if it was not); the next request
-    /// goes out at once.
-    Progress,
+    /// answered, with what it told. Once the personality has taken it (from
+    /// the bound server, or binding the sender when discovering) it hands
+    /// it to [`Protocol::progress`], and the next request goes out at once.
+    Progress(I),
     /// The server refused the export.
     Refused(Error),
 }
@@ -225,6 +226,14 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// Reads a frame of [`Protocol::RESPONSE_TYPE`] addressed to this host.
     fn parse(&self, skb: &SkBuff) -> Parsed<Self::Info>;
+
+    /// A step of the discovery was answered and taken (see
+    /// [`InfoAnswer::Progress`]): what the protocol learnt may now shape
+    /// its next requests. Called under the personality's discovery lock,
+    /// in softirq context: it must not sleep. Nothing a frame says may be
+    /// kept before this, since the frame may yet be refused (not from the
+    /// server, not addressed to this host).
+    fn progress(&self, _step: &Self::Info) {}
 
     /// Writes the next discovery request into `out` and returns its length
     /// (at most [`INFO_REQUEST_MAX`]); `attempt` counts from 0.

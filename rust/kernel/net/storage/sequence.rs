@@ -132,8 +132,10 @@ impl Sequence {
     /// Numbers a new request and returns the number with the window as it
     /// is now; `None` if the ring could not record that request's finish
     /// (as many numbers as it holds are in use since the oldest unfinished
-    /// request: only possible when requests beyond the span were held and
-    /// ended out of order many times over).
+    /// request: with the finished window's span bound, only when requests
+    /// beyond the span were held and ended out of order many times over;
+    /// without it, whenever one request stays unfinished while that many
+    /// newer ones are issued).
     pub fn issue(&self) -> Option<(u32, Finished)> {
         let mut n = self.numbers.lock();
         if n.next.wrapping_sub(n.below) >= n.capacity {
