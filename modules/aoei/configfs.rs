@@ -17,8 +17,10 @@ use kernel::{
     net::{
         aoe::{MAJOR_ANY, MINOR_ANY},
         device::interface_name,
-        ethernet::MacAddr,
-        storage::{disk::Completer, Personality, MAX_QUEUES},
+        storage::{
+            disk::{server_setting, Completer, DiskSlot},
+            Personality, MAX_QUEUES,
+        },
     },
     new_mutex,
     page::PAGE_SIZE,
@@ -81,22 +83,17 @@ impl configfs::GroupOperations for Root {
             name.try_into()?,
             item_type,
             try_pin_init!(DiskConfig {
-                state <- new_mutex!(State { settings: Settings::default(), disk: None }),
+                state <- new_mutex!(DiskSlot::default()),
             }),
         ))
     }
-}
-
-struct State {
-    settings: Settings,
-    disk: Option<AoeDisk>,
 }
 
 /// One disk directory.
 #[pin_data]
 pub(crate) struct DiskConfig {
     #[pin]
-    state: Mutex<State>,
+    state: Mutex<DiskSlot<Settings, AoeDisk>>,
 }
 
 impl DiskConfig {
@@ -108,18 +105,13 @@ impl DiskConfig {
         f: impl FnOnce(&Personality<Completer<AoeKind>>, &mut Formatter<'_>) -> fmt::Result,
     ) -> Result<usize> {
         let g = self.state.lock();
-        let d = g.disk.as_ref().ok_or(ENODEV)?;
-        show_attribute(page, |w| f(d.personality(), w))
+        let p = g.powered()?.personality();
+        show_attribute(page, |w| f(p, w))
     }
 
     /// Changes a setting; `EBUSY` while powered on.
     fn set(&self, f: impl FnOnce(&mut Settings)) -> Result {
-        let mut g = self.state.lock();
-        if g.disk.is_some() {
-            return Err(EBUSY);
-        }
-        f(&mut g.settings);
-        Ok(())
+        self.state.lock().set(f)
     }
 }
 
@@ -134,13 +126,7 @@ impl AttributeOperations<0> for DiskConfig {
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
         let on = bool::parse_value(page)?;
-        let mut g = this.state.lock();
-        match (g.disk.is_some(), on) {
-            (false, true) => g.disk = Some(AoeDisk::power_on(&g.settings)?),
-            (true, false) => drop(g.disk.take()),
-            _ => {}
-        }
-        Ok(())
+        this.state.lock().power(on, AoeDisk::power_on)
     }
 }
 
@@ -176,10 +162,7 @@ impl AttributeOperations<2> for DiskConfig {
     }
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
-        let server = match attribute_text(page)? {
-            "" | "discover" => None,
-            text => Some(MacAddr::parse_text(text).filter(MacAddr::is_valid_unicast).ok_or(EINVAL)?),
-        };
+        let server = server_setting(attribute_text(page)?)?;
         this.set(|s| s.server = server)
     }
 }

@@ -91,11 +91,7 @@ pub(crate) struct Target {
 impl Target {
     /// Most data bytes per frame to this target over a link of `mtu`.
     pub(crate) fn payload(&self, mtu: u32) -> u32 {
-        let target = match self.sector_count {
-            0 => wire::DEFAULT_SECTORS,
-            n => n,
-        };
-        wire::sectors_per_frame(mtu).min(u32::from(target)) * SECTOR_SIZE
+        wire::max_sectors(self.sector_count, mtu) * SECTOR_SIZE
     }
 }
 

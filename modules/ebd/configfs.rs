@@ -14,8 +14,10 @@ use kernel::{
     fmt::{self, Write as _},
     net::{
         device::interface_name,
-        ethernet::MacAddr,
-        storage::{disk::Completer, Personality, MAX_QUEUES},
+        storage::{
+            disk::{server_setting, Completer, DiskSlot},
+            Personality, MAX_QUEUES,
+        },
     },
     new_mutex,
     page::PAGE_SIZE,
@@ -81,22 +83,17 @@ impl configfs::GroupOperations for Root {
             _name.try_into()?,
             item_type,
             try_pin_init!(DiskConfig {
-                state <- new_mutex!(State { settings: Settings::default(), disk: None }),
+                state <- new_mutex!(DiskSlot::default()),
             }),
         ))
     }
-}
-
-struct State {
-    settings: Settings,
-    disk: Option<EbdDisk>,
 }
 
 /// One disk directory.
 #[pin_data]
 pub(crate) struct DiskConfig {
     #[pin]
-    state: Mutex<State>,
+    state: Mutex<DiskSlot<Settings, EbdDisk>>,
 }
 
 impl DiskConfig {
@@ -108,31 +105,16 @@ impl DiskConfig {
         f: impl FnOnce(&Personality<Completer<EbdKind>>, &mut Formatter<'_>) -> fmt::Result,
     ) -> Result<usize> {
         let g = self.state.lock();
-        let Some(d) = &g.disk else {
-            return Err(ENODEV);
-        };
-        let p = d.personality();
+        let p = g.powered()?.personality();
         show_attribute(page, |w| f(p, w))
     }
 
     /// Changes a setting; `EBUSY` while powered on.
-    fn set(&self, f: impl FnOnce(&mut Settings) -> Result) -> Result {
-        let mut g = self.state.lock();
-        if g.disk.is_some() {
-            return Err(EBUSY);
-        }
-        f(&mut g.settings)
+    fn set(&self, f: impl FnOnce(&mut Settings)) -> Result {
+        self.state.lock().set(f)
     }
 }
 
-
-/// Parses `aa:bb:cc:dd:ee:ff`; an empty value or `discover` means none.
-fn parse_mac(s: &str) -> Result<Option<MacAddr>> {
-    if s.is_empty() || s == "discover" {
-        return Ok(None);
-    }
-    MacAddr::parse_text(s).filter(MacAddr::is_valid_unicast).map(Some).ok_or(EINVAL)
-}
 
 #[vtable]
 impl AttributeOperations<0> for DiskConfig {
@@ -145,13 +127,7 @@ impl AttributeOperations<0> for DiskConfig {
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
         let on = bool::parse_value(page)?;
-        let mut g = this.state.lock();
-        match (g.disk.is_some(), on) {
-            (false, true) => g.disk = Some(EbdDisk::power_on(&g.settings)?),
-            (true, false) => drop(g.disk.take()),
-            _ => {}
-        }
-        Ok(())
+        this.state.lock().power(on, EbdDisk::power_on)
     }
 }
 
@@ -167,10 +143,7 @@ impl AttributeOperations<1> for DiskConfig {
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
         let name = interface_name(attribute_text(page)?)?;
-        this.set(|s| {
-            s.netdev = Some(name);
-            Ok(())
-        })
+        this.set(|s| s.netdev = Some(name))
     }
 }
 
@@ -193,11 +166,8 @@ impl AttributeOperations<2> for DiskConfig {
     }
 
     fn store(this: &DiskConfig, page: &[u8]) -> Result {
-        let mac = parse_mac(attribute_text(page)?)?;
-        this.set(|s| {
-            s.server = mac;
-            Ok(())
-        })
+        let mac = server_setting(attribute_text(page)?)?;
+        this.set(|s| s.server = mac)
     }
 }
 
@@ -219,10 +189,7 @@ macro_rules! setting_attribute {
                 if !($range).contains(&v) {
                     return Err(EINVAL);
                 }
-                this.set(|s| {
-                    s.$field = v;
-                    Ok(())
-                })
+                this.set(|s| s.$field = v)
             }
         }
     };

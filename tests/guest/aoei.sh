@@ -52,12 +52,7 @@ aoei_stat() {
 
 # aoei_teardown: every aoei disk off and gone, the module and vblade too.
 aoei_teardown() {
-  local d
-  for d in "$AOEI_CFG"/*/; do
-    [[ -d $d ]] || continue
-    echo 0 >"$d/power"
-    rmdir "$d"
-  done
+  configfs_disks_off "$AOEI_CFG"
   rmmod aoei 2>/dev/null
   aoei_vblade_stop
   rm -f "$AOEI_IMG"

@@ -132,12 +132,7 @@ ebd_server_pid() {
 # instead (link re-made if gone, MTU 9000, up, no qdisc, module loaded).
 ebd_teardown() {
   mountpoint -q "$EBD_MNT" && umount "$EBD_MNT"
-  local d
-  for d in "$EBD_CFG"/*/; do
-    [[ -d $d ]] || continue
-    echo 0 >"$d/power"
-    rmdir "$d"
-  done
+  configfs_disks_off "$EBD_CFG"
   ebd_server_stop
   rm -f "$EBD_IMG"
   if ebd_fixture_shared; then

@@ -88,3 +88,14 @@ fio_bench() {
     --time_based --runtime="${RUNTIME:?}" --ramp_time=1 --group_reporting --lat_percentiles=1 \
     --output-format=json --output="$out" >/dev/null 2>&1
 }
+
+# configfs_disks_off DIR: powers off and removes every disk directory under
+# DIR (a storage driver's configfs subsystem).
+configfs_disks_off() {
+  local d
+  for d in "$1"/*/; do
+    [[ -d $d ]] || continue
+    echo 0 >"$d/power"
+    rmdir "$d"
+  done
+}

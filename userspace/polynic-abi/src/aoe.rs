@@ -807,13 +807,20 @@ impl ConfigArgs {
     /// what the target accepts ([`DEFAULT_SECTORS`] if it does not say),
     /// and what fits in one frame. 0 if not even one sector fits.
     pub fn max_sectors(&self, mtu: u32) -> u32 {
-        let target = if self.sector_count == 0 {
-            DEFAULT_SECTORS
-        } else {
-            self.sector_count
-        };
-        sectors_per_frame(mtu).min(u32::from(target))
+        max_sectors(self.sector_count, mtu)
     }
+}
+
+/// Most sectors per ATA command to a target whose Query Config answer said
+/// `sector_count` ([`DEFAULT_SECTORS`] for 0, unspecified), over a link of
+/// `mtu`; 0 if not even one sector fits (see [`ConfigArgs::max_sectors`]).
+pub fn max_sectors(sector_count: u8, mtu: u32) -> u32 {
+    let target = if sector_count == 0 {
+        DEFAULT_SECTORS
+    } else {
+        sector_count
+    };
+    sectors_per_frame(mtu).min(u32::from(target))
 }
 
 /// The arguments of a response, by command.

@@ -19,6 +19,7 @@ use crate::{
     },
     net::{
         device::NetDevice,
+        ethernet::MacAddr,
         namespace::Namespace,
         notifier::{self, Event, EventHandler},
         rtnl::Rtnl,
@@ -361,5 +362,57 @@ impl<K: DiskKind> PoweredDisk<K> {
 impl<K: DiskKind> Drop for PoweredDisk<K> {
     fn drop(&mut self) {
         self.queue.personality.detach();
+    }
+}
+
+/// One disk as a driver's configuration interface holds it: the settings
+/// user space wrote, and the disk while it is powered on.
+pub struct DiskSlot<S, D> {
+    /// What user space set.
+    pub settings: S,
+    /// The disk, while powered on.
+    pub disk: Option<D>,
+}
+
+impl<S: Default, D> Default for DiskSlot<S, D> {
+    fn default() -> Self {
+        DiskSlot { settings: S::default(), disk: None }
+    }
+}
+
+impl<S, D> DiskSlot<S, D> {
+    /// Changes the settings; `EBUSY` while powered on.
+    pub fn set(&mut self, f: impl FnOnce(&mut S)) -> Result {
+        if self.disk.is_some() {
+            return Err(EBUSY);
+        }
+        f(&mut self.settings);
+        Ok(())
+    }
+
+    /// Powers the disk on with `power_on`, or off (dropping it); nothing
+    /// if it already is.
+    pub fn power(&mut self, on: bool, power_on: impl FnOnce(&S) -> Result<D>) -> Result {
+        match (self.disk.is_some(), on) {
+            (false, true) => self.disk = Some(power_on(&self.settings)?),
+            (true, false) => drop(self.disk.take()),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The disk; `ENODEV` while powered off.
+    pub fn powered(&self) -> Result<&D> {
+        self.disk.as_ref().ok_or(ENODEV)
+    }
+}
+
+/// A server address as a configuration interface takes it: a unicast MAC
+/// address (`aa:bb:cc:dd:ee:ff`), or nothing or `discover` for none (the
+/// server is discovered); `EINVAL` otherwise.
+pub fn server_setting(text: &str) -> Result<Option<MacAddr>> {
+    match text {
+        "" | "discover" => Ok(None),
+        text => MacAddr::parse_text(text).filter(MacAddr::is_valid_unicast).map(Some).ok_or(EINVAL),
     }
 }

@@ -5,7 +5,7 @@
 
 use super::{
     ledger::{Command, Expiry, Framing, Ledger, Limits, Matched, Refused, Unmatched},
-    protocol::{Answer, InfoAnswer, Malformed, Parsed, Protocol, RequestFrame, INFO_REQUEST_MAX},
+    protocol::{Answer, InfoAnswer, Malformed, Parsed, Protocol, INFO_REQUEST_MAX},
     rtt::RttEstimator,
     sequence::Sequence,
     stats::{Snapshot, Stats},
@@ -701,7 +701,11 @@ impl<D: StorageDriver> Personality<D> {
                 .info_request(attempt, core.sequence.window(), &mut request)
                 .and_then(|len| {
                     let header = request.get(..len).ok_or(EINVAL)?;
-                    core.build_frame(&dev, dst, header, None, GFP_KERNEL)
+                    let write_header = |out: &mut [u8]| {
+                        out.copy_from_slice(header);
+                        Ok(())
+                    };
+                    core.build_frame(&dev, dst, len, write_header, None, GFP_KERNEL)
                 })
                 .and_then(|skb| skb.transmit(&dev));
             match sent {
@@ -756,46 +760,31 @@ impl<D: StorageDriver> PinnedDrop for Personality<D> {
 }
 
 impl<D: StorageDriver> Core<D> {
-    /// Builds one request frame to `dst` with the protocol's `header`,
-    /// copying a write's data once from the request into the frame.
+    /// Builds one request frame to `dst`: `write_header` writes the
+    /// protocol's `header_len` bytes of header straight into the frame, and
+    /// a write's data is copied once from the request into the frame.
     fn build_frame(
         &self,
         dev: &NetDevice,
         dst: MacAddr,
-        header: &[u8],
+        header_len: usize,
+        write_header: impl FnOnce(&mut [u8]) -> Result,
         data: Option<(&D::Buffer, u32, u32)>,
         flags: crate::alloc::Flags,
     ) -> Result<SkBuff<Writable>> {
         let data_len = data.map_or(0, |(_, _, len)| len);
-        let at = HLEN + header.len();
+        let at = HLEN + header_len;
         let total = u32::try_from(at).map_err(|_| EINVAL)? + data_len;
         let mut skb = SkBuff::alloc_for(dev, total, flags)?;
         let frame = skb.put(total)?;
         let ethertype = EtherType(D::Protocol::REQUEST_TYPE);
         EthHdr { dst, src: self.local, ethertype }.write(frame)?;
-        frame.get_mut(HLEN..at).ok_or(EINVAL)?.copy_from_slice(header);
+        write_header(frame.get_mut(HLEN..at).ok_or(EINVAL)?)?;
         if let Some((buffer, offset, len)) = data {
             buffer.copy_out(offset, frame.get_mut(at..at + len as usize).ok_or(EINVAL)?)?;
         }
         skb.set_protocol(ethertype);
         Ok(skb)
-    }
-
-    /// Builds the frame of `request`.
-    fn build_request(
-        &self,
-        dev: &NetDevice,
-        dst: MacAddr,
-        request: &RequestFrame,
-        data: Option<(&D::Buffer, u32, u32)>,
-    ) -> Result<SkBuff<Writable>> {
-        const MAX_HEADER: usize = INFO_REQUEST_MAX;
-        const { assert!(D::Protocol::REQUEST_HEADER_LEN as usize <= MAX_HEADER) };
-        let len = D::Protocol::REQUEST_HEADER_LEN as usize;
-        let mut header = [0u8; MAX_HEADER];
-        let header = header.get_mut(..len).ok_or(EINVAL)?;
-        self.protocol.encode_request(request, header)?;
-        self.build_frame(dev, dst, header, data, GFP_ATOMIC)
     }
 
     /// Whether the device's MTU still carries the frames planned at attach.
@@ -1037,7 +1026,9 @@ impl<D: StorageDriver> Queue<D> {
                     },
                     None => None,
                 };
-                match core.build_request(&dev, server, &job.frame, data) {
+                let header_len = D::Protocol::REQUEST_HEADER_LEN as usize;
+                let write_header = |out: &mut [u8]| core.protocol.encode_request(&job.frame, out);
+                match core.build_frame(&dev, server, header_len, write_header, data, GFP_ATOMIC) {
                     Ok(skb) => {
                         batch[n] = Some(skb);
                         n += 1;
