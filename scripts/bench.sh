@@ -17,7 +17,9 @@
 #         aoe.ko on one vblade over one veth link
 #         (out/bench/aoe/results.{md,json,png})
 # BENCH_ONLY=SECTION runs one section; BENCH_EBD_ALONE=1 measures EBD
-# without its anchors, for tuning (no report). A benchmark, not a test: it
+# without its anchors, for tuning (no report). POLYNIC_VM_HOST_CPUS=N holds
+# the VM to N host CPUs and POLYNIC_QEMU_CPU picks the guest's CPU model
+# (scripts/vm.py): a slower machine, on purpose. A benchmark, not a test: it
 # reports figures and ratios, it does not pass or fail on them.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$POLYNIC_ROOT"
@@ -58,6 +60,10 @@ if [[ $rc -ne 0 ]]; then
   tail -n 30 "$out/output.log"
   die "benchmark run failed (logs: $out)"
 fi
+# What the machine was made to be: the reports print it beside the figures.
+python3 -c 'import json, sys; print(json.dumps({"qemu_cpu": sys.argv[1], "vm_host_cpus": sys.argv[2] or None}))' \
+  "$(python3 -c 'import sys; sys.path.insert(0, "scripts"); import vm; print(vm.QEMU_CPU)')" "${POLYNIC_VM_HOST_CPUS:-}" \
+  >"$out/bench/conditions.json"
 for s in "${sections[@]}"; do
   case $s in
     ebd)

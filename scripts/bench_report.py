@@ -96,6 +96,15 @@ def rounds_in(raw: Path) -> list[int]:
     return sorted(int(p.name.split(".r")[1].split(".")[0]) for p in raw.glob("link-tcp.r*.json"))
 
 
+def describe_conditions(conditions: dict) -> str:
+    """One line on the machine the run had: its guest CPU model, and
+    whether the VM was held to fewer host CPUs on purpose."""
+    cpu = conditions.get("qemu_cpu") or "not recorded"
+    host = conditions.get("vm_host_cpus")
+    held = f"the VM held to {host} host CPUs (slowed on purpose)" if host else "the VM not held below the host's CPUs"
+    return f"Machine: guest CPU model `{cpu}`, {held}."
+
+
 def main() -> int:
     raw, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +172,9 @@ def main() -> int:
     link_range = [round(min(links), 1), round(max(links), 1)]
     per_round["link_tcp_mib_s"] = [round(x, 1) for x in links]
     per_round["ratios"] = round_ratios
-    doc = {"rounds": len(rounds), "results": results, "latency_p99_us": latency_p99, "per_round": per_round,
+    conditions_file = raw / "conditions.json"
+    conditions = json.loads(conditions_file.read_text()) if conditions_file.exists() else {}
+    doc = {"conditions": conditions, "rounds": len(rounds), "results": results, "latency_p99_us": latency_p99, "per_round": per_round,
            "link_tcp_mib_s": link_mib, "link_tcp_mib_s_range": link_range, "ratios": ratios, "ratio_range": spread,
            "targets_met": targets, "memory": memory, "ebd_server_cpu_share": server_cpu, "ebd_idle_share": idle,
            "ebd_server_not_polling_latency_us": nopoll}
@@ -185,6 +196,8 @@ def main() -> int:
         "",
         f"Medians of {len(rounds)} interleaved rounds. Link ceiling (iperf3 TCP, same veth, MTU 9000): "
         f"{link_mib} MiB/s. Two jobs: one per vCPU, each on its own half of the device.",
+        "",
+        describe_conditions(conditions),
         "",
         "| ratio (median of rounds) | value | range over rounds | link MiB/s (median, range) | target | met |",
         "|---|---:|---:|---:|---:|:---:|",

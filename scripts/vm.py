@@ -72,6 +72,48 @@ BOOT_ATTEMPTS = 3
 # keep in proportion to the rest of the guest. POLYNIC_QEMU_CPU overrides it.
 QEMU_CPU = os.environ.get("POLYNIC_QEMU_CPU", "max,-erms,-fsrm")
 
+# POLYNIC_VM_HOST_CPUS=N (a decimal, e.g. 0.8) lets the whole VM use at most
+# N of the host's CPUs, through a CPU cgroup with a short period (10 ms, so
+# the guest is slowed evenly rather than stopped in long spells): a slower
+# machine of this kind, on purpose, for the benchmark's slow runs.
+HOST_CPUS = os.environ.get("POLYNIC_VM_HOST_CPUS", "")
+CGROUP_PERIOD_US = 10_000
+
+
+class CpuLimit:
+    """A CPU cgroup that holds the VM to `cpus` host CPUs (cgroup v2's
+    cpu.max, or v1's CFS quota). Processes join it with `join`."""
+
+    def __init__(self, cpus: float):
+        if not cpus > 0:
+            raise SystemExit(f"POLYNIC_VM_HOST_CPUS={cpus}: must be above 0")
+        quota = max(1000, int(cpus * CGROUP_PERIOD_US))
+        name = f"polynic-vm-{os.getpid()}"
+        v2 = Path("/sys/fs/cgroup")
+        v1 = Path("/sys/fs/cgroup/cpu")
+        if (v2 / "cgroup.controllers").exists() and "cpu" in (v2 / "cgroup.controllers").read_text().split():
+            (v2 / "cgroup.subtree_control").write_text("+cpu")
+            self.path = v2 / name
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.max").write_text(f"{quota} {CGROUP_PERIOD_US}")
+        elif (v1 / "cpu.cfs_quota_us").exists():
+            self.path = v1 / name
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.cfs_period_us").write_text(str(CGROUP_PERIOD_US))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            raise SystemExit("POLYNIC_VM_HOST_CPUS is set, but this host has no CPU cgroup controller to limit the VM")
+
+    def join(self) -> None:
+        """Moves the calling process into the cgroup (run in the child)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
 
 def run(kdir: str, out: Path, timeout: int, command: list[str], memory: str, cpus: int, watch=None) -> dict:
     """Run `command` in a VM. A guest whose kernel crashes while booting,
@@ -123,9 +165,11 @@ def run_once(kdir: str, out: Path, timeout: int, command: list[str], memory: str
     started = time.monotonic()
     timed_out = False
     stuck = None
+    limit = CpuLimit(float(HOST_CPUS)) if HOST_CPUS else None
     with open(out / "console.log", "wb") as console:
         proc = subprocess.Popen(vng, stdout=console, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=limit.join if limit else None)
         while True:
             try:
                 proc.wait(timeout=5)
@@ -141,6 +185,8 @@ def run_once(kdir: str, out: Path, timeout: int, command: list[str], memory: str
                 proc.wait()
                 break
     elapsed = time.monotonic() - started
+    if limit:
+        limit.remove()
 
     status_file = out / "status"
     status = int(status_file.read_text().strip()) if status_file.exists() else None

@@ -87,6 +87,14 @@ struct Args {
     /// handles them.
     #[arg(long)]
     pin: bool,
+    /// Answer reads by reading the export into the server's memory and
+    /// sending from there, instead of sending from a mapping of the export
+    /// (which copies each payload once, page cache to frame, where this
+    /// copies it twice). Reads copy anyway for an export that cannot be
+    /// mapped, and for all exports once sending from a mapping failed (a
+    /// file cut short under the server).
+    #[arg(long)]
+    copy_reads: bool,
     /// Write the process id here once serving (for scripts).
     #[arg(long)]
     pid_file: Option<std::path::PathBuf>,
@@ -208,6 +216,7 @@ fn serve(
                 report.link_down |= r.link_down;
                 report.gone |= r.gone;
                 report.fatal = r.fatal;
+                report.unreadable += r.unreadable;
             }
         };
         let frames = bufs[..got].iter().zip(&lens[..got]).filter(|(_, &n)| n > 0).map(|(b, &n)| &b[..n]);
@@ -215,7 +224,16 @@ fn serve(
         if !poll.is_zero() {
             answered = Some(Instant::now());
         }
-        dropped += (report.dropped + report.too_big) as u64;
+        dropped += (report.dropped + report.too_big + report.unreadable) as u64;
+        if report.unreadable > 0 && service.stop_mappings() {
+            link_notice(&service, "unmapped", || {
+                format!(
+                    "{}: {} read response(s) could not be sent from a mapped export (cut short under the server?); \
+                     reads are copied from now on",
+                    socket.name, report.unreadable
+                )
+            });
+        }
         if let Some(e) = report.fatal {
             return Err(e).context("sending");
         }
@@ -270,7 +288,8 @@ fn reopen_sockets(service: &Service, interface: &str, threads: u16, group: u16) 
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let exports: Vec<Export> = args.exports.iter().map(Export::open).collect::<Result<_, _>>()?;
+    let exports: Vec<Export> =
+        args.exports.iter().map(|e| Export::open_with(e, !args.copy_reads)).collect::<Result<_, _>>()?;
     let access = Access::new(&args.allow, exports.len())?;
     let service = Arc::new(Service::new(exports, access, Notices::stderr()));
     for sig in [libc::SIGTERM, libc::SIGINT] {

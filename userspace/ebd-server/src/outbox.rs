@@ -1,5 +1,10 @@
 //! Response frames waiting to be sent, with a hard bound on their memory.
 //!
+//! A frame is a buffer the server built (headers, and the payload of a
+//! response it copied) and, for reads served from a mapped export, a
+//! [`Span`] of the export that the kernel copies into the frame itself:
+//! such a payload never passes through the server's memory.
+//!
 //! A few request bytes can ask for a megabyte of responses (a read), and a
 //! batch may hold dozens of such requests, so responses are not collected
 //! for a whole batch: the outbox is sent (flushed) whenever the next frame
@@ -8,7 +13,8 @@
 //! [`RETAINED_BYTES`] (or when the server is idle) it gives back what it
 //! holds beyond that, so a burst does not stay resident.
 
-use std::io::IoSliceMut;
+use crate::export::{Mapping, Span};
+use std::{io::IoSliceMut, sync::Arc};
 
 /// Most frames held before they are sent.
 pub const OUTBOX_FRAMES: usize = 512;
@@ -18,14 +24,59 @@ pub const OUTBOX_BYTES: usize = 4 << 20;
 /// Buffer bytes kept for reuse once a burst is over.
 pub const RETAINED_BYTES: usize = 1 << 20;
 
+/// One frame's place in the outbox.
+#[derive(Default)]
+struct Slot {
+    /// The buffer, kept for reuse.
+    buf: Vec<u8>,
+    /// How much of `buf` the frame uses.
+    len: usize,
+    /// The rest of the frame, in a mapped export.
+    tail: Option<Span>,
+}
+
+/// One frame, as it goes to the socket: `head`, then `tail` if any.
+#[derive(Clone, Copy)]
+pub struct Frame<'o> {
+    /// What the server built.
+    pub head: &'o [u8],
+    /// The payload, in a mapped export that the outbox keeps mapped.
+    pub tail: Option<Span>,
+}
+
+impl Frame<'_> {
+    /// Its length on the wire.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.map_or(0, |t| t.len())
+    }
+
+    /// Its bytes, the mapped payload included.
+    #[cfg(test)]
+    pub fn to_vec(self) -> Vec<u8> {
+        let mut v = self.head.to_vec();
+        if let Some(t) = self.tail {
+            // SAFETY: Tests never shrink an export while it is served, so
+            // every byte of the span is backed by the file.
+            v.extend_from_slice(unsafe { t.read() });
+        }
+        v
+    }
+}
+
 /// Reusable response frame buffers. Each buffer is sized to the largest
 /// frame built in it so far, not to the largest frame the server could
 /// build, and is reused without being cleared, so building a frame never
 /// zero-fills a payload that a read is about to overwrite anyway.
+///
+/// Type invariant: every [`Span`] of a frame lies in a mapping of
+/// `mappings`, which keeps it mapped until the frames are cleared.
 #[derive(Default)]
 pub struct Outbox {
-    /// Frame buffers, each with the length of the frame it holds now.
-    frames: Vec<(Vec<u8>, usize)>,
+    /// Frame buffers, each with the frame it holds now.
+    frames: Vec<Slot>,
+    /// The mappings the frames' tails lie in.
+    mappings: Vec<Arc<Mapping>>,
     /// Frames produced since the last [`Outbox::clear`].
     len: usize,
     /// Sum of the buffers' capacities.
@@ -48,7 +99,7 @@ impl Outbox {
             return false;
         }
         let growth = match self.frames.get(self.len) {
-            Some((f, _)) => size.saturating_sub(f.capacity()),
+            Some(f) => size.saturating_sub(f.buf.capacity()),
             None => size,
         };
         self.allocated + growth <= OUTBOX_BYTES
@@ -67,15 +118,17 @@ impl Outbox {
     /// buffer grows by exactly what the frame needs.
     pub fn push(&mut self, size: usize) -> &mut [u8] {
         if self.len == self.frames.len() {
-            self.frames.push((Vec::new(), 0));
+            self.frames.push(Slot::default());
         }
-        let (f, n) = &mut self.frames[self.len];
+        let slot = &mut self.frames[self.len];
+        let f = &mut slot.buf;
         let before = f.capacity();
         if f.len() < size {
             f.reserve_exact(size - f.len());
             f.resize(size, 0);
         }
-        *n = size;
+        slot.len = size;
+        slot.tail = None;
         self.allocated += f.capacity() - before;
         self.in_use += f.capacity();
         self.peak = self.peak.max(self.in_use);
@@ -83,9 +136,24 @@ impl Outbox {
         &mut f[..size]
     }
 
+    /// Appends a frame of `head` bytes, contents unspecified, followed by
+    /// `len` bytes of `mapping` from `offset` on; `None` (nothing appended)
+    /// if those lie outside the mapping. As for [`Outbox::push`], the
+    /// caller checked that `head` [fits](Outbox::fits).
+    pub fn push_mapped(&mut self, head: usize, mapping: &Arc<Mapping>, offset: u64, len: usize) -> Option<&mut [u8]> {
+        let tail = mapping.span(offset, len)?;
+        if !self.mappings.last().is_some_and(|m| Arc::ptr_eq(m, mapping)) {
+            self.mappings.push(mapping.clone());
+        }
+        let at = self.len;
+        self.push(head);
+        self.frames[at].tail = Some(tail);
+        Some(&mut self.frames[at].buf[..head])
+    }
+
     /// The frames produced since the last [`Outbox::clear`].
-    pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> {
-        self.frames[..self.len].iter().map(|(f, n)| &f[..*n])
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = Frame<'_>> {
+        self.frames[..self.len].iter().map(|s| Frame { head: &s.buf[..s.len], tail: s.tail })
     }
 
     /// How many frames were produced since the last [`Outbox::clear`].
@@ -96,23 +164,25 @@ impl Outbox {
     /// The bytes from `at` on of every frame from `first` on: the payloads
     /// of a run of frames, to be filled by one vectored read.
     pub fn tails_from(&mut self, first: usize, at: usize) -> Vec<IoSliceMut<'_>> {
-        self.frames[first..self.len].iter_mut().map(|(f, n)| IoSliceMut::new(&mut f[at..*n])).collect()
+        self.frames[first..self.len].iter_mut().map(|s| IoSliceMut::new(&mut s.buf[at..s.len])).collect()
     }
 
     /// Takes back every frame from the `first` on; returns how many.
     pub fn retract_to(&mut self, first: usize) -> usize {
         let n = self.len.saturating_sub(first);
-        for (f, _) in &self.frames[first..self.len] {
-            self.in_use -= f.capacity();
+        for s in &self.frames[first..self.len] {
+            self.in_use -= s.buf.capacity();
         }
         self.len -= n;
         n
     }
 
-    /// Forgets the frames (they were sent), keeping their memory.
+    /// Forgets the frames (they were sent), keeping their memory, and lets
+    /// go of the mappings their payloads were in.
     pub fn clear(&mut self) {
         self.len = 0;
         self.in_use = 0;
+        self.mappings.clear();
     }
 
     /// Called after a batch (and when idle): unless the batch needed more
@@ -127,11 +197,11 @@ impl Outbox {
         }
         let mut kept = 0;
         let mut keep = 0;
-        for (f, _) in &self.frames {
-            if kept + f.capacity() > RETAINED_BYTES {
+        for s in &self.frames {
+            if kept + s.buf.capacity() > RETAINED_BYTES {
                 break;
             }
-            kept += f.capacity();
+            kept += s.buf.capacity();
             keep += 1;
         }
         self.release_from(keep.max(self.len));
@@ -140,8 +210,8 @@ impl Outbox {
 
     /// Frees the buffers from `keep` on (none of them holds a frame).
     fn release_from(&mut self, keep: usize) {
-        for (f, _) in &self.frames[keep..] {
-            self.allocated -= f.capacity();
+        for s in &self.frames[keep..] {
+            self.allocated -= s.buf.capacity();
         }
         self.frames.truncate(keep);
         self.frames.shrink_to_fit();
@@ -156,7 +226,7 @@ impl Outbox {
     /// Everything the outbox holds: buffers and their bookkeeping.
     #[cfg(test)]
     pub fn footprint(&self) -> usize {
-        self.allocated + self.frames.capacity() * std::mem::size_of::<(Vec<u8>, usize)>()
+        self.allocated + self.frames.capacity() * std::mem::size_of::<Slot>()
     }
 }
 
@@ -189,7 +259,7 @@ mod tests {
         o.push(60);
         o.push(2000);
         assert_eq!(o.allocated(), 78 + 2000);
-        assert_eq!(o.frames().map(<[u8]>::len).collect::<Vec<_>>(), [60, 2000]);
+        assert_eq!(o.frames().map(|f| f.len()).collect::<Vec<_>>(), [60, 2000]);
     }
 
     #[test]
@@ -227,6 +297,6 @@ mod tests {
         o.clear();
         o.settle();
         assert!(o.allocated() <= RETAINED_BYTES, "{} bytes kept after the burst", o.allocated());
-        assert!(o.footprint() <= RETAINED_BYTES + OUTBOX_FRAMES * size_of::<(Vec<u8>, usize)>());
+        assert!(o.footprint() <= RETAINED_BYTES + OUTBOX_FRAMES * size_of::<Slot>());
     }
 }

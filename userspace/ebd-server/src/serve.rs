@@ -24,7 +24,7 @@
 
 use crate::{
     access::{Access, Grant},
-    export::Export,
+    export::{Export, Mapping},
     notice::{mac_string, Notices},
     outbox::Outbox,
     session::{Session, SessionKey, Sessions, MAX_SESSIONS},
@@ -123,6 +123,13 @@ impl Service {
     /// The rate-limited log.
     pub fn notices(&self) -> &Notices {
         &self.notices
+    }
+
+    /// Makes every export's reads copy from now on: sending from a mapping
+    /// failed, and which export's file was cut short is not known. Returns
+    /// whether any export was answering from its mapping.
+    pub fn stop_mappings(&self) -> bool {
+        self.exports.iter().fold(false, |any, e| e.stop_mapping() | any)
     }
 }
 
@@ -382,9 +389,11 @@ impl Server {
     }
 
     /// A read answers in frames of the size the request's `frag_len` asks
-    /// for (the client's declustering unit). The frames are built in runs
-    /// that fit the outbox: each run's headers first, then one vectored read
-    /// fills every payload of the run straight from the export.
+    /// for (the client's declustering unit). From a mapped export, each
+    /// frame is its headers and a span of the mapping, which the kernel
+    /// copies into the frame as it sends it. Otherwise the frames are built
+    /// in runs that fit the outbox: each run's headers first, then one
+    /// vectored read fills every payload of the run from the export.
     fn read(&mut self, export: &Export, client: [u8; 6], h: &Header, out: &mut Outbox, send: &mut Send<'_>) {
         let unit = h.frag_len;
         if unit == 0 || unit > LARGEST_PAYLOAD || unit % SECTOR_SIZE != 0 {
@@ -408,6 +417,20 @@ impl Server {
         let mut to = self.replies(client, out, send);
         if let Err(s) = export.check_range(h.offset, u64::from(h.length)) {
             return to.status(h, s);
+        }
+        if let Some(mapping) = export.mapping() {
+            let mut frag_offset = 0;
+            while frag_offset < h.length {
+                let frag_len = unit.min(h.length - frag_offset);
+                let at = h.offset + u64::from(frag_offset);
+                if !to.mapped_frame(&Header { frag_offset, frag_len, ..*h }, mapping, at, frag_len as usize) {
+                    // Cannot happen: the range was checked against the
+                    // export, which the mapping covers whole.
+                    return to.status(h, Status::IoError);
+                }
+                frag_offset += frag_len;
+            }
+            return;
         }
         let mut frag_offset = 0;
         while frag_offset < h.length {
@@ -520,11 +543,17 @@ impl Replies<'_> {
     fn push(&mut self, len: usize) -> &mut [u8] {
         self.room(ETH_HLEN + len);
         self.counters.responses += 1;
+        let (dst, src) = (self.dst, self.src);
         let buf = self.out.push(ETH_HLEN + len);
-        buf[0..6].copy_from_slice(&self.dst);
-        buf[6..12].copy_from_slice(&self.src);
-        buf[12..ETH_HLEN].copy_from_slice(&ETH_P_EBD_RESPONSE.to_be_bytes());
+        Self::ethernet(buf, dst, src);
         &mut buf[ETH_HLEN..]
+    }
+
+    /// Writes a response's Ethernet header at the start of `buf`.
+    fn ethernet(buf: &mut [u8], dst: [u8; 6], src: [u8; 6]) {
+        buf[0..6].copy_from_slice(&dst);
+        buf[6..12].copy_from_slice(&src);
+        buf[12..ETH_HLEN].copy_from_slice(&ETH_P_EBD_RESPONSE.to_be_bytes());
     }
 
     /// Appends a response frame with header `h` (status `status`) and room
@@ -538,6 +567,22 @@ impl Replies<'_> {
         // Cannot fail: the buffer holds the header.
         let _ = Header { status, finished: Finished::default(), ..*h }.encode(buf);
         &mut buf[HEADER_LEN..]
+    }
+
+    /// Appends a response with header `h` (status Ok) whose payload is
+    /// `len` bytes of `mapping` from `offset` on; false (nothing appended)
+    /// if those lie outside the mapping.
+    fn mapped_frame(&mut self, h: &Header, mapping: &Arc<Mapping>, offset: u64, len: usize) -> bool {
+        let head = ETH_HLEN + HEADER_LEN;
+        self.room(head);
+        let Some(buf) = self.out.push_mapped(head, mapping, offset, len) else {
+            return false;
+        };
+        self.counters.responses += 1;
+        Self::ethernet(buf, self.dst, self.src);
+        // Cannot fail: the buffer holds the header.
+        let _ = Header { status: Status::Ok, finished: Finished::default(), ..*h }.encode(&mut buf[ETH_HLEN..]);
+        true
     }
 
     /// Appends a response without payload.

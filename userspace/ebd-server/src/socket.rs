@@ -1,7 +1,10 @@
 //! A raw packet socket bound to one interface and the EBD request
 //! ethertype, with batched receive (`recvmmsg`) and send (`sendmmsg`).
 
-use crate::link::{classify, LinkInfo, Recovery};
+use crate::{
+    link::{classify, LinkInfo, Recovery},
+    outbox::Frame,
+};
 use polynic_abi::ebd::ETH_P_EBD_REQUEST;
 use std::{
     ffi::CString,
@@ -12,6 +15,9 @@ use std::{
 
 /// Largest frame received (jumbo MTU plus headers).
 pub const MAX_FRAME: usize = 9216 + 64;
+
+/// Most frames handed to one `sendmmsg`.
+const SEND_BATCH: usize = 256;
 
 /// Requests of this many bytes and more are spread over the serving
 /// threads ([`PacketSocket::steer_fanout_by_queue`]).
@@ -47,6 +53,10 @@ pub struct SendReport {
     pub link_down: bool,
     /// The interface the socket is bound to is gone.
     pub gone: bool,
+    /// Frames whose payload, in a mapped export, the kernel could not read
+    /// (`EFAULT`: the file was cut short under the server, or its device
+    /// went). Lost; the caller stops answering reads from mappings.
+    pub unreadable: usize,
     /// An error that says the program is wrong; serving stops.
     pub fatal: Option<io::Error>,
 }
@@ -244,51 +254,63 @@ impl PacketSocket {
     /// too large for the link and frames that meet a down link are lost
     /// (the client retransmits) and reported, so the caller can re-plan or
     /// wait; only an error that says the program is wrong stops sending.
-    pub fn send_all<'a>(&self, frames: impl IntoIterator<Item = &'a [u8]>) -> SendReport {
+    pub fn send_all<'a>(&self, frames: impl IntoIterator<Item = Frame<'a>>) -> SendReport {
         let mut report = SendReport::default();
-        let mut iov: Vec<libc::iovec> =
-            frames.into_iter().map(|f| libc::iovec { iov_base: f.as_ptr() as *mut _, iov_len: f.len() }).collect();
-        let total = iov.len();
-        let mut sent_or_dropped = 0;
-        for chunk in iov.chunks_mut(64) {
-            // SAFETY: All-zero is a valid mmsghdr.
-            let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; chunk.len()];
-            for (m, v) in msgs.iter_mut().zip(chunk.iter_mut()) {
-                m.msg_hdr.msg_iov = v;
-                m.msg_hdr.msg_iovlen = 1;
+        // Every frame's parts; for each frame, where its parts start in
+        // `iov` and whether it has a mapped tail.
+        let mut iov: Vec<libc::iovec> = Vec::new();
+        let mut starts: Vec<(usize, bool)> = Vec::new();
+        for f in frames {
+            starts.push((iov.len(), f.tail.is_some()));
+            iov.push(libc::iovec { iov_base: f.head.as_ptr() as *mut _, iov_len: f.head.len() });
+            if let Some(t) = f.tail {
+                iov.push(libc::iovec { iov_base: t.as_ptr() as *mut _, iov_len: t.len() });
             }
-            let mut done = 0;
-            while done < msgs.len() {
-                // SAFETY: The messages point at live frames that outlive the
-                // call; the socket is bound, so no address is needed.
-                let rc = unsafe {
-                    libc::sendmmsg(self.fd.as_raw_fd(), msgs[done..].as_mut_ptr(), (msgs.len() - done) as u32, 0)
-                };
-                if rc >= 0 {
-                    done += rc as usize;
-                    continue;
-                }
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                match classify(&e) {
-                    Recovery::Retry | Recovery::DropFrame => report.dropped += 1,
-                    Recovery::Replan => report.too_big += 1,
-                    recovery => {
-                        // Nothing more will go out now: the rest is lost.
-                        report.dropped += total - sent_or_dropped - done;
-                        match recovery {
-                            Recovery::LinkDown => report.link_down = true,
-                            Recovery::Reopen => report.gone = true,
-                            _ => report.fatal = Some(e),
-                        }
-                        return report;
-                    }
-                }
+        }
+        let total = starts.len();
+        // SAFETY: All-zero is a valid mmsghdr.
+        let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; total];
+        for (m, &(start, mapped)) in msgs.iter_mut().zip(&starts) {
+            // In bounds: `start` indexes a part pushed above.
+            m.msg_hdr.msg_iov = iov[start..].as_mut_ptr();
+            m.msg_hdr.msg_iovlen = 1 + usize::from(mapped);
+        }
+        let mut done = 0;
+        while done < total {
+            let n = (total - done).min(SEND_BATCH);
+            // SAFETY: The messages point at live frame parts (buffers, and
+            // spans of mappings the caller keeps mapped) that outlive the
+            // call; the socket is bound, so no address is needed.
+            let rc = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs[done..].as_mut_ptr(), n as u32, 0) };
+            if rc >= 0 {
+                done += rc as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            if e.raw_os_error() == Some(libc::EFAULT) && starts[done].1 {
+                // The kernel could not read the frame's mapped payload.
+                report.unreadable += 1;
                 done += 1;
+                continue;
             }
-            sent_or_dropped += done;
+            match classify(&e) {
+                Recovery::Retry | Recovery::DropFrame => report.dropped += 1,
+                Recovery::Replan => report.too_big += 1,
+                recovery => {
+                    // Nothing more will go out now: the rest is lost.
+                    report.dropped += total - done;
+                    match recovery {
+                        Recovery::LinkDown => report.link_down = true,
+                        Recovery::Reopen => report.gone = true,
+                        _ => report.fatal = Some(e),
+                    }
+                    return report;
+                }
+            }
+            done += 1;
         }
         report
     }

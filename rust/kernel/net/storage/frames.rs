@@ -130,15 +130,21 @@ impl FramePlan {
 /// assert!(!set.remove(1000));
 /// assert_eq!(set.count(), 0);
 /// ```
+///
+/// # Invariants
+///
+/// `count` is the number of bits set in `bits`: kept as frames come and go,
+/// since the ledger asks for it on every answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FrameSet {
     bits: [u64; WORDS],
+    count: u32,
 }
 
 impl FrameSet {
     /// The empty set.
     pub const fn new() -> Self {
-        FrameSet { bits: [0; WORDS] }
+        FrameSet { bits: [0; WORDS], count: 0 }
     }
 
     /// Whether frame `index` is in the set.
@@ -153,6 +159,7 @@ impl FrameSet {
         match self.bits.get_mut(i / 64) {
             Some(w) if *w & (1 << (i % 64)) == 0 => {
                 *w |= 1 << (i % 64);
+                self.count += 1;
                 true
             }
             _ => false,
@@ -165,6 +172,7 @@ impl FrameSet {
         match self.bits.get_mut(i / 64) {
             Some(w) if *w & (1 << (i % 64)) != 0 => {
                 *w &= !(1 << (i % 64));
+                self.count -= 1;
                 true
             }
             _ => false,
@@ -173,6 +181,6 @@ impl FrameSet {
 
     /// Number of frames in the set.
     pub fn count(&self) -> u32 {
-        self.bits.iter().map(|w| w.count_ones()).sum()
+        self.count
     }
 }

@@ -24,15 +24,25 @@ fn pattern(i: usize) -> u8 {
     (i % 251) as u8
 }
 
-/// A service over one export per `(size, read_only)`, with `rules`.
+/// A service over one export per `(size, read_only)`, with `rules`,
+/// answering reads from mappings of the exports.
 fn service(exports: &[(usize, bool)], rules: &[AllowRule]) -> (Arc<Service>, Vec<tempfile::NamedTempFile>, Log) {
+    service_with(exports, rules, true)
+}
+
+/// As [`service`]; with `map` false, reads copy.
+fn service_with(
+    exports: &[(usize, bool)],
+    rules: &[AllowRule],
+    map: bool,
+) -> (Arc<Service>, Vec<tempfile::NamedTempFile>, Log) {
     let mut files = Vec::new();
     let mut opened = Vec::new();
     for &(size, read_only) in exports {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         let data: Vec<u8> = (0..size).map(pattern).collect();
         f.write_all(&data).unwrap();
-        opened.push(Export::open(&ExportSpec { path: f.path().into(), read_only }).unwrap());
+        opened.push(Export::open_with(&ExportSpec { path: f.path().into(), read_only }, map).unwrap());
         files.push(f);
     }
     let log: Log = Arc::default();
@@ -99,7 +109,7 @@ fn run(s: &mut Server, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let mut sent = Vec::new();
     s.handle_batch(frames.iter().map(|f| &f[..]), &mut out, &mut |o: &Outbox| {
         assert!(o.count() <= OUTBOX_FRAMES && o.allocated() <= OUTBOX_BYTES);
-        sent.extend(o.frames().map(<[u8]>::to_vec));
+        sent.extend(o.frames().map(|f| f.to_vec()));
     });
     sent
 }
@@ -127,6 +137,35 @@ fn responses(sent: &[Vec<u8>]) -> Vec<(Header, Vec<u8>)> {
 
 fn statuses(sent: &[Vec<u8>]) -> Vec<Status> {
     responses(sent).iter().map(|(h, _)| h.status).collect()
+}
+
+/// Reads answered from a mapping and reads copied give the same frames,
+/// also after another thread wrote the export (the mapping is shared) and
+/// once sending from the mapping was stopped.
+#[test]
+fn mapped_and_copied_reads_answer_alike() {
+    let reads = |s: &mut Server| {
+        let mut all = Vec::new();
+        for (offset, len, unit) in [(0, 512, 512), (4096, 2560, 1024), (512, 65536 - 1024, 8704), (65024, 512, 512)] {
+            all.push(one(s, request(header(Opcode::Read, offset, len, 0, unit), &[])));
+        }
+        all
+    };
+    let (mapped, files, _) = service_with(&[(1 << 16, false)], &[], true);
+    let (copied, _copied_files, _) = service_with(&[(1 << 16, false)], &[], false);
+    let (mut m, mut c) = (Server::new(mapped.clone(), SERVER, 9000).unwrap(), Server::new(copied, SERVER, 9000).unwrap());
+    assert!(mapped.exports[0].mapping().is_some());
+    let before = reads(&mut m);
+    assert_eq!(before, reads(&mut c));
+    assert_eq!(before[1].len(), 3);
+    // Written through the server (pwritev), seen through the mapping.
+    assert_eq!(statuses(&one(&mut m, request(header(Opcode::Write, 4096, 1024, 0, 1024), &[0x5a; 1024]))), [Status::Ok]);
+    let r = responses(&one(&mut m, request(header(Opcode::Read, 4096, 1024, 0, 1024), &[])));
+    assert_eq!(r[0].1, [0x5a; 1024]);
+    assert!(mapped.stop_mappings());
+    assert!(mapped.exports[0].mapping().is_none() && !mapped.stop_mappings());
+    assert_eq!(responses(&one(&mut m, request(header(Opcode::Read, 4096, 1024, 0, 1024), &[])))[0].1, [0x5a; 1024]);
+    drop(files);
 }
 
 #[test]
@@ -490,8 +529,10 @@ fn a_read_asking_for_more_than_max_fragments_frames_is_malformed() {
 /// never passes its bound, and the memory is given back afterwards.
 #[test]
 fn a_batch_of_maximal_reads_stays_within_the_memory_bound() {
-    for (mtu, unit) in [(1500, MAX_REQUEST_LEN / MAX_FRAGMENTS), (9000, 8704)] {
-        let (service, _files, _) = service(&[(MAX_REQUEST_LEN as usize, false)], &[]);
+    for (mtu, unit, map) in
+        [(1500, MAX_REQUEST_LEN / MAX_FRAGMENTS, false), (9000, 8704, false), (1500, 1024, true), (9000, 8704, true)]
+    {
+        let (service, _files, _) = service_with(&[(MAX_REQUEST_LEN as usize, false)], &[], map);
         let mut s = Server::new(service, SERVER, mtu).unwrap();
         let read = request(header(Opcode::Read, 0, MAX_REQUEST_LEN, 0, unit), &[]);
         let batch = vec![read; 64];
@@ -502,7 +543,7 @@ fn a_batch_of_maximal_reads_stays_within_the_memory_bound() {
             assert!(o.allocated() <= OUTBOX_BYTES, "{} bytes held", o.allocated());
             sends += 1;
             frames += o.count();
-            bytes += o.frames().map(<[u8]>::len).sum::<usize>();
+            bytes += o.frames().map(|f| f.len()).sum::<usize>();
         });
         let per_read = MAX_REQUEST_LEN.div_ceil(unit) as usize;
         assert_eq!(frames, 64 * per_read);
