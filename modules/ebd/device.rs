@@ -76,7 +76,7 @@ impl EbdDisk {
             frame_size: s.frame_size,
             max_queue: s.queue_depth,
             window: match s.window {
-                0 => s.queue_depth.saturating_mul(4).max(32),
+                0 => default_window(s.queue_depth),
                 n => n,
             },
             queues: queues_for(s.queues),
@@ -132,3 +132,17 @@ impl EbdDisk {
         self.disk.name()
     }
 }
+
+/// Response frames a queue may await at once unless configured: four per
+/// request it may hold, so small requests keep the server busy, and at
+/// least [`MIN_DEFAULT_WINDOW`], so a few large ones can be in flight
+/// together (a 1 MiB read is 121 frames at MTU 9000; with only two of
+/// them in flight, each server thread waits for its next request between
+/// them: sequential reads ran 13% faster with 1024 than with 256 frames
+/// in a trial).
+fn default_window(queue_depth: u32) -> u32 {
+    queue_depth.saturating_mul(4).max(MIN_DEFAULT_WINDOW)
+}
+
+/// The smallest default window, in frames: 8.5 MiB of reads at MTU 9000.
+const MIN_DEFAULT_WINDOW: u32 = 1024;

@@ -3,7 +3,9 @@
 # ebd-server is a daemon: it rides out its link going down and up and its
 # MTU being lowered and restored, while fio writes and verifies (crc32c) on
 # /dev/ebd0. Afterwards the same server process is still serving, fio saw
-# no verify error, and the server stops cleanly on SIGTERM.
+# no verify error; a read past the end of its export, cut short under it,
+# fails on the client while the server goes on; and the server stops
+# cleanly on SIGTERM.
 source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
 source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
 trap ebd_teardown EXIT
@@ -57,6 +59,20 @@ kill -0 "$pid" 2>/dev/null || { cat /tmp/ebd-server.log >&2; fail "ebd-server ex
 grep -q "waiting for the link\|link down" /tmp/ebd-server.log || fail "the link going down was not logged"
 grep -q "MTU 1500" /tmp/ebd-server.log || fail "the lowered MTU was not noticed"
 grep -q "MTU 9000" /tmp/ebd-server.log || fail "the restored MTU was not noticed"
+
+# The export cut short under the server: it answers reads from a mapping of
+# the file, and a read past the new end must fail on the client (not hang,
+# not kill the server), reads before it must still work, and the server
+# must say it copies reads from then on.
+truncate -s 32M "$EBD_IMG"
+timeout 30 dd if=/dev/ebd0 of=/dev/null bs=64k count=1 skip=$((48 * 16)) iflag=direct status=none 2>/tmp/dd-cut.err \
+  && fail "a read past the end of the shortened export succeeded"
+(($? != 124)) || fail "a read past the end of the shortened export hung"
+grep -qi "error" /tmp/dd-cut.err || fail "the read past the end failed without an I/O error: $(cat /tmp/dd-cut.err)"
+kill -0 "$pid" 2>/dev/null || { cat /tmp/ebd-server.log >&2; fail "ebd-server died when its export was cut short"; }
+grep -q "reads are copied from now on" /tmp/ebd-server.log || fail "sending from the shortened mapping was not noticed"
+dd if=/dev/ebd0 of=/dev/null bs=64k count=16 iflag=direct status=none || fail "a read before the new end failed"
+truncate -s 64M "$EBD_IMG"
 ebdctl stats dm
 ebd_server_stop TERM
 grep -q "ebd-server: stopped;" /tmp/ebd-server.log || fail "no clean stop on SIGTERM"

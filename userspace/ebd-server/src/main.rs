@@ -16,6 +16,13 @@
 //!
 //! So with the defaults (two threads) about 2 × (0.6 + 4) + 1 ≈ 10 MB
 //! beyond the program itself, at most.
+//!
+//! Reads are answered from a shared read-only mapping of each export, so
+//! their payloads take no outbox memory (a response is its headers and a
+//! span of the mapping, which the kernel copies into the frame). The pages
+//! of the mapping are the page cache's: they count in the server's resident
+//! size as shared file pages, which the kernel reclaims like any cached
+//! file data.
 
 mod access;
 mod affinity;

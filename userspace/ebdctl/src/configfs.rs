@@ -87,7 +87,7 @@ pub struct AttachSpec {
     #[arg(long)]
     pub retries: Option<u32>,
     /// Response frames outstanding at once, per queue (default: four per
-    /// queue slot).
+    /// queue slot, at least 1024).
     #[arg(long)]
     pub window: Option<u32>,
     /// Hardware queues, one per CPU up to this many (default: one per
