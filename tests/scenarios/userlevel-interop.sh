@@ -159,12 +159,12 @@ lib listen 6021 --connections 4 >/tmp/ul-2b.json 2>/tmp/ul-2b.err &
 sb=$!
 ready /tmp/ul-2a.err "listening on"
 ready /tmp/ul-2b.err "listening on"
-in_b timeout 300 python3 "$peer" source 10.67.0.1 6020 4 /tmp/ul-8a >/dev/null &
+in_b timeout 300 python3 "$peer" source 10.67.0.1 6020 4 /tmp/ul-8a >/tmp/ul-2ka.json &
 ka=$!
-in_b timeout 300 python3 "$peer" source 10.67.0.1 6021 4 /tmp/ul-8b >/dev/null &
+in_b timeout 300 python3 "$peer" source 10.67.0.1 6021 4 /tmp/ul-8b >/tmp/ul-2kb.json &
 kb=$!
 wait "$ka" && wait "$kb" || fail "kernel clients of two applications"
-wait "$sa" && wait "$sb" || fail "two library applications: $(cat /tmp/ul-2a.json /tmp/ul-2a.err /tmp/ul-2b.json /tmp/ul-2b.err)"
+wait "$sa" && wait "$sb" || fail "two library applications: $(cat /tmp/ul-2a.json /tmp/ul-2a.err /tmp/ul-2b.json /tmp/ul-2b.err); kernel clients: $(cat /tmp/ul-2ka.json /tmp/ul-2kb.json)"
 [[ $(grep -c "$wa" /tmp/ul-2a.json) == 4 && $(grep -c "$wb" /tmp/ul-2b.json) == 4 ]] || fail "data crossed between applications: $(cat /tmp/ul-2a.json /tmp/ul-2b.json)"
 echo "two library applications, 4 connections each at once: each got only its own data"
 
