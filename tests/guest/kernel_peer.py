@@ -7,17 +7,23 @@ seconds in the TCG guest).
                                            until EOF (or reset it with an
                                            RST once BYTES arrived)
   source HOST PORT N FILE                 connect N times at once, send FILE
-                                           on each, then read until EOF
+                                           on each, wait until the peer
+                                           acknowledged it, then read until
+                                           EOF
 
 Prints one JSON line per connection: its peer, bytes received, SHA-256, or
 the error it ended with ("reset" for ECONNRESET)."""
 
+import fcntl
 import hashlib
 import json
+import os
 import socket
 import struct
 import sys
+import termios
 import threading
+import time
 
 lock = threading.Lock()
 
@@ -78,6 +84,7 @@ def one_source(host, port, data):
     try:
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
+        acknowledged(s)
     except OSError as e:
         # EPIPE on a socket this side never shut down: the peer reset it.
         reset = isinstance(e, (ConnectionResetError, BrokenPipeError))
@@ -85,6 +92,28 @@ def one_source(host, port, data):
         s.close()
         return
     drain(s, peer)
+
+
+def acknowledged(s, timeout=120.0):
+    """Waits until the peer acknowledged everything sent, FIN included.
+    A peer with nothing to send may close its side at once, and reading
+    to EOF then returns while the data is still in flight; closing the
+    socket then would leave the kernel to finish the transfer from an
+    orphaned socket, which it resets under memory pressure (many
+    megabytes in flight on a small guest), and the peer would see its
+    data cut short for no fault of its own."""
+    deadline = time.monotonic() + timeout
+    while True:
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+        # SIOCOUTQ: bytes sent but not yet acknowledged (and unsent).
+        left = struct.unpack("i", fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, struct.pack("i", 0)))[0]
+        if left == 0:
+            return
+        if time.monotonic() > deadline:
+            raise OSError(f"{left} bytes unacknowledged after {timeout} s")
+        time.sleep(0.01)
 
 
 def source(host, port, n, path):
