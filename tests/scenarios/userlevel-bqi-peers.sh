@@ -7,6 +7,10 @@
 #    connection, SHA-256 matching; the client's registry learned the
 #    server's index; a capture on the server's side sees the data under the
 #    link header, both ways.
+#    And a server that sends and closes first, to a client that sends all
+#    and waits for it to be acknowledged before it reads: the server's data
+#    ends in end of file at the client, even though the connection closed
+#    in full (both FINs acknowledged) before the client read it.
 # 2. Where the peer has a registry but no BQI endpoint for the flow (a
 #    kernel server), or no registry at all, connections use plain IPv4.
 # 3. An index is confirmed by its flow: a framed datagram naming the library
@@ -127,6 +131,22 @@ read -r cap_in cap_out </tmp/pe-cap1
 (($(field "$out" framed_sent) >= 7490 && $(field "$server" framed_sent) >= 7490)) \
   || fail "the stacks framed too little: client $out, server $server"
 echo "library to library: 64 MiB each way, sha256 matches; indices exchanged; the capture saw $cap_in framed data frames in and $cap_out out"
+# The server's 128 KiB and FIN fit the client's receive buffer and wait
+# there while the client sends; the acknowledgement of the client's FIN
+# closes the connection before its first read.
+head -c 128K /dev/urandom >/tmp/pe-answer
+head -c 4M /dev/urandom >/tmp/pe-request
+want_answer=$(sha256sum </tmp/pe-answer | cut -d' ' -f1)
+want_request=$(sha256sum </tmp/pe-request | cut -d' ' -f1)
+lib_b listen 6106 --file /tmp/pe-answer >/tmp/pe-s7.json 2>/tmp/pe-s7.err &
+s=$!
+ready /tmp/pe-s7.err "listening on"
+out=$(lib_a connect 10.68.0.2:6106 --file /tmp/pe-request --send-first) \
+  || fail "a client reading after its peer closed: $out"
+wait "$s" || fail "the server that closed first: $(cat /tmp/pe-s7.json /tmp/pe-s7.err)"
+[[ $(field "$out" sha256) == "$want_answer" ]] || fail "the answer arrived changed: $out"
+[[ $(field "$(</tmp/pe-s7.json)" sha256) == "$want_request" ]] || fail "the request arrived changed: $(</tmp/pe-s7.json)"
+echo "a server that closed first: its answer read in full after the connection closed, then end of file"
 
 # 2. Peers that do not speak BQI for the flow: plain IPv4.
 head -c 4M /dev/urandom >/tmp/pe-4m

@@ -13,6 +13,7 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -50,6 +51,10 @@ pub(crate) struct Stack {
     /// that `accept` has not taken.
     pub(crate) listening: Vec<SocketHandle>,
     pub(crate) accepted: std::collections::VecDeque<SocketHandle>,
+    /// TCP sockets whose peer has sent its FIN. smoltcp forgets it once
+    /// the connection closes (our FIN acknowledged too), and a reader that
+    /// had not yet seen the end must still get end of file, not an error.
+    fin_received: HashSet<SocketHandle>,
     pub(crate) backlog: usize,
     pub(crate) socket_buffer: usize,
     /// How long a blocking call spins on the event queue before it sleeps.
@@ -116,6 +121,7 @@ impl Stack {
             orphans: Vec::new(),
             listening: Vec::new(),
             accepted: Default::default(),
+            fin_received: HashSet::new(),
             backlog: cfg.backlog.max(1),
             socket_buffer: cfg.socket_buffer,
             busy_poll: cfg.busy_poll,
@@ -154,21 +160,52 @@ impl Stack {
     /// doorbell at most); keeps a listener's backlog full and reaps closed
     /// orphans.
     pub(crate) fn poll(&mut self) {
-        let now = self.now();
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        self.poll_iface();
         if !self.listening.is_empty() {
             self.refill_backlog();
         }
         // A failed doorbell means the endpoint ended; the device knows.
         let _ = self.device.flush();
-        let sockets = &mut self.sockets;
+        let (sockets, fins) = (&mut self.sockets, &mut self.fin_received);
         self.orphans.retain(|h| {
             let done = matches!(sockets.get::<tcp::Socket>(*h).state(), tcp::State::Closed | tcp::State::TimeWait);
             if done {
                 sockets.remove(*h);
+                fins.remove(h);
             }
             !done
         });
+    }
+
+    /// One pass of smoltcp over the device, then notes the sockets whose
+    /// peer finished. Every state that follows a received FIN lasts at
+    /// least until the next pass (leaving it takes our own close or a
+    /// later acknowledgement or timer), so none is missed.
+    fn poll_iface(&mut self) {
+        let now = self.now();
+        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        for (h, s) in self.sockets.iter() {
+            if let smoltcp::socket::Socket::Tcp(t) = s {
+                if matches!(
+                    t.state(),
+                    tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+                ) {
+                    self.fin_received.insert(h);
+                }
+            }
+        }
+    }
+
+    /// Whether the peer of TCP socket `h` sent its FIN (its data ended).
+    pub(crate) fn fin_received(&self, h: SocketHandle) -> bool {
+        self.fin_received.contains(&h)
+    }
+
+    /// Removes TCP socket `h` and what was noted about it (handles are
+    /// reused).
+    pub(crate) fn remove_tcp(&mut self, h: SocketHandle) {
+        self.sockets.remove(h);
+        self.fin_received.remove(&h);
     }
 
     /// Moves listening sockets that got a connection to the accept queue
@@ -187,15 +224,14 @@ impl Stack {
         while self.listening.len() < self.backlog {
             let h = self.new_tcp();
             if self.sockets.get_mut::<tcp::Socket>(h).listen(self.local.port()).is_err() {
-                self.sockets.remove(h);
+                self.remove_tcp(h);
                 break;
             }
             self.listening.push(h);
         }
         // Frames that found no listener while the backlog was short were
         // answered with a reset: the next poll serves new ones.
-        let now = self.now();
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        self.poll_iface();
     }
 
     /// Gives a TCP socket up: closed in order, removed once closed.

@@ -133,7 +133,12 @@ impl TcpStream {
                     *eof = true;
                     Some(Ok(0))
                 }
-                State::Closed if *eof => Some(Ok(0)),
+                // Closed after the peer's FIN: its data ended in order (and
+                // ours was acknowledged) before this read saw the end.
+                State::Closed if *eof || s.fin_received(h) => {
+                    *eof = true;
+                    Some(Ok(0))
+                }
                 State::Closed => Some(Err(closed_error(s, peer, true))),
                 _ => None,
             }
@@ -280,7 +285,7 @@ impl TcpListener {
                     (State::Closed, _) | (_, None) => {
                         // Reset before it was accepted.
                         s.accepted.remove(i);
-                        s.sockets.remove(h);
+                        s.remove_tcp(h);
                     }
                     (_, Some(peer)) => {
                         s.accepted.remove(i);

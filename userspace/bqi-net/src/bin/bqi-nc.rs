@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use bqi_net::{Config, NetError, TcpListener, TcpStream, UdpSocket};
 use clap::{Parser, Subcommand};
 use sha2::{Digest, Sha256};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -36,6 +36,11 @@ enum Command {
         file: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
         connections: usize,
+        /// Send all of FILE, shut down writing and wait for the peer's
+        /// acknowledgement before reading (a request, then its answer),
+        /// instead of both at once.
+        #[arg(long)]
+        send_first: bool,
     },
     /// Listen on PORT, take CONNECTIONS connections (served at once), send
     /// FILE on each and hash what comes until the peer closes.
@@ -75,11 +80,17 @@ struct Moved {
     framed: (u64, u64),
 }
 
-/// Sends `data` and hashes what arrives, both at once, until the peer
-/// closes.
-fn exchange(mut s: TcpStream, data: &[u8]) -> Result<Moved> {
-    s.set_nonblocking(true);
+/// Sends `data` and hashes what arrives until the peer closes: both at
+/// once, or (`send_first`) all of `data` sent and acknowledged first.
+fn exchange(mut s: TcpStream, data: &[u8], send_first: bool) -> Result<Moved> {
     let (mut sent, mut got, mut write_shut) = (0usize, 0u64, false);
+    if send_first {
+        s.write_all(data).context("send")?;
+        s.shutdown(Shutdown::Write)?;
+        s.flush().context("send")?;
+        (sent, write_shut) = (data.len(), true);
+    }
+    s.set_nonblocking(true);
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -150,7 +161,7 @@ fn main() -> Result<()> {
         Ok(v)
     };
     match cli.command {
-        Command::Connect { to, file, connections } => {
+        Command::Connect { to, file, connections, send_first } => {
             let data = load(&file)?;
             let ok = std::thread::scope(|sc| {
                 let threads: Vec<_> = (0..connections)
@@ -158,7 +169,7 @@ fn main() -> Result<()> {
                         let (cfg, data) = (&cfg, &data);
                         sc.spawn(move || {
                             let started = Instant::now();
-                            let r = TcpStream::connect(cfg, to).context("connect").and_then(|s| exchange(s, data));
+                            let r = TcpStream::connect(cfg, to).context("connect").and_then(|s| exchange(s, data, send_first));
                             report("connect", to, data.len(), r, started)
                         })
                     })
@@ -188,7 +199,7 @@ fn main() -> Result<()> {
                     let data = &data;
                     threads.push(sc.spawn(move || {
                         let started = Instant::now();
-                        report("accept", peer, data.len(), exchange(s, data), started)
+                        report("accept", peer, data.len(), exchange(s, data, false), started)
                     }));
                 }
                 Ok(threads.into_iter().all(|t| t.join().unwrap_or(false)))
