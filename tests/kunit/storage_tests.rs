@@ -121,6 +121,50 @@ mod tests {
     }
 
     #[test]
+    fn frames_the_device_refused_go_out_again_first_and_in_order() {
+        let mut l = ledger(4, 8);
+        admit(&mut l, 0, cmd(Operation::Write, 4 * PAYLOAD));
+        admit(&mut l, 1, cmd(Operation::Read, 2 * PAYLOAD));
+        let mut jobs = KVec::new();
+        for _ in 0..3 {
+            let job = l.next_frame(0).unwrap_or_else(|| panic!("no frame"));
+            assert!(jobs.push(job, GFP_KERNEL).is_ok());
+        }
+        assert_eq!(l.in_flight(), 3);
+        let h = hdr(&jobs[0]);
+        // The device refused the second frame, and the third was not
+        // offered: both taken back, newest first.
+        l.unsend(&jobs[2]);
+        l.unsend(&jobs[1]);
+        assert_eq!(l.in_flight(), 1);
+        // They never left, so nothing may acknowledge them yet.
+        for (o, n) in [(PAYLOAD, PAYLOAD), (0, 2 * PAYLOAD), (2 * PAYLOAD, PAYLOAD)] {
+            assert_eq!(l.match_header(&Header { frag_offset: o, frag_len: n, ..h }), Err(Unmatched::Mismatch));
+        }
+        // Sent again first, in order, then the rest.
+        let order: [(u32, u32); 4] = [(0, PAYLOAD), (0, 2 * PAYLOAD), (0, 3 * PAYLOAD), (1, 0)];
+        for want in order {
+            assert_eq!(l.next_frame(0).map(|j| (j.id, hdr(&j).frag_offset)), Some(want));
+        }
+        assert!(l.next_frame(0).is_none());
+        // Once sent, the second fragment may be acknowledged.
+        assert_eq!(
+            l.match_header(&Header { frag_offset: PAYLOAD, frag_len: PAYLOAD, ..h }),
+            Ok(Matched::Frames { id: 0, frames: 1..2, data: None })
+        );
+        // A frame of a request that left (its id now another's) is ignored.
+        let before = l.in_flight();
+        assert_eq!(l.fail(0, EIO), Some(100));
+        let after_fail = l.in_flight();
+        assert!(after_fail < before);
+        admit(&mut l, 0, cmd(Operation::Flush, 0));
+        l.unsend(&jobs[0]);
+        assert_eq!(l.in_flight(), after_fail);
+        assert_eq!(l.next_frame(0).map(|j| (j.id, hdr(&j).opcode)), Some((0, Opcode::Flush)));
+        assert!(l.next_frame(0).is_none());
+    }
+
+    #[test]
     fn write_acknowledgements_may_cover_runs_of_fragments() {
         let mut l = ledger(4, 8);
         admit(&mut l, 1, cmd(Operation::Write, 4 * PAYLOAD - 512));

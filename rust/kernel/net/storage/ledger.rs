@@ -96,6 +96,12 @@ pub struct FrameJob {
     pub frame: RequestFrame,
     /// For writes, the request byte range the frame carries.
     pub data: Option<(u32, u32)>,
+    /// What [`Ledger::unsend`] needs to take the frame back: its index in
+    /// the request's plan (0 for a read sent as one frame), its window
+    /// share, and its request's `sent_below` before and after it.
+    index: u32,
+    cost: u32,
+    sent_below: (u32, u32),
 }
 
 struct Slot<R> {
@@ -171,6 +177,17 @@ impl Fifo {
             return false;
         }
         self.ids[(self.head + self.len) % cap] = id;
+        self.len += 1;
+        true
+    }
+
+    fn push_front(&mut self, id: u32) -> bool {
+        let cap = self.ids.len();
+        if self.len == cap {
+            return false;
+        }
+        self.head = (self.head + cap - 1) % cap;
+        self.ids[self.head] = id;
         self.len += 1;
         true
     }
@@ -466,6 +483,7 @@ impl<R> Ledger<R> {
                 return None;
             }
             slot.charged += cost;
+            let sent_below_was = slot.sent_below;
             if slot.sent_below == 0 {
                 slot.first_sent_at = now;
             }
@@ -487,7 +505,14 @@ impl<R> Ledger<R> {
                 self.fifo.remove_at(pos);
             }
             let write = slot.command.op == Operation::Write;
-            return Some(FrameJob { id, frame, data: write.then_some((frag_offset, frag_len)) });
+            return Some(FrameJob {
+                id,
+                frame,
+                data: write.then_some((frag_offset, frag_len)),
+                index,
+                cost,
+                sent_below: (sent_below_was, slot.sent_below),
+            });
         }
         None
     }
@@ -707,6 +732,38 @@ impl<R> Ledger<R> {
             resent += 1;
         }
         resent
+    }
+
+    /// Frame `job`, taken from [`Ledger::next_frame`], never left: the
+    /// device refused it (`NET_XMIT_DROP`: a full receive backlog on veth,
+    /// a qdisc's drop). Unlike a frame lost on the link, this is known at
+    /// once, so the frame gives back its window share and goes to the
+    /// front of the queue, to be sent again when the device has room,
+    /// instead of waiting for a retransmission timeout. Take back the
+    /// frames of one batch newest first, so that they go out again in
+    /// order. Nothing happens if the request has left meanwhile (its id
+    /// may then hold another).
+    pub fn unsend(&mut self, job: &FrameJob) {
+        let Some(slot) = self.slots.get_mut(job.id as usize).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        if slot.seq != job.frame.seq {
+            return;
+        }
+        let back = job.cost.min(slot.charged);
+        slot.charged -= back;
+        self.charged = self.charged.saturating_sub(back);
+        // Only a frame that left can be answered: what this one marked
+        // sent is unmarked, unless later frames marked more since.
+        if slot.sent_below == job.sent_below.1 {
+            slot.sent_below = job.sent_below.0;
+        }
+        slot.cursor = slot.cursor.min(job.index);
+        if !slot.queued {
+            slot.queued = true;
+            // Cannot fail: the FIFO holds every slot and this one was not in it.
+            let _ = self.fifo.push_front(job.id);
+        }
     }
 
     /// Whether the last [`Ledger::next_frame`] passed over a request that

@@ -4,7 +4,7 @@
 //! response delivery into block buffers, retransmission and teardown.
 
 use super::{
-    ledger::{Command, Expiry, Framing, Ledger, Limits, Matched, Refused, Unmatched},
+    ledger::{Command, Expiry, FrameJob, Framing, Ledger, Limits, Matched, Refused, Unmatched},
     protocol::{Answer, InfoAnswer, Malformed, Parsed, Protocol, INFO_REQUEST_MAX},
     rtt::RttEstimator,
     sequence::Sequence,
@@ -1012,7 +1012,7 @@ impl<D: StorageDriver> Queue<D> {
             }
             // What the other queues finished since this one last looked.
             g.ledger.refresh_window();
-            let mut batch: [Option<SkBuff<Writable>>; TX_BATCH] = core::array::from_fn(|_| None);
+            let mut batch: [Option<(SkBuff<Writable>, FrameJob)>; TX_BATCH] = core::array::from_fn(|_| None);
             let mut n = 0;
             while n < TX_BATCH && !Self::device_busy(&dev) {
                 let Some(mut job) = g.ledger.next_frame(now_ms()) else {
@@ -1030,7 +1030,7 @@ impl<D: StorageDriver> Queue<D> {
                 let write_header = |out: &mut [u8]| core.protocol.encode_request(&job.frame, out);
                 match core.build_frame(&dev, server, header_len, write_header, data, GFP_ATOMIC) {
                     Ok(skb) => {
-                        batch[n] = Some(skb);
+                        batch[n] = Some((skb, job));
                         n += 1;
                     }
                     // Counted as lost; the queue's timer resends it.
@@ -1055,14 +1055,38 @@ impl<D: StorageDriver> Queue<D> {
             waiting = false;
             g.draining = true;
             drop(g);
-            for skb in batch.into_iter().flatten() {
+            // Frames the device refused, and those after them, which are
+            // not offered: they are taken back, newest first.
+            let mut refused: [Option<FrameJob>; TX_BATCH] = [None; TX_BATCH];
+            let mut taken_back = 0;
+            for (skb, job) in batch.into_iter().flatten() {
+                if taken_back > 0 {
+                    refused[taken_back] = Some(job);
+                    taken_back += 1;
+                    continue;
+                }
                 match skb.transmit(&dev) {
                     Ok(_) => Stats::bump(&self.stats.tx_frames),
+                    Err(e) if e == ENOBUFS => {
+                        Stats::bump(&self.stats.tx_refused);
+                        refused[0] = Some(job);
+                        taken_back = 1;
+                    }
+                    // Counted as lost; the queue's timer resends it.
                     Err(_) => Stats::bump(&self.stats.tx_errors),
                 }
             }
             drop(dev);
             g = self.inner.lock();
+            if taken_back > 0 {
+                for job in refused.iter().rev().flatten() {
+                    g.ledger.unsend(job);
+                }
+                // The device is full: what answers free, or the next tick,
+                // sends them again (sending now would only be refused).
+                g.draining = false;
+                return;
+            }
         }
     }
 

@@ -53,8 +53,12 @@ counters! {
     failed,
     /// Frames handed to the device.
     tx_frames,
-    /// Frames the device refused or dropped on transmit.
+    /// Frames that failed on transmit (device down, no memory to build
+    /// them): the queue's timer resends them.
     tx_errors,
+    /// Frames the device dropped on transmit (`NET_XMIT_DROP`: a full
+    /// backlog or qdisc), taken back and sent again when it has room.
+    tx_refused,
     /// Response frames received (before any check).
     rx_frames,
     /// Requests retransmitted after a timeout.
