@@ -59,6 +59,8 @@ kill -0 "$pid" 2>/dev/null || { cat /tmp/ebd-server.log >&2; fail "ebd-server ex
 grep -q "waiting for the link\|link down" /tmp/ebd-server.log || fail "the link going down was not logged"
 grep -q "MTU 1500" /tmp/ebd-server.log || fail "the lowered MTU was not noticed"
 grep -q "MTU 9000" /tmp/ebd-server.log || fail "the restored MTU was not noticed"
+# Its receive rings' slots are sized for the MTU: each change re-opens them.
+grep -q "MTU 1500 now; opening its sockets again" /tmp/ebd-server.log || fail "the rings were not re-sized for MTU 1500"
 
 # The export cut short under the server: it answers reads from a mapping of
 # the file, and a read past the new end must fail on the client (not hang,

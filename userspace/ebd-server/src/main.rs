@@ -5,8 +5,9 @@
 //!
 //! What the server holds is bounded whatever its clients send:
 //!
-//! - per serving thread, `--batch` receive buffers of
-//!   [`socket::MAX_FRAME`] bytes (64 × 9280 B ≈ 0.6 MB by default);
+//! - per serving thread, a receive ring shared with the kernel
+//!   ([`rxring`]) of `--ring-mib` (20 MiB by default: 2240 slots at MTU
+//!   9000), which replaces the socket's receive buffer;
 //! - per serving thread, an outbox of at most [`outbox::OUTBOX_BYTES`]
 //!   (4 MiB) of response buffers in at most [`outbox::OUTBOX_FRAMES`] (512)
 //!   frames, flushed to the socket whenever it is full, and shrunk back to
@@ -14,8 +15,8 @@
 //! - shared, a table of at most [`session::MAX_SESSIONS`] (4096) sessions,
 //!   under 1 MiB, and rate-limited log state of a few KiB.
 //!
-//! So with the defaults (two threads) about 2 × (0.6 + 4) + 1 ≈ 10 MB
-//! beyond the program itself, at most.
+//! So with the defaults (two threads) about 2 × (20 + 4) + 1 ≈ 50 MiB
+//! beyond the program itself, at most; the rings are taken at start.
 //!
 //! Reads are answered from a shared read-only mapping of each export, so
 //! their payloads take no outbox memory (a response is its headers and a
@@ -30,6 +31,7 @@ mod export;
 mod link;
 mod notice;
 mod outbox;
+mod rxring;
 mod serve;
 mod session;
 mod socket;
@@ -42,6 +44,7 @@ use link::{classify, Recovery, LINK_CHECK_INTERVAL, LINK_DOWN_WAIT};
 use notice::Notices;
 use outbox::Outbox;
 use serve::{Counters, Server, Service};
+use rxring::RxRing;
 use socket::{PacketSocket, SendReport};
 use std::{
     sync::{
@@ -74,9 +77,16 @@ struct Args {
     /// client.
     #[arg(long = "allow", value_name = "EXPORT=MAC[,ro]")]
     allow: Vec<AllowRule>,
-    /// Frames received per batch.
+    /// Frames taken from the receive ring per batch.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     batch: u16,
+    /// MiB of each serving thread's receive ring, shared with the kernel.
+    /// Its slots are sized for the interface's MTU (14 per 128 KiB block at
+    /// MTU 9000: 2240 frames in 20 MiB; 82 at MTU 1500). Frames arriving
+    /// while it is full are lost and resent by their clients, so it should
+    /// hold what a burst of the clients' windows brings to one thread.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    ring_mib: u16,
     /// Serving threads, each with its own socket in a packet fanout group:
     /// each client queue's small requests go to one of them (queue modulo
     /// threads); requests of 64 KiB and more are spread over them.
@@ -107,6 +117,10 @@ struct Args {
     pid_file: Option<std::path::PathBuf>,
 }
 
+/// How long a serving thread waits for a frame before it looks again at
+/// whether it is asked to stop.
+const RECEIVE_WAIT: Duration = Duration::from_millis(200);
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -121,6 +135,10 @@ enum Exit {
     /// The interface was re-created: every thread returns so that all the
     /// sockets are opened anew, in a new fanout group.
     Reopen,
+    /// The interface's MTU changed so that its frames want receive slots
+    /// of another size: the sockets are opened anew, as for [`Exit::Reopen`],
+    /// with rings sized for the new MTU.
+    Resize(u32),
 }
 
 /// Link trouble seen by one thread, reported to the log at most once per
@@ -139,16 +157,15 @@ fn link_notice_about(service: &Service, what: &'static str, about: u32, text: im
 /// fills), and ride out whatever the link does.
 fn serve(
     socket: PacketSocket,
+    mut ring: RxRing,
     mut server: Server,
     service: Arc<Service>,
     reopen: Arc<AtomicBool>,
     batch: usize,
     poll: Duration,
 ) -> Result<(Server, u64, Exit)> {
-    let mut bufs = vec![Vec::new(); batch];
     // When the last batch was answered: polling lasts `poll` from there.
     let mut answered: Option<Instant> = None;
-    let mut lens = vec![0usize; batch];
     let mut out = Outbox::new();
     let mut dropped = 0u64;
     let mut checked = Instant::now();
@@ -163,8 +180,23 @@ fn serve(
         if check_now || checked.elapsed() >= LINK_CHECK_INTERVAL {
             check_now = false;
             checked = Instant::now();
+            if let Ok(n @ 1..) = socket.ring_drops() {
+                server.counters.ring_full += u64::from(n);
+                link_notice(&service, "ring", || {
+                    format!(
+                        "{}: {n} frame(s) arrived with the receive ring's {} slots full and were lost \
+                         (clients resend them); --ring-frames raises it",
+                        socket.name,
+                        ring.slots()
+                    )
+                });
+            }
             match socket.query() {
                 Ok(now) if now.ifindex == socket.link.ifindex => {
+                    if socket::frame_for(now.mtu) != ring.max_frame() {
+                        reopen.store(true, Ordering::Relaxed);
+                        return Ok((server, dropped, Exit::Resize(now.mtu)));
+                    }
                     if server.set_link(now.mac, now.mtu) {
                         let payload = server.max_payload();
                         link_notice_about(&service, "mtu", now.mtu, || {
@@ -187,33 +219,34 @@ fn serve(
             }
         }
         let polling = answered.is_some_and(|at| at.elapsed() < poll);
-        if polling && matches!(socket.readable(), Ok(false)) {
+        if polling && !ring.ready() {
             std::hint::spin_loop();
             continue;
         }
-        let received =
-            if polling { socket.try_recv_batch(&mut bufs, &mut lens) } else { socket.recv_batch(&mut bufs, &mut lens) };
-        let got = match received {
-            Ok(got) => got,
-            Err(e) if polling && e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::hint::spin_loop();
-                continue;
-            }
-            Err(e) => {
-                answered = None;
-                match classify(&e) {
-                    Recovery::Retry | Recovery::DropFrame => out.settle(),
-                    Recovery::LinkDown => {
-                        link_notice(&service, "down", || format!("{}: {e}; waiting for the link", socket.name));
-                        std::thread::sleep(LINK_DOWN_WAIT);
-                        check_now = true;
-                    }
-                    Recovery::Replan | Recovery::Reopen => check_now = true,
-                    Recovery::Fatal => return Err(e).context("receiving"),
+        if !polling {
+            match socket.wait(&ring, RECEIVE_WAIT) {
+                Ok(true) => {}
+                Ok(false) => {
+                    out.settle();
+                    continue;
                 }
-                continue;
+                Err(e) => {
+                    answered = None;
+                    match classify(&e) {
+                        Recovery::Retry | Recovery::DropFrame => out.settle(),
+                        Recovery::LinkDown => {
+                            link_notice(&service, "down", || format!("{}: {e}; waiting for the link", socket.name));
+                            std::thread::sleep(LINK_DOWN_WAIT);
+                            check_now = true;
+                        }
+                        Recovery::Replan | Recovery::Reopen => check_now = true,
+                        Recovery::Fatal => return Err(e).context("receiving"),
+                    }
+                    continue;
+                }
             }
-        };
+        }
+        let taken = ring.take(batch);
         let mut report = SendReport::default();
         let mut send = |o: &Outbox| {
             if report.fatal.is_none() {
@@ -226,8 +259,20 @@ fn serve(
                 report.unreadable += r.unreadable;
             }
         };
-        let frames = bufs[..got].iter().zip(&lens[..got]).filter(|(_, &n)| n > 0).map(|(b, &n)| &b[..n]);
+        // Frames the host itself sent are not requests to it; a frame
+        // longer than a ring slot is longer than any request.
+        let mut too_long = 0;
+        let frames = taken
+            .frames()
+            .filter(|f| !f.outgoing)
+            .filter(|f| {
+                too_long += u64::from(f.truncated);
+                !f.truncated
+            })
+            .map(|f| f.data);
         server.handle_batch(frames, &mut out, &mut send);
+        drop(taken);
+        server.counters.malformed += too_long;
         if !poll.is_zero() {
             answered = Some(Instant::now());
         }
@@ -258,31 +303,37 @@ fn serve(
     }
 }
 
-/// Opens one socket per thread on `interface`, in fanout group `group`.
-fn open_sockets(interface: &str, threads: u16, group: u16) -> Result<Vec<PacketSocket>> {
+/// Opens one socket per thread on `interface`, each with a receive ring of
+/// `ring_bytes`, in fanout group `group`.
+fn open_sockets(interface: &str, threads: u16, group: u16, ring_bytes: usize) -> Result<Vec<(PacketSocket, RxRing)>> {
     let mut sockets = Vec::new();
     for _ in 0..threads {
-        let socket = PacketSocket::open(interface)
+        let (socket, ring) = PacketSocket::open(interface, ring_bytes)
             .with_context(|| format!("cannot open a packet socket on {interface} (needs CAP_NET_RAW)"))?;
         if threads > 1 {
             socket.join_fanout(group).context("joining the packet fanout group")?;
         }
-        socket.set_receive_timeout(200).context("setting the receive timeout")?;
-        sockets.push(socket);
+        sockets.push((socket, ring));
     }
     if threads > 1 {
-        sockets[0].steer_fanout_by_queue().context("installing the fanout steering program")?;
+        sockets[0].0.steer_fanout_by_queue().context("installing the fanout steering program")?;
     }
     Ok(sockets)
 }
 
 /// Waits until `interface` can be opened again (or a stop is asked for).
-fn reopen_sockets(service: &Service, interface: &str, threads: u16, group: u16) -> Option<Vec<PacketSocket>> {
+fn reopen_sockets(
+    service: &Service,
+    interface: &str,
+    threads: u16,
+    group: u16,
+    ring_bytes: usize,
+) -> Option<Vec<(PacketSocket, RxRing)>> {
     loop {
         if STOP.load(Ordering::Relaxed) {
             return None;
         }
-        match open_sockets(interface, threads, group) {
+        match open_sockets(interface, threads, group, ring_bytes) {
             Ok(s) => return Some(s),
             Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().and_then(|e| e.raw_os_error()) == Some(libc::ENODEV)) => {
                 link_notice(service, "reopen", || format!("{interface} is gone; waiting for it to come back"))
@@ -309,8 +360,9 @@ fn main() -> Result<()> {
         }
     }
     let base_group = (std::process::id() & 0xffff) as u16;
-    let mut sockets = open_sockets(&args.interface, args.threads, base_group)?;
-    let link = sockets[0].link;
+    let ring_bytes = usize::from(args.ring_mib) << 20;
+    let mut sockets = open_sockets(&args.interface, args.threads, base_group, ring_bytes)?;
+    let link = sockets[0].0.link;
     let mut servers = Vec::new();
     for _ in 0..args.threads {
         let Some(server) = Server::new(service.clone(), link.mac, link.mtu) else {
@@ -338,7 +390,7 @@ fn main() -> Result<()> {
             .drain(..)
             .zip(servers.drain(..))
             .enumerate()
-            .map(|(k, (socket, mut server))| {
+            .map(|(k, ((socket, ring), mut server))| {
                 server.set_link(socket.link.mac, socket.link.mtu);
                 let (service, reopen) = (service.clone(), reopen.clone());
                 let cpu = (!cpus.is_empty()).then(|| cpus[k % cpus.len()]);
@@ -348,7 +400,7 @@ fn main() -> Result<()> {
                             eprintln!("ebd-server: thread {k} not pinned to CPU {cpu}: {e}");
                         }
                     }
-                    serve(socket, server, service, reopen, batch, poll)
+                    serve(socket, ring, server, service, reopen, batch, poll)
                 })
             })
             .collect();
@@ -362,9 +414,15 @@ fn main() -> Result<()> {
         if STOP.load(Ordering::Relaxed) || exits.iter().all(|&e| e == Exit::Stop) {
             break;
         }
-        eprintln!("ebd-server: {} was deleted or re-created; opening it again", args.interface);
+        match exits.iter().find_map(|e| if let Exit::Resize(mtu) = e { Some(*mtu) } else { None }) {
+            Some(mtu) => eprintln!(
+                "ebd-server: {} has MTU {mtu} now; opening its sockets again with receive slots for its frames",
+                args.interface
+            ),
+            None => eprintln!("ebd-server: {} was deleted or re-created; opening it again", args.interface),
+        }
         // A new group: the old one may still be bound to the old device.
-        match reopen_sockets(&service, &args.interface, args.threads, base_group.wrapping_add(generation)) {
+        match reopen_sockets(&service, &args.interface, args.threads, base_group.wrapping_add(generation), ring_bytes) {
             Some(s) => sockets = s,
             None => break,
         }
@@ -375,7 +433,7 @@ fn main() -> Result<()> {
     }
     eprintln!(
         "ebd-server: stopped; {} requests, {} responses ({} errors, {} not sent), {} malformed, {} stale, \
-         {} denied, {} from bad sources, {} misaddressed, {} v1, {} unframeable",
+         {} denied, {} from bad sources, {} misaddressed, {} v1, {} unframeable, {} lost to a full ring",
         total.requests,
         total.responses,
         total.errors,
@@ -386,7 +444,8 @@ fn main() -> Result<()> {
         total.bad_source,
         total.misaddressed,
         total.v1,
-        total.unframeable
+        total.unframeable,
+        total.ring_full
     );
     Ok(())
 }

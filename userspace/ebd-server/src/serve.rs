@@ -88,6 +88,9 @@ pub struct Counters {
     /// Reads asking for larger frames than the link carries now (its MTU
     /// was lowered); left unanswered for the client to retransmit.
     pub unframeable: u64,
+    /// Request frames lost before the server saw them, because its
+    /// receive ring was full (the client resends them).
+    pub ring_full: u64,
 }
 
 impl std::ops::AddAssign for Counters {
@@ -102,6 +105,7 @@ impl std::ops::AddAssign for Counters {
         self.misaddressed += o.misaddressed;
         self.denied += o.denied;
         self.unframeable += o.unframeable;
+        self.ring_full += o.ring_full;
     }
 }
 
