@@ -185,7 +185,7 @@ fn serve(
                 link_notice(&service, "ring", || {
                     format!(
                         "{}: {n} frame(s) arrived with the receive ring's {} slots full and were lost \
-                         (clients resend them); --ring-frames raises it",
+                         (clients resend them); --ring-mib raises it",
                         socket.name,
                         ring.slots()
                     )
@@ -391,7 +391,12 @@ fn main() -> Result<()> {
             .zip(servers.drain(..))
             .enumerate()
             .map(|(k, ((socket, ring), mut server))| {
-                server.set_link(socket.link.mac, socket.link.mtu);
+                if server.set_link(socket.link.mac, socket.link.mtu) {
+                    let (payload, mtu) = (server.max_payload(), socket.link.mtu);
+                    link_notice_about(&service, "mtu", mtu, || {
+                        format!("{}: MTU {mtu}, reads answered in frames of up to {payload} bytes", socket.name)
+                    });
+                }
                 let (service, reopen) = (service.clone(), reopen.clone());
                 let cpu = (!cpus.is_empty()).then(|| cpus[k % cpus.len()]);
                 std::thread::spawn(move || {

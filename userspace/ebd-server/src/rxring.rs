@@ -23,14 +23,15 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-/// Bytes of one block of slots: 32 pages, which the kernel allocates as one
-/// order-5 chunk (or from vmalloc when memory is fragmented).
+/// Bytes of one block of slots, which the kernel allocates as one chunk of
+/// pages (order 5 with 4 KiB pages), or from vmalloc when memory is
+/// fragmented.
 pub const BLOCK_SIZE: usize = 128 * 1024;
 
 /// Where the kernel puts a frame's first (Ethernet) byte in its slot: after
-/// the slot header and address, aligned so that the network header is
-/// ([`libc::TPACKET_ALIGNMENT`]), as `tpacket_rcv` places it for a socket
-/// without reserve.
+/// the slot header and address, placed so that the network header after a
+/// 14-byte link header is 16-aligned ([`libc::TPACKET_ALIGNMENT`]), as
+/// `tpacket_rcv` does for a socket without reserve.
 const MAC_OFFSET: usize = align(libc::TPACKET2_HDRLEN + 16) - 14;
 
 /// Where the slot's link-layer address (`sockaddr_ll`) starts.
@@ -94,8 +95,8 @@ impl RxRing {
     /// Sets up a ring of `bytes` (rounded down to whole blocks, at least
     /// one) on the packet socket `fd`, in slots that each hold a frame of up
     /// to `max_frame` bytes, and maps it. Slots are sized for the link's
-    /// frames, not for the largest possible: a slot takes a frame of any
-    /// size, so on a link with small frames as many more fit.
+    /// frames, not for the largest possible: each slot holds one frame,
+    /// whatever its size, so on a link with small frames many more fit.
     pub fn attach(fd: BorrowedFd<'_>, bytes: usize, max_frame: usize) -> io::Result<Self> {
         let slot_size = slot_size(max_frame);
         let per_block = BLOCK_SIZE / slot_size;

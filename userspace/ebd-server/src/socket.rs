@@ -25,6 +25,10 @@ pub fn frame_for(mtu: u32) -> usize {
     (mtu as usize).saturating_add(14 + 4).min(MAX_FRAME)
 }
 
+/// Longest [`PacketSocket::wait`] waits for a slot the kernel is still
+/// filling once a later one is ready.
+const FILL_WAIT: Duration = Duration::from_millis(2);
+
 /// Most frames handed to one `sendmmsg`.
 const SEND_BATCH: usize = 256;
 
@@ -114,8 +118,11 @@ impl PacketSocket {
     /// ([`frame_for`] its MTU now).
     pub fn open(interface: &str, ring_bytes: usize) -> io::Result<(Self, RxRing)> {
         let proto = ETH_P_EBD_REQUEST.to_be();
+        // Protocol 0: the socket receives nothing until it is bound below,
+        // to one interface and the request type, so no frame of another
+        // interface reaches the ring while it is set up.
         // SAFETY: Plain system call with integer arguments.
-        let raw = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) })?;
+        let raw = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
         // SAFETY: `raw` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let link = query_link(&fd, interface)?;
@@ -170,7 +177,17 @@ impl PacketSocket {
                 return Err(io::Error::from_raw_os_error(err));
             }
         }
-        Ok(ready > 0 && ring.ready())
+        if ready > 0 && !ring.ready() {
+            // The kernel hands slots over in order but fills them on
+            // several CPUs at once: a later slot is ready while ours is
+            // still being copied into. Wait for that copy here rather than
+            // polling again, which would return at once.
+            let start = std::time::Instant::now();
+            while !ring.ready() && start.elapsed() < FILL_WAIT {
+                std::thread::yield_now();
+            }
+        }
+        Ok(ring.ready())
     }
 
     /// Frames the ring had no free slot for, since the last call (the
