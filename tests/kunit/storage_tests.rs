@@ -11,7 +11,7 @@ mod tests {
     use kernel::net::storage::{
         frames::{FramePlan, MAX_FRAMES},
         ebd,
-        ledger::{Command, Expiry, FrameJob, Framing, Ledger, Limits, Matched, Refused, Unmatched, MAX_EARLY_RESENDS},
+        ledger::{Command, Expiry, FrameJob, Framing, Ledger, Limits, Matched, Refused, Unmatched, MAX_EARLY_RESENDS, MAX_REFUSED_MS},
         protocol::{Answer, Operation, Place, RequestFrame},
         rtt::{RttEstimator, INITIAL_RTO_MS, MIN_RTO_MS},
         sequence::Sequence,
@@ -134,8 +134,8 @@ mod tests {
         let h = hdr(&jobs[0]);
         // The device refused the second frame, and the third was not
         // offered: both taken back, newest first.
-        l.unsend(&jobs[2]);
-        l.unsend(&jobs[1]);
+        assert!(l.unsend(&jobs[2], 0));
+        assert!(l.unsend(&jobs[1], 0));
         assert_eq!(l.in_flight(), 1);
         // They never left, so nothing may acknowledge them yet.
         for (o, n) in [(PAYLOAD, PAYLOAD), (0, 2 * PAYLOAD), (2 * PAYLOAD, PAYLOAD)] {
@@ -158,10 +158,30 @@ mod tests {
         let after_fail = l.in_flight();
         assert!(after_fail < before);
         admit(&mut l, 0, cmd(Operation::Flush, 0));
-        l.unsend(&jobs[0]);
+        assert!(!l.unsend(&jobs[0], 0));
         assert_eq!(l.in_flight(), after_fail);
         assert_eq!(l.next_frame(0).map(|j| (j.id, hdr(&j).opcode)), Some((0, Opcode::Flush)));
         assert!(l.next_frame(0).is_none());
+    }
+
+    #[test]
+    fn a_device_that_refuses_for_long_loses_frames_to_the_timers() {
+        let mut l = ledger(4, 8);
+        admit(&mut l, 0, cmd(Operation::Write, 2 * PAYLOAD));
+        let job = l.next_frame(0).unwrap_or_else(|| panic!("no frame"));
+        // Refused and taken back again and again, for just under the limit.
+        assert!(l.unsend(&job, 10));
+        let job = l.next_frame(10 + MAX_REFUSED_MS - 1).unwrap_or_else(|| panic!("no frame"));
+        assert!(l.unsend(&job, 10 + MAX_REFUSED_MS - 1));
+        // At the limit it stays charged and sent, for the timers.
+        let job = l.next_frame(10 + MAX_REFUSED_MS).unwrap_or_else(|| panic!("no frame"));
+        assert_eq!(hdr(&job).frag_offset, 0);
+        assert!(!l.unsend(&job, 10 + MAX_REFUSED_MS));
+        assert_eq!(l.in_flight(), 1);
+        // An answer to the request starts the count again.
+        let second = l.next_frame(10 + MAX_REFUSED_MS).unwrap_or_else(|| panic!("no frame"));
+        assert!(l.progress(0, 2000).is_some());
+        assert!(l.unsend(&second, 2000));
     }
 
     #[test]

@@ -140,6 +140,9 @@ struct Slot<R> {
     /// The request failed while data was being placed: the last placing
     /// to end removes it and reports this error.
     doomed: Option<Error>,
+    /// When the device first refused one of its frames with no answer to
+    /// it since ([`Ledger::unsend`]).
+    refused_since: Option<u64>,
 }
 
 impl<R> Slot<R> {
@@ -221,6 +224,11 @@ pub const MAX_BACKOFF_SHIFT: u32 = 4;
 /// Early resends of one request ([`Ledger::resend_overdue`]); then only its
 /// response timer resends it.
 pub const MAX_EARLY_RESENDS: u32 = 3;
+
+/// How long frames the device refuses are taken back and sent again
+/// ([`Ledger::unsend`]) while their request hears nothing; then they count
+/// as lost.
+pub const MAX_REFUSED_MS: u64 = 1000;
 
 /// Limits of a ledger.
 #[derive(Clone, Copy, Debug)]
@@ -400,6 +408,7 @@ impl<R> Ledger<R> {
             early: 0,
             placing: 0,
             doomed: None,
+            refused_since: None,
         });
         // Cannot fail: the FIFO holds as many ids as there are slots and this
         // slot was not in it.
@@ -681,6 +690,7 @@ impl<R> Ledger<R> {
         self.last_answer_at = self.last_answer_at.max(now);
         let slot = self.slots.get_mut(id as usize)?.as_mut()?;
         slot.active_at = slot.active_at.max(now);
+        slot.refused_since = None;
         let first = slot.answered.count() == 0 && slot.retries == 0 && slot.early == 0;
         first.then(|| now.saturating_sub(slot.first_sent_at))
     }
@@ -734,21 +744,31 @@ impl<R> Ledger<R> {
         resent
     }
 
-    /// Frame `job`, taken from [`Ledger::next_frame`], never left: the
-    /// device refused it (`NET_XMIT_DROP`: a full receive backlog on veth,
-    /// a qdisc's drop). Unlike a frame lost on the link, this is known at
-    /// once, so the frame gives back its window share and goes to the
-    /// front of the queue, to be sent again when the device has room,
-    /// instead of waiting for a retransmission timeout. Take back the
-    /// frames of one batch newest first, so that they go out again in
-    /// order. Nothing happens if the request has left meanwhile (its id
-    /// may then hold another).
-    pub fn unsend(&mut self, job: &FrameJob) {
+    /// Frame `job`, taken from [`Ledger::next_frame`], never left at
+    /// `now`: the device refused it (`NET_XMIT_DROP`: a full receive
+    /// backlog on veth, a qdisc's drop). Unlike a frame lost on the link,
+    /// this is known at once, so the frame gives back its window share and
+    /// goes to the front of the queue, to be sent again when the device
+    /// has room, instead of waiting for a retransmission timeout. Take back
+    /// the frames of one batch newest first, so that they go out again in
+    /// order. Returns whether it was taken back.
+    ///
+    /// Not if the request has left meanwhile (its id may then hold
+    /// another), and not once the device has refused the request's frames
+    /// for [`MAX_REFUSED_MS`] with no answer to it: a device that refuses
+    /// everything (a peer that is down) would otherwise keep the request
+    /// queued for ever. Its frame then counts as lost, and the response
+    /// timer resends it and in the end fails the request.
+    pub fn unsend(&mut self, job: &FrameJob, now: u64) -> bool {
         let Some(slot) = self.slots.get_mut(job.id as usize).and_then(|s| s.as_mut()) else {
-            return;
+            return false;
         };
         if slot.seq != job.frame.seq {
-            return;
+            return false;
+        }
+        let since = *slot.refused_since.get_or_insert(now);
+        if now.saturating_sub(since) >= MAX_REFUSED_MS {
+            return false;
         }
         let back = job.cost.min(slot.charged);
         slot.charged -= back;
@@ -764,6 +784,7 @@ impl<R> Ledger<R> {
             // Cannot fail: the FIFO holds every slot and this one was not in it.
             let _ = self.fifo.push_front(job.id);
         }
+        true
     }
 
     /// Whether the last [`Ledger::next_frame`] passed over a request that

@@ -1079,8 +1079,12 @@ impl<D: StorageDriver> Queue<D> {
             drop(dev);
             g = self.inner.lock();
             if taken_back > 0 {
+                let now = now_ms();
                 for job in refused.iter().rev().flatten() {
-                    g.ledger.unsend(job);
+                    if !g.ledger.unsend(job, now) {
+                        // Refused too long: lost, for the timers to resend.
+                        Stats::bump(&self.stats.tx_errors);
+                    }
                 }
                 // The device is full: what answers free, or the next tick,
                 // sends them again (sending now would only be refused).
