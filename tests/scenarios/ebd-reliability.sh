@@ -3,8 +3,8 @@
 # Data integrity under a hostile link and a crashing server: fio writes with
 # crc32c verification on a clean link, then with netem loss, reordering and
 # duplication in both directions (one writer per CPU, so every queue resends
-# its own losses), then through a device that refuses frames (a tiny
-# receive backlog: NET_XMIT_DROP), then while ebd-server is killed with SIGKILL and
+# its own losses), then through a device that refuses frames (netem with
+# a queue of 8: NET_XMIT_DROP), then while ebd-server is killed with SIGKILL and
 # restarted. No verify error may occur and nothing may fail.
 source "${BASH_SOURCE[0]%/*}/../guest/lib.sh"
 source "${BASH_SOURCE[0]%/*}/../guest/ebd.sh"
@@ -47,23 +47,19 @@ done
 tc qdisc del dev pnk0 root
 ip netns exec ebdsrv tc qdisc del dev pnk1 root
 
-# A device that refuses frames: veth's receive backlog held to 8 frames
-# drops what the client sends in bursts (NET_XMIT_DROP); those frames are
-# taken back and sent again, and nothing is lost or fails.
-backlog=$(sysctl -n net.core.netdev_max_backlog)
-trap 'sysctl -qw net.core.netdev_max_backlog=$backlog; ebd_teardown' EXIT
+# A device that refuses frames at times: netem on the client's interface
+# holding each frame 1 ms in a queue of 8 refuses (NET_XMIT_DROP) what a
+# burst of 1 MiB writes sends beyond it. Those frames are taken back and
+# sent again, and nothing is lost or fails.
 refused_before=$(ebd_stat rel tx_refused) || fail "no tx_refused counter"
-sysctl -qw net.core.netdev_max_backlog=8 || fail "sysctl netdev_max_backlog"
-# 16 requests of 1 MiB, more than the window of 1024 frames: an answer that
-# frees the window sends a burst of frames from the receive softirq, more
-# than the backlog takes.
+tc qdisc add dev pnk0 root netem delay 1ms limit 8 || fail "netem limit 8"
 fio --name=refused --filename=/dev/ebd0 --rw=write --bs=1M --size=32M --ioengine=libaio --iodepth=16 \
   --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 --output=/tmp/fio-refused.log >/dev/null 2>&1 \
   || fail "fio verify with a device that refuses frames: $(grep -E "err=|verify" /tmp/fio-refused.log)"
+tc qdisc del dev pnk0 root
 grep -E "WRITE:|READ:" /tmp/fio-refused.log
-sysctl -qw net.core.netdev_max_backlog="$backlog"
 refused=$(($(ebd_stat rel tx_refused) - refused_before))
-((refused > 0)) || fail "no frame refused with a backlog of 8 frames"
+((refused > 0)) || fail "no frame refused by a queue of 8"
 
 verify_run crash 8M &
 fio_pid=$!
