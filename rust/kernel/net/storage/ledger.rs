@@ -756,9 +756,9 @@ impl<R> Ledger<R> {
     /// Not if the request has left meanwhile (its id may then hold
     /// another), and not once the device has refused the request's frames
     /// for [`MAX_REFUSED_MS`] with no answer to it: a device that refuses
-    /// everything (a peer that is down) would otherwise keep the request
-    /// queued for ever. Its frame then counts as lost, and the response
-    /// timer resends it and in the end fails the request.
+    /// everything (a qdisc that drops every frame) would otherwise keep the
+    /// request queued for ever. Its frame then counts as lost, and the
+    /// response timer resends it and in the end fails the request.
     pub fn unsend(&mut self, job: &FrameJob, now: u64) -> bool {
         let Some(slot) = self.slots.get_mut(job.id as usize).and_then(|s| s.as_mut()) else {
             return false;
