@@ -1012,7 +1012,9 @@ impl<D: StorageDriver> Queue<D> {
             }
             // What the other queues finished since this one last looked.
             g.ledger.refresh_window();
-            let mut batch: [Option<(SkBuff<Writable>, FrameJob)>; TX_BATCH] = core::array::from_fn(|_| None);
+            let mut batch: [Option<SkBuff<Writable>>; TX_BATCH] = core::array::from_fn(|_| None);
+            // What each frame of `batch` is, to take back those not sent.
+            let mut jobs: [Option<FrameJob>; TX_BATCH] = [None; TX_BATCH];
             let mut n = 0;
             while n < TX_BATCH && !Self::device_busy(&dev) {
                 let Some(mut job) = g.ledger.next_frame(now_ms()) else {
@@ -1030,7 +1032,8 @@ impl<D: StorageDriver> Queue<D> {
                 let write_header = |out: &mut [u8]| core.protocol.encode_request(&job.frame, out);
                 match core.build_frame(&dev, server, header_len, write_header, data, GFP_ATOMIC) {
                     Ok(skb) => {
-                        batch[n] = Some((skb, job));
+                        batch[n] = Some(skb);
+                        jobs[n] = Some(job);
                         n += 1;
                     }
                     // Counted as lost; the queue's timer resends it.
@@ -1055,32 +1058,29 @@ impl<D: StorageDriver> Queue<D> {
             waiting = false;
             g.draining = true;
             drop(g);
-            // Frames the device refused, and those after them, which are
-            // not offered: they are taken back, newest first.
-            let mut refused: [Option<FrameJob>; TX_BATCH] = [None; TX_BATCH];
-            let mut taken_back = 0;
-            for (skb, job) in batch.into_iter().flatten() {
-                if taken_back > 0 {
-                    refused[taken_back] = Some(job);
-                    taken_back += 1;
-                    continue;
-                }
+            // The first frame the device refuses: it and those after it,
+            // not offered (dropped with the array), are taken back.
+            let mut refused_from = None;
+            for (i, skb) in batch.iter_mut().enumerate() {
+                let Some(skb) = skb.take() else { break };
                 match skb.transmit(&dev) {
                     Ok(_) => Stats::bump(&self.stats.tx_frames),
                     Err(e) if e == ENOBUFS => {
                         Stats::bump(&self.stats.tx_refused);
-                        refused[0] = Some(job);
-                        taken_back = 1;
+                        refused_from = Some(i);
+                        break;
                     }
                     // Counted as lost; the queue's timer resends it.
                     Err(_) => Stats::bump(&self.stats.tx_errors),
                 }
             }
+            drop(batch);
             drop(dev);
             g = self.inner.lock();
-            if taken_back > 0 {
+            if let Some(first) = refused_from {
                 let now = now_ms();
-                for job in refused.iter().rev().flatten() {
+                // Newest first, so that they go out again in order.
+                for job in jobs[first..n].iter().rev().flatten() {
                     if !g.ledger.unsend(job, now) {
                         // Refused too long: lost, for the timers to resend.
                         Stats::bump(&self.stats.tx_errors);
